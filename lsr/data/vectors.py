@@ -1,0 +1,169 @@
+"""Sparse vectors as one CSR batch: the currency between encoders, files and the index."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lsr.errors import DataError
+
+
+@dataclass(frozen=True)
+class SparseVectors:
+    """A batch of sparse vectors over a vocabulary, stored as CSR rows.
+
+    Row ``i`` holds term ids ``indices[indptr[i]:indptr[i+1]]`` (ascending) with
+    ``values`` of the same slice. ``vocab[term_id]`` is the term's string.
+    """
+
+    indptr: np.ndarray  # int64, len(rows) + 1
+    indices: np.ndarray  # int32
+    values: np.ndarray  # float32
+    vocab: Sequence[str]
+
+    def __len__(self) -> int:
+        return len(self.indptr) - 1
+
+    @property
+    def nnz(self) -> int:
+        return int(self.indptr[-1])
+
+    def row(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Term ids and weights of row ``i``."""
+        lo, hi = self.indptr[i], self.indptr[i + 1]
+        return self.indices[lo:hi], self.values[lo:hi]
+
+    def to_dict(self, i: int) -> dict[str, float]:
+        """Row ``i`` as ``{token: weight}``, heaviest first."""
+        ids, vals = self.row(i)
+        order = np.argsort(-vals, kind="stable")
+        return {self.vocab[ids[j]]: float(vals[j]) for j in order}
+
+    def to_dicts(self) -> list[dict[str, float]]:
+        return [self.to_dict(i) for i in range(len(self))]
+
+    @classmethod
+    def from_dicts(
+        cls,
+        rows: Iterable[Mapping[str, float]],
+        vocab: Sequence[str] | None = None,
+        *,
+        source: str = "vectors",
+    ) -> "SparseVectors":
+        """Build from ``{token: weight}`` rows.
+
+        With ``vocab`` given, unknown tokens are dropped (they cannot match anything);
+        without it, the vocabulary is grown in order of first appearance.
+        """
+        grow = vocab is None
+        terms: list[str] = [] if grow else list(vocab)
+        term_id = {t: i for i, t in enumerate(terms)}
+        indptr, indices, values = [0], [], []
+        for n, row in enumerate(rows):
+            pairs = []
+            for token, weight in row.items():
+                w = _check_weight(weight, f"{source}: row {n}, token {token!r}")
+                tid = term_id.get(token)
+                if tid is None:
+                    if not grow:
+                        continue
+                    tid = term_id[token] = len(terms)
+                    terms.append(token)
+                if w > 0:
+                    pairs.append((tid, w))
+            pairs.sort()
+            indices.extend(p[0] for p in pairs)
+            values.extend(p[1] for p in pairs)
+            indptr.append(len(indices))
+        return cls(
+            np.asarray(indptr, dtype=np.int64),
+            np.asarray(indices, dtype=np.int32),
+            np.asarray(values, dtype=np.float32),
+            terms,
+        )
+
+    @classmethod
+    def concat(cls, parts: Sequence["SparseVectors"]) -> "SparseVectors":
+        """Stack batches that share one vocabulary."""
+        if not parts:
+            raise ValueError("nothing to concatenate")
+        offsets = np.cumsum([0] + [p.nnz for p in parts[:-1]])
+        indptr = np.concatenate([parts[0].indptr[:1]] + [p.indptr[1:] + o for p, o in zip(parts, offsets)])
+        return cls(
+            indptr.astype(np.int64),
+            np.concatenate([p.indices for p in parts]).astype(np.int32, copy=False),
+            np.concatenate([p.values for p in parts]).astype(np.float32, copy=False),
+            parts[0].vocab,
+        )
+
+    def take(self, order: Sequence[int] | np.ndarray) -> "SparseVectors":
+        """Rows in the given order."""
+        order = np.asarray(order, dtype=np.int64)
+        lengths = np.diff(self.indptr)[order]
+        indptr = np.zeros(len(order) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        src = np.concatenate([np.arange(self.indptr[i], self.indptr[i + 1]) for i in order]) if len(order) else np.zeros(0, np.int64)
+        return SparseVectors(indptr, self.indices[src], self.values[src], self.vocab)
+
+
+def _check_weight(weight: object, where: str) -> float:
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+        raise DataError(f"{where}: weight must be a number, got {weight!r}")
+    w = float(weight)
+    if not math.isfinite(w) or w < 0:
+        raise DataError(f"{where}: weight must be finite and >= 0, got {weight!r}")
+    return w
+
+
+def write_vectors_jsonl(path: str | Path, ids: Sequence[str], vectors: SparseVectors) -> None:
+    """Write one ``{"id": ..., "vector": {token: weight}}`` line per row."""
+    if len(ids) != len(vectors):
+        raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
+    with open(path, "w", encoding="utf-8") as f:
+        for i, doc_id in enumerate(ids):
+            vec = {t: round(w, 5) for t, w in vectors.to_dict(i).items()}
+            f.write(json.dumps({"id": doc_id, "vector": vec}, ensure_ascii=False) + "\n")
+
+
+def read_vectors_jsonl(path: str | Path, vocab: Sequence[str] | None = None) -> tuple[list[str], SparseVectors]:
+    """Read what :func:`write_vectors_jsonl` writes; errors name the file and line."""
+    path = Path(path)
+    ids: list[str] = []
+    rows: list[dict[str, float]] = []
+    seen: dict[str, int] = {}
+    for lineno, obj in iter_jsonl(path):
+        doc_id = obj.get("id", obj.get("_id"))
+        if doc_id is None or (isinstance(doc_id, str) and not doc_id.strip()):
+            raise DataError(f"{path}:{lineno}: missing 'id'")
+        doc_id = str(doc_id)
+        if doc_id in seen:
+            raise DataError(f"{path}:{lineno}: duplicate id {doc_id!r} (first on line {seen[doc_id]})")
+        seen[doc_id] = lineno
+        vec = obj.get("vector")
+        if not isinstance(vec, dict):
+            raise DataError(f"{path}:{lineno}: 'vector' must be an object of token -> weight")
+        for token, weight in vec.items():
+            _check_weight(weight, f"{path}:{lineno}: token {token!r}")
+        ids.append(doc_id)
+        rows.append(vec)
+    return ids, SparseVectors.from_dicts(rows, vocab, source=str(path))
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    """Yield ``(line number, object)`` for each non-blank line; malformed lines raise DataError."""
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+            yield lineno, obj

@@ -1,0 +1,156 @@
+"""SPLADE encoder: masked-LM logits -> log(1 + ReLU) -> max over the tokens of each text."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from lsr.data.vectors import SparseVectors
+from lsr.encoders.models import DEFAULT_SPLADE, resolve_model
+
+# Rows of the vocabulary projection computed in one matrix product: bounds peak memory
+# (4096 x 30522 floats = 500 MB) while keeping the product large enough to be efficient.
+_TOKENS_PER_CHUNK = 4096
+
+
+def machine_threads() -> int:
+    """Cores this process may run on (honours CPU affinity, unlike os.cpu_count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class SpladeEncoder:
+    """Encode texts into SPLADE sparse vectors over the model's word-piece vocabulary.
+
+    The output equals the textbook SPLADE-max (``max_t log(1 + relu(logits_t))`` over
+    non-padding tokens) but is computed cheaper: the vocabulary projection, which dominates
+    a small model's cost, runs only on real tokens, and the max is taken before the
+    activation (``log1p . relu`` is monotone, so the two orders agree).
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_SPLADE,
+        *,
+        max_length: int = 256,
+        query_max_length: int = 64,
+        batch_size: int = 32,
+        top_k: int | None = None,
+        threads: int | None = None,
+        device: str = "cpu",
+    ) -> None:
+        from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+        if max_length < 2 or query_max_length < 2:
+            raise ValueError("max_length and query_max_length must be >= 2")
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        if top_k is not None and top_k < 1:
+            raise ValueError("top_k must be >= 1 or None")
+        self.name = model
+        self.max_length = max_length
+        self.query_max_length = query_max_length
+        self.batch_size = batch_size
+        self.top_k = top_k
+        self.device = torch.device(device)
+        self.threads = threads or machine_threads()
+        torch.set_num_threads(self.threads)
+
+        location = resolve_model(model)
+        self.tokenizer = AutoTokenizer.from_pretrained(location)
+        self.model = AutoModelForMaskedLM.from_pretrained(location, use_safetensors=True).to(self.device).eval()
+        self._head = _mlm_head(self.model)
+        vocab_size = self.model.get_output_embeddings().weight.shape[0]
+        self.vocab: list[str] = self.tokenizer.convert_ids_to_tokens(list(range(vocab_size)))
+
+    def encode_queries(self, texts: Sequence[str], **kwargs) -> SparseVectors:
+        return self.encode(texts, is_query=True, **kwargs)
+
+    def encode_documents(self, texts: Sequence[str], **kwargs) -> SparseVectors:
+        return self.encode(texts, is_query=False, **kwargs)
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        *,
+        is_query: bool = False,
+        batch_size: int | None = None,
+        show_progress_bar: bool | None = None,
+    ) -> SparseVectors:
+        """Encode ``texts`` in batches of similar length; rows come back in input order.
+
+        Blank texts get empty vectors: a model would otherwise give them weights drawn
+        from the special tokens alone, matching documents on nothing they contain.
+        """
+        if isinstance(texts, str):
+            raise TypeError("encode takes a sequence of texts, not a single string")
+        batch_size = batch_size or self.batch_size
+        max_length = self.query_max_length if is_query else self.max_length
+        token_ids = self.tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+        blank = np.array([not t.strip() for t in texts], dtype=bool)
+        order = np.argsort([-len(t) for t in token_ids], kind="stable")
+        order = order[~blank[order]]
+        if show_progress_bar is None:
+            show_progress_bar = len(texts) >= 1000
+        parts: list[SparseVectors] = []
+        with torch.inference_mode(), tqdm(
+            total=len(texts), desc="encoding queries" if is_query else "encoding", unit="text",
+            disable=not show_progress_bar,
+        ) as bar:
+            for start in range(0, len(order), batch_size):
+                batch = [token_ids[i] for i in order[start : start + batch_size]]
+                parts.append(self._encode_batch(batch))
+                bar.update(len(batch))
+        parts.append(SparseVectors(np.zeros(int(blank.sum()) + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32), self.vocab))
+        # Rows are encoded in `order` then the blank ones; put each back at its input position.
+        position = np.concatenate([order, np.flatnonzero(blank)])
+        return SparseVectors.concat(parts).take(np.argsort(position, kind="stable"))
+
+    def _encode_batch(self, batch: list[list[int]]) -> SparseVectors:
+        lengths = [len(t) for t in batch]
+        width = max(lengths)
+        pad_id = self.tokenizer.pad_token_id or 0
+        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, t in enumerate(batch):
+            ids[i, : len(t)] = torch.tensor(t)
+            mask[i, : len(t)] = 1
+        hidden = self.model.base_model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))[0]
+        tokens = hidden[mask.to(self.device).bool()]  # (real tokens, hidden), sequences contiguous
+        pooled = torch.empty((len(batch), len(self.vocab)), dtype=torch.float32, device=self.device)
+        seq, lo = 0, 0
+        while seq < len(batch):  # group whole sequences into chunks of the projection
+            hi_seq, n = seq, 0
+            while hi_seq < len(batch) and (n == 0 or n + lengths[hi_seq] <= _TOKENS_PER_CHUNK):
+                n += lengths[hi_seq]
+                hi_seq += 1
+            logits = self._head(tokens[lo : lo + n]).float()
+            seg = torch.tensor(lengths[seq:hi_seq], device=self.device)
+            pooled[seq:hi_seq] = torch.segment_reduce(logits, "max", lengths=seg, axis=0)
+            seq, lo = hi_seq, lo + n
+        weights = torch.log1p(torch.relu(pooled))
+        if self.top_k is not None and self.top_k < weights.shape[1]:
+            kth = torch.topk(weights, self.top_k, dim=1).values[:, -1:]
+            weights = torch.where(weights >= kth, weights, torch.zeros_like(weights))
+        return _to_csr(weights.cpu(), self.vocab)
+
+
+def _to_csr(weights: torch.Tensor, vocab: Sequence[str]) -> SparseVectors:
+    rows, cols = torch.nonzero(weights, as_tuple=True)
+    indptr = np.zeros(weights.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows.numpy(), minlength=weights.shape[0]), out=indptr[1:])
+    return SparseVectors(indptr, cols.numpy().astype(np.int32), weights[rows, cols].numpy().astype(np.float32), vocab)
+
+
+def _mlm_head(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The part of a masked-LM that maps hidden states to vocabulary logits."""
+    if hasattr(model, "cls"):  # BERT
+        return model.cls
+    if hasattr(model, "lm_head"):  # RoBERTa, XLM-R, ...
+        return model.lm_head
+    if hasattr(model, "vocab_projector"):  # DistilBERT
+        return lambda h: model.vocab_projector(model.vocab_layer_norm(model.activation(model.vocab_transform(h))))
+    raise ValueError(f"unsupported masked-LM architecture {type(model).__name__}: no known MLM head")
