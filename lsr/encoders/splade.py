@@ -89,7 +89,7 @@ class SpladeEncoder:
             raise TypeError("encode takes a sequence of texts, not a single string")
         batch_size = batch_size or self.batch_size
         max_length = self.query_max_length if is_query else self.max_length
-        token_ids = self.tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+        token_ids = self.tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"] if len(texts) else []
         blank = np.array([not t.strip() for t in texts], dtype=bool)
         order = np.argsort([-len(t) for t in token_ids], kind="stable")
         order = order[~blank[order]]
