@@ -1,0 +1,192 @@
+"""Command line: `lsr encode | index | search | info | quickstart | bench | serve`. Thin by design."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from lsr.errors import LsrError
+
+QUICKSTART_QUERIES = 3
+
+
+def _positive(value: str) -> int:
+    n = int(value)
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return n
+
+
+def cmd_encode(args: argparse.Namespace) -> None:
+    from lsr.data import load_queries, resolve_dataset, write_vectors_jsonl
+    from lsr.encoders import SpladeEncoder
+    from lsr.pipeline import encode_corpus
+
+    encoder = SpladeEncoder(args.model, max_length=args.max_length, query_max_length=args.query_max_length)
+    if args.corpus:
+        ids, vectors = encode_corpus(args.corpus, encoder, batch_size=args.batch_size)
+    else:
+        queries = load_queries(resolve_dataset(args.queries))
+        ids = [q.id for q in queries]
+        vectors = encoder.encode_queries([q.text for q in queries], batch_size=args.batch_size, show_progress_bar=True)
+    write_vectors_jsonl(args.out, ids, vectors)
+    print(f"wrote {len(ids)} vectors ({vectors.nnz} non-zeros) to {args.out}", file=sys.stderr)
+
+
+def cmd_index(args: argparse.Namespace) -> None:
+    from lsr.pipeline import build_index
+
+    _, summary = build_index(
+        args.out, corpus=args.corpus, model=args.model, vectors=args.vectors, quantization=args.quantization,
+        batch_size=args.batch_size, max_length=args.max_length,
+    )
+    print(json.dumps(summary, indent=2))
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    from lsr.data import load_queries, resolve_dataset
+    from lsr.index import Index
+
+    index = Index.load(args.index)
+    if args.query is not None:
+        result = index.search(args.query, k=args.k)
+        if args.json:
+            hits = [{"rank": r, "id": i, "score": s} for r, (i, s) in enumerate(zip(result.ids, result.scores), 1)]
+            print(json.dumps({"query": args.query, "hits": hits}, indent=2))
+        else:
+            for r, (doc_id, score) in enumerate(zip(result.ids, result.scores), 1):
+                print(f"{r:>4}  {score:10.4f}  {doc_id}")
+        return
+    queries = load_queries(resolve_dataset(args.queries))
+    results = index.search_batch([q.text for q in queries], k=args.k)
+    lines = [
+        f"{q.id} Q0 {doc_id} {r} {score:.6f} {args.tag}\n"
+        for q, result in zip(queries, results)
+        for r, (doc_id, score) in enumerate(zip(result.ids, result.scores), 1)
+    ]
+    if not args.run_out:
+        sys.stdout.writelines(lines)
+        return
+    Path(args.run_out).write_text("".join(lines), encoding="utf-8")
+    print(f"wrote {len(lines)} lines for {len(queries)} queries to {args.run_out}", file=sys.stderr)
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    from lsr.index import Index
+
+    info = Index.load(args.index, verify=args.verify).info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return
+    for key, value in info.items():
+        print(f"{key:>24}: {value}")
+
+
+def cmd_quickstart(args: argparse.Namespace) -> None:
+    from lsr.data import load_queries, resolve_dataset
+    from lsr.pipeline import build_index
+
+    data = resolve_dataset(args.dataset)
+    out = Path(args.out or f"indexes/{Path(args.dataset).name}-{Path(args.model).name}")
+    print(f"collection {data}; model {args.model}; index -> {out}")
+    index, summary = build_index(out, corpus=data, model=args.model, batch_size=args.batch_size)
+    print(json.dumps(summary, indent=2))
+    queries = load_queries(data)[:QUICKSTART_QUERIES]
+    for q, result in zip(queries, index.search_batch([q.text for q in queries], k=args.k)):
+        print(f"\nquery {q.id}: {q.text[:100]}")
+        for r, (doc_id, score) in enumerate(zip(result.ids, result.scores), 1):
+            print(f"{r:>4}  {score:8.3f}  {doc_id}")
+    print(f"\nnext: lsr search --index {out} --query \"your question\"")
+
+
+def cmd_bench_encode(args: argparse.Namespace) -> None:
+    from lsr.evaluation.encode_bench import run_encode_benchmark
+
+    result = run_encode_benchmark(
+        dataset=args.dataset, model=args.model, n_docs=args.n_docs, batch_size=args.batch_size,
+        max_length=args.max_length, threads=args.threads, repeats=args.repeats, out_dir=args.out_dir,
+    )
+    print(json.dumps(result, indent=2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from lsr.encoders import DEFAULT_SPLADE
+
+    parser = argparse.ArgumentParser(prog="lsr", description="Learned sparse retrieval: encode, index, search.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def model_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", default=DEFAULT_SPLADE, help="HF id, local folder, or 'splade-tiny' (bundled)")
+        p.add_argument("--batch-size", type=_positive, default=32)
+        p.add_argument("--max-length", type=_positive, default=256, help="document max tokens")
+
+    p = sub.add_parser("encode", help="encode documents or queries to a vectors JSONL file")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--corpus", help="collection name, BEIR folder or corpus.jsonl")
+    src.add_argument("--queries", help="collection name, BEIR folder, queries.jsonl or qid<TAB>text file")
+    p.add_argument("--out", required=True)
+    p.add_argument("--query-max-length", type=_positive, default=64)
+    model_args(p)
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("index", help="build an index from a corpus (encoding it) or from a vectors file")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--corpus", help="collection name, BEIR folder or corpus.jsonl")
+    src.add_argument("--vectors", help="vectors JSONL written by `lsr encode`")
+    p.add_argument("--out", required=True, help="index directory (replaced atomically if it exists)")
+    p.add_argument("--quantization", choices=["u8", "u16"], default="u16")
+    model_args(p)
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("search", help="search an index with one query or a queries file")
+    p.add_argument("--index", required=True)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--query", help="query text")
+    src.add_argument("--queries", help="collection name, BEIR folder, queries.jsonl or qid<TAB>text file")
+    p.add_argument("-k", type=_positive, default=10)
+    p.add_argument("--json", action="store_true", help="JSON output (single query)")
+    p.add_argument("--run-out", help="TREC run file to write (batch); default stdout")
+    p.add_argument("--tag", default="lsr", help="run tag in the TREC run")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("info", help="facts about an index")
+    p.add_argument("--index", required=True)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--verify", action="store_true", help="check every file's checksum")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("quickstart", help="encode a collection, index it, and show hits for a few queries")
+    p.add_argument("--dataset", default="vaswani", help="collection name or BEIR folder (default: vaswani)")
+    p.add_argument("--out", help="index directory (default: indexes/<dataset>-<model>)")
+    p.add_argument("-k", type=_positive, default=5)
+    model_args(p)
+    p.set_defaults(func=cmd_quickstart)
+
+    bench = sub.add_parser("bench", help="benchmarks writing results under evaluation/results/")
+    bsub = bench.add_subparsers(dest="bench", required=True)
+    p = bsub.add_parser("encode", help="our SPLADE encoder vs sentence-transformers' SparseEncoder")
+    p.add_argument("--dataset", default="scifact")
+    p.add_argument("--n-docs", type=_positive, default=1000)
+    p.add_argument("--threads", type=_positive)
+    p.add_argument("--repeats", type=_positive, default=3)
+    p.add_argument("--out-dir", default="evaluation/results/encode")
+    model_args(p)
+    p.set_defaults(func=cmd_bench_encode)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (LsrError, ValueError, FileNotFoundError) as e:
+        print(f"lsr: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

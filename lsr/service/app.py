@@ -1,0 +1,666 @@
+"""The HTTP API over one index: search, batch search, encode, stats and health.
+
+Every request is validated by a typed model that rejects unknown fields; every error,
+including validation errors and unknown routes, is JSON of one shape:
+``{"error": {"type": ..., "message": ..., "details": ...}}``. Searches and encodings run in
+worker threads (the Numba kernels release the GIL), so the event loop stays free and
+concurrent requests use every core.
+"""
+
+import hmac
+import logging
+import math
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, TypeVar
+
+import anyio
+import anyio.to_thread
+from fastapi import Depends, FastAPI, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lsr import __version__
+from lsr.encoders.splade import machine_threads
+from lsr.errors import DataError, LsrError
+from lsr.index import Index, SearchResult
+from lsr.index.index import Query
+
+log = logging.getLogger("lsr.service")
+
+# Caps that are part of the API contract: they appear in the OpenAPI schema, and a request
+# beyond one gets a 422 naming the field.
+MAX_K = 1000
+MAX_EXPLAIN_K = 100  # explaining costs one index lookup per hit and matched term
+MAX_QUERY_CHARS = 4096  # queries are truncated to the model's query length long before this
+MAX_TEXT_CHARS = 100_000  # per text given to /encode
+MAX_TERMS = 1024  # per {term: weight} query
+MAX_TERM_CHARS = 256
+MAX_BATCH = 256  # queries per /search/batch, texts per /encode
+
+API_KEY_HEADER = "X-API-Key"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-deployment limits that are not part of the request schema."""
+
+    max_body_bytes: int = 2 << 20
+    """Larger request bodies get a 413 before they are parsed."""
+    max_concurrency: int = field(default_factory=machine_threads)
+    """Requests computed at once, in worker threads; more wait their turn. More threads than
+    cores only adds contention, since searches and encodings are CPU-bound."""
+
+
+# ---- modes ------------------------------------------------------------------------------
+SearchMode = Literal["exact"]
+"""Accepted values of ``mode``; each has an entry in ``_MODES``."""
+
+
+@dataclass(frozen=True)
+class _Mode:
+    """How a search mode runs, and its knobs (name -> inclusive range)."""
+
+    search: Callable[[Index, Query, int, Mapping[str, float]], SearchResult]
+    search_batch: Callable[[Index, list[Query], int, Mapping[str, float]], list[SearchResult]]
+    knobs: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+
+
+_MODES: dict[str, _Mode] = {
+    "exact": _Mode(
+        search=lambda index, query, k, knobs: index.search(query, k),
+        search_batch=lambda index, queries, k, knobs: index.search_batch(queries, k),
+    ),
+}
+
+
+# ---- request and response models ---------------------------------------------------------
+class ApiModel(BaseModel):
+    """Base of every request and response: unknown fields are a 422, so typos never pass silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+Term = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TERM_CHARS)]
+Weight = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Knob = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class QueryInput(ApiModel):
+    """One query: a text, encoded by the index's model, or ``{term: weight}`` used as is."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"query": "computer-based information retrieval"}, {"vector": {"retrieval": 1.4, "index": 0.7}}]}
+    )
+
+    # SkipJsonSchema: an explicit null is accepted as "absent" but not advertised.
+    query: str | SkipJsonSchema[None] = Field(None, min_length=1, max_length=MAX_QUERY_CHARS, description="Query text.")
+    vector: dict[Term, Weight] | SkipJsonSchema[None] = Field(
+        None, max_length=MAX_TERMS, description="Query term weights (>= 0); terms outside the index vocabulary match nothing."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "QueryInput":
+        if (self.query is None) == (self.vector is None):
+            raise PydanticCustomError("query_or_vector", 'give exactly one of "query" (a text) or "vector" ({term: weight})')
+        return self
+
+    def as_query(self) -> Query:
+        return self.query if self.query is not None else self.vector  # type: ignore[return-value]
+
+
+class SearchSettings(ApiModel):
+    """How to search: depth, mode and the mode's knobs."""
+
+    k: int = Field(10, ge=1, le=MAX_K, description="Number of hits.")
+    mode: SearchMode = Field("exact", description="Search mode; `exact` scores every document sharing a term with the query.")
+    knobs: dict[str, Knob] = Field(default_factory=dict, description="Mode-specific settings; `exact` takes none.")
+
+    @model_validator(mode="after")
+    def _knobs_fit_mode(self) -> "SearchSettings":
+        ranges = _MODES[self.mode].knobs
+        for name, value in self.knobs.items():
+            if name not in ranges:
+                raise PydanticCustomError(
+                    "unknown_knob", "mode '{mode}' has no knob '{name}' (its knobs: {known})",
+                    {"mode": self.mode, "name": name, "known": ", ".join(ranges) or "none"},
+                )
+            lo, hi = ranges[name]
+            if not lo <= value <= hi:
+                raise PydanticCustomError(
+                    "knob_range", "knob '{name}' must be in [{lo}, {hi}], got {value}", {"name": name, "lo": lo, "hi": hi, "value": value}
+                )
+        return self
+
+    def used(self) -> "SettingsUsed":
+        return SettingsUsed(mode=self.mode, k=self.k, knobs=self.knobs)
+
+
+class SearchRequest(QueryInput, SearchSettings):
+    """``POST /search``: one query."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"query": "computer-based information retrieval", "k": 10},
+                {"vector": {"retrieval": 1.4, "index": 0.7}, "k": 5, "mode": "exact", "explain": True},
+            ]
+        }
+    )
+
+    explain: bool = Field(False, description=f"Per hit, the matched terms and their share of the score (k <= {MAX_EXPLAIN_K}).")
+
+    @model_validator(mode="after")
+    def _explain_depth(self) -> "SearchRequest":
+        if self.explain and self.k > MAX_EXPLAIN_K:
+            raise PydanticCustomError("explain_k", "explain is limited to k <= {cap}, got k={k}", {"cap": MAX_EXPLAIN_K, "k": self.k})
+        return self
+
+
+class BatchSearchRequest(SearchSettings):
+    """``POST /search/batch``: many queries with shared settings."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"queries": [{"query": "information retrieval"}, {"vector": {"index": 1.0}}], "k": 10}]}
+    )
+
+    queries: list[QueryInput] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class EncodeRequest(ApiModel):
+    """``POST /encode``: texts to sparse vectors with the index's model."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"texts": ["sparse retrieval with learned term weights"], "kind": "query", "top": 10}]})
+
+    texts: list[Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]] = Field(min_length=1, max_length=MAX_BATCH)
+    kind: Literal["query", "document"] = Field("query", description="Queries and documents are truncated to different lengths.")
+    top: int | None = Field(None, ge=1, le=MAX_TERMS, description="Keep the heaviest `top` terms of each vector (all if omitted).")
+
+
+class TermContribution(ApiModel):
+    term: str
+    query_weight: float
+    doc_weight: float = Field(description="The document's stored (quantized) weight.")
+    contribution: float = Field(description="query_weight x doc_weight; a hit's contributions sum to its score.")
+
+
+class SettingsUsed(ApiModel):
+    mode: SearchMode
+    k: int
+    knobs: dict[str, float]
+
+
+class Hits(ApiModel):
+    """Hits of one query, best first; ``explanations[i]`` belongs to ``ids[i]``."""
+
+    ids: list[str]
+    scores: list[float]
+    explanations: list[list[TermContribution]] | None = None
+
+
+class SearchResponse(Hits):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"ids": ["17", "42"], "scores": [12.5, 9.75], "explanations": None, "took_ms": 3.2, "settings": {"mode": "exact", "k": 2, "knobs": {}}}]}
+    )
+
+    took_ms: float = Field(description="Time spent on the request in the server, queueing included.")
+    settings: SettingsUsed
+
+
+class BatchSearchResponse(ApiModel):
+    results: list[Hits] = Field(description="One entry per query, in request order.")
+    took_ms: float
+    settings: SettingsUsed
+
+
+class EncodedVector(ApiModel):
+    terms: dict[str, float] = Field(description="Token -> weight, heaviest first.")
+    num_terms: int = Field(description="Non-zero terms before `top` was applied.")
+
+
+class EncodeResponse(ApiModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"vectors": [{"terms": {"sparse": 2.1, "retrieval": 1.9}, "num_terms": 24}], "model": "splade-tiny", "kind": "query", "took_ms": 4.0}]}
+    )
+
+    vectors: list[EncodedVector]
+    model: str
+    kind: Literal["query", "document"]
+    took_ms: float
+
+
+class HealthResponse(ApiModel):
+    status: Literal["ok"]
+    num_docs: int
+
+
+class LatencySummary(ApiModel):
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    max_ms: float
+
+
+class EndpointStats(ApiModel):
+    requests: int
+    client_errors: int = Field(description="Responses with a 4xx status.")
+    server_errors: int = Field(description="Responses with a 5xx status.")
+    latency: LatencySummary | None = Field(description="Since start, to within 2%; null before the first request.")
+
+
+class ModelInfo(ApiModel):
+    name: str
+    vocab_size: int
+    max_length: int
+    query_max_length: int
+
+
+class ServiceStats(ApiModel):
+    version: str
+    pid: int = Field(description="Counters are per worker process; this one answered.")
+    uptime_s: float
+    queries: dict[str, int] = Field(description="Queries searched since start, per mode (a batch counts each query).")
+    encoded_texts: int
+    api_key_required: bool
+    limits: dict[str, int]
+
+
+class StatsResponse(ApiModel):
+    index: dict[str, Any] = Field(description="Documents, vocabulary, postings, bytes and build settings.")
+    model: ModelInfo | None = Field(description="The model encoding text queries; null for an index built from vectors.")
+    service: ServiceStats
+    endpoints: dict[str, EndpointStats]
+
+
+class ErrorBody(ApiModel):
+    type: str = Field(description="Stable machine-readable kind, e.g. validation_error, not_found.")
+    message: str
+    details: Any = Field(None, description="For validation errors: a list of {loc, message, type}.")
+
+
+class ErrorResponse(ApiModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"error": {"type": "validation_error", "message": "k: Input should be less than or equal to 1000", "details": [{"loc": ["k"], "message": "Input should be less than or equal to 1000", "type": "less_than_equal"}]}}]}
+    )
+
+    error: ErrorBody
+
+
+# ---- counters ----------------------------------------------------------------------------
+class _Latency:
+    """Latencies in 2%-wide log buckets: percentiles since start in constant memory.
+
+    Only the event-loop thread touches it, so it needs no lock.
+    """
+
+    _LOW = 1e-6  # seconds; the buckets span 1 us .. ~50 min
+    _LOG_RATIO = math.log(1.02)
+    _SIZE = 1100
+
+    def __init__(self) -> None:
+        self.counts = [0] * self._SIZE
+        self.n = 0
+        self.total = 0.0
+        self.max = 0.0
+
+    def add(self, seconds: float) -> None:
+        i = int(math.log(seconds / self._LOW) / self._LOG_RATIO) if seconds > self._LOW else 0
+        self.counts[min(i, self._SIZE - 1)] += 1
+        self.n += 1
+        self.total += seconds
+        self.max = max(self.max, seconds)
+
+    def percentile(self, q: float) -> float:
+        rank, seen = max(1, math.ceil(q * self.n)), 0
+        for i, c in enumerate(self.counts):
+            seen += c
+            if seen >= rank:
+                return min(self._LOW * math.exp((i + 0.5) * self._LOG_RATIO), self.max)
+        return self.max
+
+    def summary(self) -> LatencySummary | None:
+        if not self.n:
+            return None
+        ms = {f"p{round(q * 100)}_ms": self.percentile(q) * 1e3 for q in (0.5, 0.9, 0.99)}
+        return LatencySummary(**ms, mean_ms=self.total / self.n * 1e3, max_ms=self.max * 1e3)
+
+
+@dataclass
+class _EndpointCounters:
+    requests: int = 0
+    client_errors: int = 0
+    server_errors: int = 0
+    latency: _Latency = field(default_factory=_Latency)
+
+
+_TRACKED_PATHS = ("/search", "/search/batch", "/encode", "/stats", "/health")
+
+
+@dataclass
+class _Stats:
+    """Counters since start, updated from the event loop only."""
+
+    started: float = field(default_factory=time.monotonic)
+    endpoints: dict[str, _EndpointCounters] = field(default_factory=dict)
+    queries: Counter[str] = field(default_factory=Counter)
+    encoded_texts: int = 0
+
+    def record(self, path: str, status: int, seconds: float) -> None:
+        c = self.endpoints.setdefault(path if path in _TRACKED_PATHS else "other", _EndpointCounters())
+        c.requests += 1
+        c.client_errors += 400 <= status < 500
+        c.server_errors += status >= 500
+        c.latency.add(seconds)
+
+
+# ---- middleware --------------------------------------------------------------------------
+class _TrackRequests:
+    """Time every request and count its status for /stats (outermost, so 413s count too)."""
+
+    def __init__(self, app: ASGIApp, stats: _Stats) -> None:
+        self.app, self.stats = app, stats
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, status = time.perf_counter(), 500
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            self.stats.record(scope["path"], status, time.perf_counter() - start)
+
+
+class _BodyLimit:
+    """Answer 413 to bodies over ``max_bytes`` before anything parses them.
+
+    A declared Content-Length is checked up front; otherwise (chunked uploads) the body is
+    read up to the limit and replayed to the app.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            return await self._too_large(scope, receive, send)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                return await self._too_large(scope, receive, send)
+            if not message.get("more_body", False):
+                break
+        body, replayed = b"".join(chunks), False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = _error(413, "payload_too_large", f"request body is larger than {self.max_bytes} bytes")
+        await response(scope, receive, send)
+
+
+# ---- errors ------------------------------------------------------------------------------
+def _error(status: int, kind: str, message: str, details: Any = None, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"type": kind, "message": message, "details": details}}, status_code=status, headers=headers)
+
+
+def _loc(loc: Sequence[Any]) -> list[Any]:
+    """A validation error's location inside the body (``["queries", 0, "query"]``)."""
+    return list(loc[1:]) if loc and loc[0] == "body" and len(loc) > 1 else list(loc)
+
+
+async def _on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    details = [{"loc": _loc(e["loc"]), "message": e["msg"], "type": e["type"]} for e in exc.errors()]
+    parts = [f"{'.'.join(map(str, d['loc']))}: {d['message']}" for d in details[:3]]
+    more = f" (and {len(details) - 3} more)" if len(details) > 3 else ""
+    return _error(422, "validation_error", "; ".join(parts) + more, details)
+
+
+_HTTP_KINDS = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 503: "not_ready"}
+
+
+async def _on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    message = {
+        404: f"no endpoint at {request.url.path}",
+        405: f"{request.method} is not allowed on {request.url.path}",
+    }.get(exc.status_code, str(exc.detail))
+    return _error(exc.status_code, _HTTP_KINDS.get(exc.status_code, "http_error"), message, headers=exc.headers)
+
+
+async def _on_bad_input(request: Request, exc: Exception) -> JSONResponse:
+    """Input the schema accepts but the index cannot serve (a text query without a model, ...)."""
+    if isinstance(exc, ValidationError):  # a pydantic error raised by our own code is a bug, not bad input
+        return await _on_internal_error(request, exc)
+    return _error(422, "invalid_input", str(exc))
+
+
+async def _on_lsr_error(request: Request, exc: LsrError) -> JSONResponse:
+    log.error("%s %s: %s", request.method, request.url.path, exc)
+    return _error(500, "lsr_error", str(exc))
+
+
+async def _on_internal_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return _error(500, "internal_error", "internal server error")
+
+
+# ---- the app -----------------------------------------------------------------------------
+T = TypeVar("T")
+
+
+@dataclass
+class _State:
+    """What requests share; ``index`` is set once the startup has loaded and warmed it."""
+
+    index: Index | None = None
+    limiter: anyio.CapacityLimiter | None = None
+    batch_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _open(source: str | os.PathLike | Index) -> Index:
+    """Load the index (memory-mapped) and its model, and run one query through every kernel,
+    so that the first request pays for neither."""
+    start = time.perf_counter()
+    index = source if isinstance(source, Index) else Index.load(source, mmap=True)
+    if index.manifest.get("model"):
+        index.encoder  # noqa: B018 - loads the model
+        probe: Query = "warm up"
+    elif index.vocab:
+        probe = {index.vocab[0]: 1.0}
+    else:
+        return index
+    index.search(probe, 1)
+    index.search_batch([probe], 1)
+    log.info("index %s ready: %d documents, model %s, %.1f s", index.path, index.num_docs, index.manifest.get("model"), time.perf_counter() - start)
+    return index
+
+
+def _search(index: Index, body: SearchRequest) -> Hits:
+    query = body.as_query()
+    if body.explain and isinstance(query, str):
+        query = index.encode_queries([query]).to_dict(0)  # encode once, not once per explained hit
+    result = _MODES[body.mode].search(index, query, body.k, body.knobs)
+    explanations = [[TermContribution(**e) for e in index.explain(query, d)] for d in result.ids] if body.explain else None
+    return Hits(ids=result.ids, scores=result.scores, explanations=explanations)
+
+
+def _encode(index: Index, body: EncodeRequest) -> list[EncodedVector]:
+    encoder = index.encoder
+    vectors = (encoder.encode_queries if body.kind == "query" else encoder.encode_documents)(body.texts)
+    out = []
+    for i in range(len(vectors)):
+        terms = vectors.to_dict(i)
+        top = dict(list(terms.items())[: body.top]) if body.top else terms
+        out.append(EncodedVector(terms=top, num_terms=len(terms)))
+    return out
+
+
+def create_app(
+    index: str | os.PathLike | Index,
+    *,
+    api_key: str | None = None,
+    public_reads: bool = False,
+    cors_origins: Sequence[str] = (),
+    limits: Limits = Limits(),
+) -> FastAPI:
+    """The API over ``index`` (a directory, loaded at startup, or an open Index).
+
+    With ``api_key`` set, requests need it in the ``X-API-Key`` header, except ``/health``
+    and the docs; ``public_reads`` leaves searching, encoding and stats open (endpoints that
+    change state always need the key). CORS is off unless ``cors_origins`` are given.
+    """
+    state, stats = _State(), _Stats()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        state.limiter = anyio.CapacityLimiter(limits.max_concurrency)
+        state.index = await anyio.to_thread.run_sync(_open, index)
+        yield
+        state.index = None
+
+    app = FastAPI(
+        title="lsr",
+        version=__version__,
+        summary="Learned sparse retrieval: search an inverted index of SPLADE vectors.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(_BodyLimit, max_bytes=limits.max_body_bytes)
+    if cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"], allow_headers=[API_KEY_HEADER, "Content-Type"])
+    app.add_middleware(_TrackRequests, stats=stats)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _on_http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(DataError, _on_bad_input)
+    app.add_exception_handler(ValueError, _on_bad_input)
+    app.add_exception_handler(LsrError, _on_lsr_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _on_internal_error)
+
+    header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="Required when the server has LSR_API_KEY set.")
+
+    async def require_key(given: str | None = Security(header)) -> None:
+        """Constant-time comparison, so response times do not leak how much of a guess matched."""
+        if api_key is not None and not (given and hmac.compare_digest(given.encode(), api_key.encode())):
+            raise HTTPException(401, f"missing or wrong API key (header {API_KEY_HEADER})", headers={"WWW-Authenticate": "ApiKey"})
+
+    def ready_index() -> Index:
+        if state.index is None:
+            raise HTTPException(503, "the index is not loaded yet")
+        return state.index
+
+    async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+        return await anyio.to_thread.run_sync(fn, *args, limiter=state.limiter)
+
+    read_key = [Depends(require_key)] if api_key is not None and not public_reads else []
+    errors: dict[int | str, dict[str, Any]] = {
+        413: {"model": ErrorResponse, "description": "Request body too large."},
+        422: {"model": ErrorResponse, "description": "Invalid request: the message names the field."},
+        503: {"model": ErrorResponse, "description": "The index is still loading."},
+    }
+    if read_key:
+        errors[401] = {"model": ErrorResponse, "description": f"Missing or wrong {API_KEY_HEADER}."}
+    IndexDep = Annotated[Index, Depends(ready_index)]
+
+    @app.post("/search", response_model=SearchResponse, responses=errors, dependencies=read_key, tags=["search"])
+    async def search(body: SearchRequest, index: IndexDep) -> SearchResponse:
+        """Top-k documents for a text or a `{term: weight}` query, optionally explained."""
+        start = time.perf_counter()
+        hits = await in_thread(_search, index, body)
+        stats.queries[body.mode] += 1
+        return SearchResponse(**dict(hits), took_ms=(time.perf_counter() - start) * 1e3, settings=body.used())
+
+    @app.post("/search/batch", response_model=BatchSearchResponse, responses=errors, dependencies=read_key, tags=["search"])
+    async def search_batch(body: BatchSearchRequest, index: IndexDep) -> BatchSearchResponse:
+        """Top-k for many queries at once; encodes the texts together and searches in parallel."""
+
+        def run() -> list[SearchResult]:
+            # The batch kernel already uses every core, and Numba's fallback thread pool
+            # (workqueue) must not be entered by two threads at once.
+            with state.batch_lock:
+                return _MODES[body.mode].search_batch(index, [q.as_query() for q in body.queries], body.k, body.knobs)
+
+        start = time.perf_counter()
+        results = await in_thread(run)
+        stats.queries[body.mode] += len(results)
+        return BatchSearchResponse(
+            results=[Hits(ids=r.ids, scores=r.scores) for r in results],
+            took_ms=(time.perf_counter() - start) * 1e3,
+            settings=body.used(),
+        )
+
+    @app.post("/encode", response_model=EncodeResponse, responses=errors, dependencies=read_key, tags=["encode"])
+    async def encode(body: EncodeRequest, index: IndexDep) -> EncodeResponse:
+        """Sparse vectors of texts under the index's model, as readable tokens."""
+        start = time.perf_counter()
+        vectors = await in_thread(_encode, index, body)
+        stats.encoded_texts += len(body.texts)
+        return EncodeResponse(vectors=vectors, model=index.encoder.name, kind=body.kind, took_ms=(time.perf_counter() - start) * 1e3)
+
+    @app.get("/stats", response_model=StatsResponse, responses=errors, dependencies=read_key, tags=["service"])
+    async def get_stats(index: IndexDep) -> StatsResponse:
+        """Index and model facts, request counters and latency percentiles since start."""
+        model = None
+        if index.manifest.get("model"):
+            enc = index.encoder
+            model = ModelInfo(name=enc.name, vocab_size=len(enc.vocab), max_length=enc.max_length, query_max_length=enc.query_max_length)
+        return StatsResponse(
+            index=index.info(),
+            model=model,
+            service=ServiceStats(
+                version=__version__,
+                pid=os.getpid(),
+                uptime_s=time.monotonic() - stats.started,
+                queries=dict(stats.queries),
+                encoded_texts=stats.encoded_texts,
+                api_key_required=bool(read_key),
+                limits={
+                    "max_k": MAX_K, "max_explain_k": MAX_EXPLAIN_K, "max_query_chars": MAX_QUERY_CHARS,
+                    "max_terms": MAX_TERMS, "max_batch": MAX_BATCH, "max_text_chars": MAX_TEXT_CHARS,
+                    "max_body_bytes": limits.max_body_bytes, "max_concurrency": limits.max_concurrency,
+                },
+            ),
+            endpoints={
+                path: EndpointStats(requests=c.requests, client_errors=c.client_errors, server_errors=c.server_errors, latency=c.latency.summary())
+                for path, c in stats.endpoints.items()
+            },
+        )
+
+    @app.get("/health", response_model=HealthResponse, responses={503: errors[503]}, tags=["service"])
+    async def health(index: IndexDep) -> HealthResponse:
+        """200 once the index and model are loaded and warm; 503 before (open to all)."""
+        return HealthResponse(status="ok", num_docs=index.num_docs)
+
+    return app

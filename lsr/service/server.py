@@ -1,0 +1,124 @@
+"""``lsr serve``: the HTTP API under uvicorn, with the index loaded once per worker process."""
+
+import argparse
+import copy
+import ipaddress
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+from uvicorn.config import LOGGING_CONFIG
+
+from lsr.errors import LsrError
+from lsr.index import Index
+from lsr.service.app import create_app
+
+log = logging.getLogger("lsr.service")
+
+# Workers are spawned, not forked, so they learn what to serve from the environment.
+_CONFIG_ENV = "LSR_SERVE_CONFIG"
+API_KEY_ENV = "LSR_API_KEY"
+
+
+def app_factory() -> FastAPI:
+    """The app of one worker process (uvicorn calls this in each); the index loads at its startup."""
+    config = json.loads(os.environ[_CONFIG_ENV])
+    return create_app(
+        config["index"],
+        api_key=os.environ.get(API_KEY_ENV) or None,
+        public_reads=config["public_reads"],
+        cors_origins=config["cors_origins"],
+    )
+
+
+def serve(
+    index_dir: str | os.PathLike,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    *,
+    public_reads: bool = False,
+    cors_origins: Sequence[str] = (),
+    log_level: str = "info",
+    access_log: bool = True,
+) -> None:
+    """Serve ``index_dir`` until SIGINT/SIGTERM; ``workers`` > 1 runs that many processes.
+
+    The API key, if any, is read from ``LSR_API_KEY`` (kept out of argv, where ``ps`` shows it).
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    path = Path(index_dir).resolve()
+    Index.load(path)  # a bad directory fails here, once, with lsr's message
+    if not os.environ.get(API_KEY_ENV) and not _is_loopback(host):
+        log.warning("serving on %s without an API key: anyone who can reach it can query the index (set %s)", host, API_KEY_ENV)
+    os.environ[_CONFIG_ENV] = json.dumps({"index": str(path), "public_reads": public_reads, "cors_origins": list(cors_origins)})
+    log_config = copy.deepcopy(LOGGING_CONFIG)
+    log_config["loggers"]["lsr"] = {"handlers": ["default"], "level": log_level.upper(), "propagate": False}
+    uvicorn.run(
+        "lsr.service.server:app_factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        log_config=log_config,
+        access_log=access_log,
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", required=True, help="index directory (see `lsr index`)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="default: %(default)s")
+    p.add_argument("--workers", type=int, default=1, help="worker processes, each with its own memory-mapped index (default: %(default)s)")
+    p.add_argument("--public-reads", action="store_true", help=f"with {API_KEY_ENV} set, still let anyone search, encode and read stats")
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN", help="allow browser calls from ORIGIN (repeatable; CORS is off by default)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--no-access-log", dest="access_log", action="store_false", help="do not log every request")
+
+
+def add_serve_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
+    """Register ``serve`` on the CLI's subcommands; dispatch it to :func:`run_serve`."""
+    p = subparsers.add_parser(
+        "serve",
+        help="serve an index over HTTP (FastAPI; needs the `service` extra)",
+        description=f"Serve an index over HTTP. Set {API_KEY_ENV} to require an X-API-Key header.",
+    )
+    _add_arguments(p)
+    return p
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    serve(
+        args.index, args.host, args.port, args.workers,
+        public_reads=args.public_reads, cors_origins=args.cors_origin, log_level=args.log_level, access_log=args.access_log,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lsr.service.server", description="Serve an index over HTTP (same as `lsr serve`).")
+    _add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run_serve(args)
+    except (LsrError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

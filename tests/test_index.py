@@ -1,0 +1,211 @@
+"""Exact search equals a brute-force scorer; storage is atomic, versioned and verified."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lsr.data import SparseVectors
+from lsr.errors import DataError, IndexFormatError
+from lsr.index import Index
+
+VOCAB = [f"t{i}" for i in range(12)]
+
+
+def brute_force(rows: list[dict[str, float]], query: dict[str, float], k: int, qmax: int = 65535):
+    """Reference top-k written independently of the index: dense products over quantized weights.
+
+    Returns (positions, scores) ranked by score desc then position asc, docs with no shared
+    term excluded; scores are exact integers of impact units times query weights.
+    """
+    top = max((w for r in rows for w in r.values()), default=0.0)
+    scale = top / qmax if top > 0 else 1.0
+    impacts = np.zeros((len(rows), len(VOCAB)), dtype=np.int64)
+    for i, r in enumerate(rows):
+        for t, w in r.items():
+            impacts[i, VOCAB.index(t)] = int(np.rint(np.float64(np.float32(w)) / scale))
+    q = np.zeros(len(VOCAB))
+    for t, w in query.items():
+        q[VOCAB.index(t)] = w
+    scores = impacts @ q
+    matched = (impacts[:, q > 0] > 0).any(axis=1)
+    order = [i for i in np.lexsort((np.arange(len(rows)), -scores)) if matched[i]][:k]
+    return order, scores[order] * scale
+
+
+def build(rows, quantization="u16"):
+    vecs = SparseVectors.from_dicts(rows, VOCAB)
+    return Index.build(vecs, [f"d{i}" for i in range(len(rows))], quantization=quantization)
+
+
+small_weights = st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.0, 3.0])
+doc_rows = st.lists(st.dictionaries(st.sampled_from(VOCAB), small_weights, max_size=6), min_size=1, max_size=40)
+int_query = st.dictionaries(st.sampled_from(VOCAB), st.integers(0, 4).map(float), max_size=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=doc_rows, query=int_query, k=st.integers(1, 45))
+def test_exact_search_equals_brute_force_with_ties(rows, query, k):
+    """Few distinct weights make many exact ties; ranking must match including the doc-id tie-break."""
+    index = build(rows)
+    expected, expected_scores = brute_force(rows, query, k)
+    for result in (index.search(query, k), index.search_batch([query], k)[0]):
+        assert result.ids == [f"d{i}" for i in expected]
+        np.testing.assert_allclose(result.scores, expected_scores, rtol=1e-6)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    rows=st.lists(st.dictionaries(st.sampled_from(VOCAB), st.floats(0, 5, width=32), max_size=8), min_size=1, max_size=60),
+    query=st.dictionaries(st.sampled_from(VOCAB), st.floats(0, 3, width=32), max_size=8),
+    k=st.integers(1, 20),
+    quantization=st.sampled_from(["u8", "u16"]),
+)
+def test_exact_search_is_a_true_top_k_on_random_floats(rows, query, k, quantization):
+    """With arbitrary floats, near-ties may order differently in float32: check it is a valid top-k."""
+    index = build(rows, quantization)
+    qmax = 255 if quantization == "u8" else 65535
+    expected, expected_scores = brute_force(rows, query, k, qmax)
+    result = index.search(query, k)
+    assert len(result) == len(expected)
+    np.testing.assert_allclose(result.scores, expected_scores, rtol=1e-5, atol=1e-6)
+    reference = dict(zip(*brute_force(rows, query, len(rows), qmax)))
+    for doc_id, score in zip(result.ids, result.scores):
+        assert reference[int(doc_id[1:])] == pytest.approx(score, rel=1e-5, abs=1e-6)
+    assert len(set(result.ids)) == len(result.ids)
+
+
+def test_batch_equals_single_on_real_sized_random_data():
+    rng = np.random.default_rng(7)
+    vocab = [f"w{i}" for i in range(500)]
+    rows = [{vocab[t]: float(rng.gamma(1.0)) for t in rng.choice(500, rng.integers(0, 60), replace=False)} for _ in range(3000)]
+    index = Index.build(SparseVectors.from_dicts(rows, vocab), [str(i) for i in range(3000)])
+    queries = [{vocab[t]: float(rng.random()) for t in rng.choice(500, 12, replace=False)} for _ in range(50)]
+    for threads in (1, 2):
+        batch = index.search_batch(queries, k=100, threads=threads)
+        assert batch == [index.search(q, k=100) for q in queries]
+
+
+def test_empty_query_and_empty_docs():
+    index = build([{"t1": 1.0}, {}, {"t2": 2.0}])
+    assert index.info()["empty_docs"] == 1
+    assert index.search({}, 5).ids == []
+    assert index.search({"t1": 0.0}, 5).ids == []
+    assert index.search({"unknown-term": 1.0}, 5).ids == []
+    assert index.search({"t1": 1.0, "t2": 1.0}, 5).ids == ["d2", "d0"]
+
+
+@pytest.mark.parametrize("k", [0, -1, 2.5, True])
+def test_bad_k(k):
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        build([{"t1": 1.0}]).search({"t1": 1.0}, k)
+
+
+def test_k_larger_than_corpus_returns_all_matches():
+    assert len(build([{"t1": 1.0}, {"t1": 2.0}]).search({"t1": 1.0}, 1000)) == 2
+
+
+def test_bad_build_input():
+    vecs = SparseVectors.from_dicts([{"t1": 1.0}, {"t2": 1.0}], VOCAB)
+    with pytest.raises(DataError, match="not unique"):
+        Index.build(vecs, ["a", "a"])
+    with pytest.raises(DataError, match="2 vectors"):
+        Index.build(vecs, ["a"])
+    with pytest.raises(ValueError, match="quantization must be one of"):
+        Index.build(vecs, ["a", "b"], quantization="u4")
+    with pytest.raises(DataError, match="must be finite and >= 0"):
+        SparseVectors.from_dicts([{"t1": -1.0}], VOCAB)
+
+
+def test_quantization_error_is_reported_and_bounded():
+    rows = [{"t1": 0.123456, "t2": 3.5}, {"t1": 2.0}]
+    for quantization, qmax in (("u8", 255), ("u16", 65535)):
+        info = build(rows, quantization).info()
+        assert 0 < info["max_quantization_error"] <= 3.5 / qmax / 2 + 1e-9
+
+
+def test_save_load_roundtrip(tmp_path):
+    index = build([{"t1": 1.0, "t3": 0.5}, {"t3": 2.0}, {}])
+    index.save(tmp_path / "idx")
+    loaded = Index.load(tmp_path / "idx", verify=True)
+    assert isinstance(loaded.postings_docs, np.memmap)
+    assert loaded.doc_ids == index.doc_ids and loaded.vocab == index.vocab
+    assert loaded.search({"t3": 1.0}, 3) == index.search({"t3": 1.0}, 3)
+    info = loaded.info()
+    assert info["num_docs"] == 3 and info["num_postings"] == 3 and info["bytes"] > 0
+    assert info["settings"]["quantization"] == "u16"
+
+
+def test_explain_contributions_sum_to_score():
+    index = build([{"t1": 1.0, "t3": 0.5, "t4": 1.0}, {"t3": 2.0}])
+    query = {"t1": 2.0, "t3": 1.0, "t5": 1.0}
+    result = index.search(query, 1)
+    terms = index.explain(query, result.ids[0])
+    assert [t["term"] for t in terms] == ["t1", "t3"]
+    assert sum(t["contribution"] for t in terms) == pytest.approx(result.scores[0], rel=1e-6)
+    with pytest.raises(DataError, match="unknown document id"):
+        index.explain(query, "nope")
+
+
+def test_text_query_without_model_is_a_clear_error():
+    with pytest.raises(DataError, match="built from vectors without a model"):
+        build([{"t1": 1.0}]).search("some text")
+
+
+def test_interrupted_save_keeps_the_previous_index(tmp_path, monkeypatch):
+    good = build([{"t1": 1.0}])
+    good.save(tmp_path / "idx")
+    calls = {"n": 0}
+    real_save = np.save
+
+    def failing_save(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError("disk full")
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(np, "save", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        build([{"t2": 1.0}, {"t2": 2.0}]).save(tmp_path / "idx")
+    monkeypatch.undo()
+    assert Index.load(tmp_path / "idx", verify=True).doc_ids == ["d0"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]  # no temporary left behind
+
+
+def test_save_refuses_to_overwrite_a_foreign_directory(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("precious")
+    with pytest.raises(IndexFormatError, match="not an lsr index; refusing"):
+        build([{"t1": 1.0}]).save(tmp_path / "mine")
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(IndexFormatError, match="no index directory"):
+        Index.load(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(IndexFormatError, match="not an lsr index"):
+        Index.load(tmp_path / "empty")
+    path = build([{"t1": 1.0}]).save(tmp_path / "idx")
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["format_version"] = 99
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexFormatError, match="format version 99, newer than this lsr reads"):
+        Index.load(path)
+
+
+def test_verify_detects_damage(tmp_path):
+    path = build([{"t1": 1.0}, {"t1": 2.0}]).save(tmp_path / "idx")
+    data = bytearray((path / "postings_impacts.npy").read_bytes())
+    data[-1] ^= 0xFF
+    (path / "postings_impacts.npy").write_bytes(bytes(data))
+    Index.load(path)  # cheap load does not read everything
+    with pytest.raises(IndexFormatError, match="does not match its checksum"):
+        Index.load(path, verify=True)
+    (path / "vocab.json").unlink()
+    with pytest.raises(IndexFormatError, match="incomplete: missing vocab.json"):
+        Index.load(path)
