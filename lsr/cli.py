@@ -41,7 +41,7 @@ def cmd_index(args: argparse.Namespace) -> None:
 
     _, summary = build_index(
         args.out, corpus=args.corpus, model=args.model, vectors=args.vectors, quantization=args.quantization,
-        batch_size=args.batch_size, max_length=args.max_length,
+        block_size=args.block_size, reorder=args.reorder, batch_size=args.batch_size, max_length=args.max_length,
     )
     print(json.dumps(summary, indent=2))
 
@@ -51,8 +51,9 @@ def cmd_search(args: argparse.Namespace) -> None:
     from lsr.index import Index
 
     index = Index.load(args.index)
+    knobs = {"mode": args.mode, "alpha": args.alpha, "beta": args.beta}
     if args.query is not None:
-        result = index.search(args.query, k=args.k)
+        result = index.search(args.query, k=args.k, **knobs)
         if args.json:
             hits = [{"rank": r, "id": i, "score": s} for r, (i, s) in enumerate(zip(result.ids, result.scores), 1)]
             print(json.dumps({"query": args.query, "hits": hits}, indent=2))
@@ -61,7 +62,7 @@ def cmd_search(args: argparse.Namespace) -> None:
                 print(f"{r:>4}  {score:10.4f}  {doc_id}")
         return
     queries = load_queries(resolve_dataset(args.queries))
-    results = index.search_batch([q.text for q in queries], k=args.k)
+    results = index.search_batch([q.text for q in queries], k=args.k, **knobs)
     lines = [
         f"{q.id} Q0 {doc_id} {r} {score:.6f} {args.tag}\n"
         for q, result in zip(queries, results)
@@ -114,6 +115,8 @@ def cmd_bench_encode(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from lsr.encoders import DEFAULT_SPLADE
+    from lsr.index.index import MODES
+    from lsr.index.reorder import REORDERINGS
 
     parser = argparse.ArgumentParser(prog="lsr", description="Learned sparse retrieval: encode, index, search.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -138,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--vectors", help="vectors JSONL written by `lsr encode`")
     p.add_argument("--out", required=True, help="index directory (replaced atomically if it exists)")
     p.add_argument("--quantization", choices=["u8", "u16"], default="u16")
+    p.add_argument("--block-size", type=_positive, default=64, help="docs per block for block-max pruning")
+    p.add_argument("--reorder", choices=REORDERINGS, default="none", help="document reordering before blocking")
     model_args(p)
     p.set_defaults(func=cmd_index)
 
@@ -147,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--query", help="query text")
     src.add_argument("--queries", help="collection name, BEIR folder, queries.jsonl or qid<TAB>text file")
     p.add_argument("-k", type=_positive, default=10)
+    p.add_argument("--mode", choices=MODES, default="exact")
+    p.add_argument("--alpha", type=float, default=1.0, help="block-max pruning aggressiveness (1 = safe)")
+    p.add_argument("--beta", type=float, default=1.0, help="fraction of heaviest query terms kept (1 = all)")
     p.add_argument("--json", action="store_true", help="JSON output (single query)")
     p.add_argument("--run-out", help="TREC run file to write (batch); default stdout")
     p.add_argument("--tag", default="lsr", help="run tag in the TREC run")

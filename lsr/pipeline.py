@@ -32,6 +32,8 @@ def build_index(
     model: str = DEFAULT_SPLADE,
     vectors: str | os.PathLike | None = None,
     quantization: str = "u16",
+    block_size: int = 64,
+    reorder: str = "none",
     batch_size: int | None = None,
     max_length: int = 256,
     show_progress_bar: bool = True,
@@ -51,7 +53,10 @@ def build_index(
         ids, vecs = encode_corpus(corpus, encoder, batch_size=batch_size, show_progress_bar=show_progress_bar)
         model_name, settings = model, _encoder_settings(encoder)
     t1 = time.perf_counter()
-    index = Index.build(vecs, ids, quantization=quantization, model=model_name, encoder_settings=settings)
+    index = Index.build(
+        vecs, ids, quantization=quantization, block_size=block_size, reorder=reorder, model=model_name,
+        encoder_settings=settings,
+    )
     path = index.save(Path(out))
     t2 = time.perf_counter()
     index.manifest["stats"]["encode_seconds"] = round(t1 - t0, 3)

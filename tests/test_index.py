@@ -37,9 +37,13 @@ def brute_force(rows: list[dict[str, float]], query: dict[str, float], k: int, q
     return order, scores[order] * scale
 
 
-def build(rows, quantization="u16"):
+def build(rows, quantization="u16", block_size=64, reorder="none"):
     vecs = SparseVectors.from_dicts(rows, VOCAB)
-    return Index.build(vecs, [f"d{i}" for i in range(len(rows))], quantization=quantization)
+    return Index.build(vecs, [f"d{i}" for i in range(len(rows))], quantization=quantization, block_size=block_size, reorder=reorder)
+
+
+LAYOUTS = st.sampled_from([(64, "none"), (4, "none"), (3, "dominant"), (1, "dominant")])
+MODES = ("exact", "exhaustive")
 
 
 small_weights = st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.0, 3.0])
@@ -48,14 +52,20 @@ int_query = st.dictionaries(st.sampled_from(VOCAB), st.integers(0, 4).map(float)
 
 
 @settings(max_examples=200, deadline=None)
-@given(rows=doc_rows, query=int_query, k=st.integers(1, 45))
-def test_exact_search_equals_brute_force_with_ties(rows, query, k):
-    """Few distinct weights make many exact ties; ranking must match including the doc-id tie-break."""
-    index = build(rows)
+@given(rows=doc_rows, query=int_query, k=st.integers(1, 45), layout=LAYOUTS)
+def test_exact_search_equals_brute_force_with_ties(rows, query, k, layout):
+    """Few distinct weights make many exact ties; ranking must match including the tie-break
+    by internal id (the reordered position when documents are reordered)."""
+    index = build(rows, block_size=layout[0], reorder=layout[1])
+    position = {doc_id: i for i, doc_id in enumerate(index.doc_ids)}
     expected, expected_scores = brute_force(rows, query, k)
-    for result in (index.search(query, k), index.search_batch([query], k)[0]):
-        assert result.ids == [f"d{i}" for i in expected]
-        np.testing.assert_allclose(result.scores, expected_scores, rtol=1e-6)
+    # the reference ranks ties by original position; map them to the index's internal order
+    full, full_scores = brute_force(rows, query, len(rows))
+    ranked = sorted(zip(full_scores, full), key=lambda p: (-p[0], position[f"d{p[1]}"]))[:k]
+    for mode in MODES:
+        for result in (index.search(query, k, mode=mode), index.search_batch([query, {}], k, mode=mode)[0]):
+            assert result.ids == [f"d{i}" for _, i in ranked]
+            np.testing.assert_allclose(result.scores, expected_scores, rtol=1e-6)
 
 
 @settings(max_examples=100, deadline=None)
@@ -64,19 +74,29 @@ def test_exact_search_equals_brute_force_with_ties(rows, query, k):
     query=st.dictionaries(st.sampled_from(VOCAB), st.floats(0, 3, width=32), max_size=8),
     k=st.integers(1, 20),
     quantization=st.sampled_from(["u8", "u16"]),
+    layout=LAYOUTS,
 )
-def test_exact_search_is_a_true_top_k_on_random_floats(rows, query, k, quantization):
+def test_exact_search_is_a_true_top_k_on_random_floats(rows, query, k, quantization, layout):
     """With arbitrary floats, near-ties may order differently in float32: check it is a valid top-k."""
-    index = build(rows, quantization)
+    index = build(rows, quantization, *layout)
     qmax = 255 if quantization == "u8" else 65535
     expected, expected_scores = brute_force(rows, query, k, qmax)
-    result = index.search(query, k)
-    assert len(result) == len(expected)
-    np.testing.assert_allclose(result.scores, expected_scores, rtol=1e-5, atol=1e-6)
     reference = dict(zip(*brute_force(rows, query, len(rows), qmax)))
-    for doc_id, score in zip(result.ids, result.scores):
-        assert reference[int(doc_id[1:])] == pytest.approx(score, rel=1e-5, abs=1e-6)
-    assert len(set(result.ids)) == len(result.ids)
+    for mode in MODES:
+        result = index.search(query, k, mode=mode)
+        assert len(result) == len(expected)
+        np.testing.assert_allclose(result.scores, expected_scores, rtol=1e-5, atol=1e-6)
+        for doc_id, score in zip(result.ids, result.scores):
+            assert reference[int(doc_id[1:])] == pytest.approx(score, rel=1e-5, abs=1e-6)
+        assert len(set(result.ids)) == len(result.ids)
+
+
+def test_tie_in_a_later_block_with_an_equal_bound_wins_by_lower_id():
+    """Block 1 (bound 2) is visited first and yields d2 (score 1); block 0's bound equals that
+    score and holds d0 with the same score and a lower id: safe pruning must still visit it."""
+    index = build([{"t1": 1.0}, {}, {"t1": 1.0}, {"t2": 1.0}], block_size=2)
+    for mode in MODES:
+        assert index.search({"t1": 1.0, "t2": 1.0}, 1, mode=mode).ids == ["d0"]
 
 
 def test_batch_equals_single_on_real_sized_random_data():
@@ -85,9 +105,30 @@ def test_batch_equals_single_on_real_sized_random_data():
     rows = [{vocab[t]: float(rng.gamma(1.0)) for t in rng.choice(500, rng.integers(0, 60), replace=False)} for _ in range(3000)]
     index = Index.build(SparseVectors.from_dicts(rows, vocab), [str(i) for i in range(3000)])
     queries = [{vocab[t]: float(rng.random()) for t in rng.choice(500, 12, replace=False)} for _ in range(50)]
-    for threads in (1, 2):
-        batch = index.search_batch(queries, k=100, threads=threads)
-        assert batch == [index.search(q, k=100) for q in queries]
+    for mode in MODES:
+        single = [index.search(q, k=100, mode=mode) for q in queries]
+        for threads in (1, 2):
+            assert index.search_batch(queries, k=100, threads=threads, mode=mode) == single
+    assert single == [index.search(q, k=100) for q in queries]  # exhaustive == block-max pruning
+
+
+def test_approximate_knobs_return_true_scores_and_validate():
+    rng = np.random.default_rng(3)
+    vocab = [f"w{i}" for i in range(300)]
+    rows = [{vocab[t]: float(rng.gamma(1.0)) for t in rng.choice(300, 30, replace=False)} for _ in range(2000)]
+    index = Index.build(SparseVectors.from_dicts(rows, vocab), [str(i) for i in range(2000)], block_size=16, reorder="dominant")
+    query = {vocab[t]: float(rng.random()) for t in rng.choice(300, 20, replace=False)}
+    exact = index.search(query, 50, mode="exhaustive")
+    truth = dict(zip(exact.ids, exact.scores))
+    full = dict(zip(*(lambda r: (r.ids, r.scores))(index.search(query, 2000, mode="exhaustive"))))
+    for alpha, beta in ((0.8, 1.0), (1.0, 0.5), (0.7, 0.5)):
+        approx = index.search(query, 50, alpha=alpha, beta=beta)
+        assert len(approx) == 50 and len(set(approx.ids) & set(truth)) > 0
+        if beta == 1.0:  # alpha alone prunes whole blocks; the scores it returns stay exact
+            assert all(full[i] == pytest.approx(s, rel=1e-6) for i, s in zip(approx.ids, approx.scores))
+    for bad in ({"alpha": 0.0}, {"beta": 1.5}, {"alpha": -1}, {"mode": "fast"}):
+        with pytest.raises(ValueError, match="must be"):
+            index.search(query, 5, **bad)
 
 
 def test_empty_query_and_empty_docs():

@@ -16,13 +16,17 @@ import numpy as np
 
 from lsr.data.vectors import SparseVectors
 from lsr.errors import DataError
-from lsr.index import kernels, storage
+from lsr.index import bmp_kernels, kernels, storage
+from lsr.index.blockmax import BlockMax, build_blockmax
 from lsr.index.build import build_postings
+from lsr.index.reorder import reorder_documents
 
 if TYPE_CHECKING:
     from lsr.encoders import SpladeEncoder
 
 Query = Union[str, Mapping[str, float]]
+# exact: block-max pruning (safe); exhaustive: score every matching document (the reference).
+MODES = ("exact", "exhaustive")
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class Index:
     forward_indptr: np.ndarray
     forward_terms: np.ndarray
     forward_weights: np.ndarray
+    blocks: BlockMax
     manifest: dict[str, Any]
     path: Path | None = None
     _encoder: "SpladeEncoder | None" = field(default=None, repr=False)
@@ -68,13 +73,16 @@ class Index:
         doc_ids: Sequence[str],
         *,
         quantization: str = "u16",
+        block_size: int = 64,
+        reorder: str = "none",
         model: str | None = None,
         encoder_settings: Mapping[str, Any] | None = None,
     ) -> "Index":
         """Index ``vectors`` (one row per document, ids in ``doc_ids``).
 
         ``model`` names the encoder that produced the vectors, so that text queries against
-        the loaded index are encoded the same way.
+        the loaded index are encoded the same way. ``block_size`` and ``reorder`` shape the
+        block-max layout used by exact search (see :mod:`lsr.index.reorder`).
         """
         start = time.perf_counter()
         doc_ids = [str(d) for d in doc_ids]
@@ -85,14 +93,19 @@ class Index:
         if vectors.nnz and (not np.isfinite(vectors.values).all() or vectors.values.min() < 0):
             raise DataError("document weights must be finite and >= 0")
         vocab = list(vectors.vocab)
+        order = reorder_documents(vectors, reorder)
+        if reorder != "none":
+            vectors = vectors.take(order)
+            doc_ids = [doc_ids[i] for i in order]
         postings = build_postings(vectors, len(vocab), quantization)
+        blocks = build_blockmax(postings.indptr, postings.docs, postings.impacts, len(doc_ids), block_size)
         lengths = np.diff(vectors.indptr)
         manifest = {
             "lsr_version": _version(),
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "model": model,
             "encoder": dict(encoder_settings or {}),
-            "settings": {"quantization": quantization, "scale": postings.scale},
+            "settings": {"quantization": quantization, "scale": postings.scale, "block_size": block_size, "reorder": reorder},
             "stats": {
                 "num_docs": len(doc_ids),
                 "vocab_size": len(vocab),
@@ -113,12 +126,13 @@ class Index:
             forward_indptr=vectors.indptr.astype(np.int64),
             forward_terms=vectors.indices.astype(np.int32),
             forward_weights=vectors.values.astype(np.float32),
+            blocks=blocks,
             manifest=manifest,
         )
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the index to ``path`` atomically (see :func:`storage.write_index_dir`)."""
-        arrays = {name: getattr(self, name) for name in _ARRAYS}
+        arrays = {**{name: getattr(self, name) for name in _ARRAYS}, **self.blocks.arrays()}
         manifest = {k: v for k, v in self.manifest.items() if k not in ("format", "format_version", "files")}
         self.path = storage.write_index_dir(path, arrays, {"doc_ids": self.doc_ids, "vocab": self.vocab}, manifest)
         self.manifest = storage.read_manifest(self.path)
@@ -142,7 +156,9 @@ class Index:
         if verify:
             storage.verify_files(path, manifest)
         arrays = {name: storage.load_array(path, name, mmap) for name in _ARRAYS}
+        block_arrays = {f"bmp_{name}": storage.load_array(path, f"bmp_{name}", mmap) for name in BlockMax.ARRAYS}
         index = cls(
+            blocks=BlockMax.from_arrays(manifest["settings"]["block_size"], block_arrays),
             doc_ids=storage.load_json(path, "doc_ids"),
             vocab=storage.load_json(path, "vocab"),
             manifest=manifest,
@@ -220,9 +236,8 @@ class Index:
                 n_dict += 1
         indptr = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum([len(r[0]) for r in rows], out=indptr[1:])
-        terms = np.concatenate([r[0] for r in rows]) if rows else np.zeros(0, np.int32)
-        weights = np.concatenate([r[1] for r in rows]) if rows else np.zeros(0, np.float32)
-        return SparseVectors(indptr, terms.astype(np.int32), weights.astype(np.float32), self.vocab)
+        terms = _concat([r[0] for r in rows], np.int32)
+        return SparseVectors(indptr, terms, _concat([r[1] for r in rows], np.float32), self.vocab)
 
     def _encode_texts(self, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
         vecs = self.encoder.encode_queries(texts)
@@ -236,31 +251,81 @@ class Index:
             rows.append((ids, weights))
         return rows
 
-    def search(self, query: Query, k: int = 10) -> SearchResult:
-        """Exact top-k documents for a text or a ``{term: weight}`` query."""
-        k = self._check_k(k)
-        q = self.encode_queries([query])
-        acc, touched = self._thread_scratch()
-        out_docs = np.empty(k, dtype=np.int32)
-        out_scores = np.empty(k, dtype=np.float32)
-        n = kernels.search_exhaustive(
-            q.indices, q.values, self.postings_indptr, self.postings_docs, self.postings_impacts,
-            k, acc, touched, out_docs, out_scores,
-        )
-        return self._result(out_docs[:n], out_scores[:n])
+    def search(self, query: Query, k: int = 10, *, mode: str = "exact", alpha: float = 1.0, beta: float = 1.0) -> SearchResult:
+        """Top-k documents for a text or a ``{term: weight}`` query.
 
-    def search_batch(self, queries: Sequence[Query], k: int = 10, threads: int | None = None) -> list[SearchResult]:
-        """Exact top-k for many queries, in parallel over ``threads`` (default: all cores)."""
-        k = self._check_k(k)
+        ``mode="exact"`` uses block-max pruning; ``alpha < 1`` (skip blocks whose bound times
+        alpha cannot beat the k-th score) and ``beta < 1`` (keep only that fraction of the
+        heaviest query terms) trade exactness for speed, as in the BMP paper.
+        ``mode="exhaustive"`` scores every matching document.
+        """
+        return self.search_encoded(self.encode_queries([query]), k, mode=mode, alpha=alpha, beta=beta)[0]
+
+    def search_batch(
+        self,
+        queries: Sequence[Query],
+        k: int = 10,
+        *,
+        mode: str = "exact",
+        alpha: float = 1.0,
+        beta: float = 1.0,
+        threads: int | None = None,
+    ) -> list[SearchResult]:
+        """:meth:`search` for many queries, in parallel over ``threads`` (default: all cores)."""
+        self._check_k(k)
         if not len(queries):
             return []
-        q = self.encode_queries(queries)
-        workers = max(1, min(threads or numba.config.NUMBA_NUM_THREADS, len(queries)))
-        docs, scores, counts = kernels.search_exhaustive_batch(
-            q.indptr, q.indices, q.values, self.postings_indptr, self.postings_docs, self.postings_impacts,
-            self.num_docs, k, workers,
+        return self.search_encoded(self.encode_queries(queries), k, mode=mode, alpha=alpha, beta=beta, threads=threads)
+
+    def search_encoded(
+        self,
+        queries: SparseVectors,
+        k: int = 10,
+        *,
+        mode: str = "exact",
+        alpha: float = 1.0,
+        beta: float = 1.0,
+        threads: int | None = None,
+    ) -> list[SearchResult]:
+        """Search queries already encoded over this index's vocabulary (see :meth:`encode_queries`).
+
+        One query runs on the calling thread; several run in parallel over ``threads``.
+        """
+        k = self._check_k(k)
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        for name, value in (("alpha", alpha), ("beta", beta)):
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"{name} must be in (0, 1], got {value!r}")
+        q = _prepare_queries(queries, beta)
+        if len(q) == 1:
+            docs, scores = np.empty((1, k), np.int32), np.empty((1, k), np.float32)
+            counts = [self._search_one(q.indices, q.values, k, mode, alpha, docs[0], scores[0])]
+        else:
+            workers = max(1, min(threads or numba.config.NUMBA_NUM_THREADS, len(q)))
+            if mode == "exhaustive":
+                docs, scores, counts = kernels.search_exhaustive_batch(
+                    q.indptr, q.indices, q.values, self.postings_indptr, self.postings_docs, self.postings_impacts,
+                    self.num_docs, k, workers,
+                )
+            else:
+                docs, scores, counts = bmp_kernels.search_bmp_batch(
+                    q.indptr, q.indices, q.values, self.blocks.block_size, self.num_docs, *self.blocks.kernel_args(),
+                    k, np.float32(alpha), self.blocks.n_blocks, workers,
+                )
+        return [self._result(docs[i, : counts[i]], scores[i, : counts[i]]) for i in range(len(q))]
+
+    def _search_one(self, terms, weights, k, mode, alpha, out_docs, out_scores) -> int:
+        s = self._thread_scratch()
+        if mode == "exhaustive":
+            return kernels.search_exhaustive(
+                terms, weights, self.postings_indptr, self.postings_docs, self.postings_impacts,
+                k, s.acc, s.touched, out_docs, out_scores,
+            )
+        return bmp_kernels.search_bmp(
+            terms, weights, self.blocks.block_size, self.num_docs, *self.blocks.kernel_args(),
+            k, np.float32(alpha), s.ub, out_docs, out_scores,
         )
-        return [self._result(docs[i, : counts[i]], scores[i, : counts[i]]) for i in range(len(queries))]
 
     def explain(self, query: Query, doc_id: str) -> list[dict[str, Any]]:
         """Per matched term: query weight, the document's stored weight, and the contribution."""
@@ -284,13 +349,14 @@ class Index:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         return int(min(k, max(self.num_docs, 1)))
 
-    def _thread_scratch(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-thread accumulator and touched list, reused across queries (kernels leave acc zeroed)."""
+    def _thread_scratch(self) -> threading.local:
+        """Per-thread accumulators reused across queries (the kernels leave them zeroed)."""
         s = self._scratch
-        if getattr(s, "acc", None) is None or s.acc.shape[0] != self.num_docs:
+        if getattr(s, "acc", None) is None:
             s.acc = np.zeros(self.num_docs, dtype=np.float32)
             s.touched = np.empty(self.num_docs, dtype=np.int32)
-        return s.acc, s.touched
+            s.ub = np.zeros(self.blocks.n_blocks, dtype=np.float32)
+        return s
 
     def _doc_position(self) -> dict[str, int]:
         if self._positions is None:
@@ -313,7 +379,30 @@ _ENCODER_KEYS = ("max_length", "query_max_length", "batch_size", "top_k")
 
 
 def _nbytes(index: Index) -> int:
-    return sum(getattr(index, name).nbytes for name in _ARRAYS)
+    return sum(getattr(index, name).nbytes for name in _ARRAYS) + index.blocks.nbytes
+
+
+def _prepare_queries(queries: SparseVectors, beta: float) -> SparseVectors:
+    """Rows with positive weights only, terms ascending (the kernels rely on it), and with
+    ``beta < 1`` only the heaviest ``ceil(beta * n)`` terms of each query."""
+    rows_t, rows_w = [], []
+    for i in range(len(queries)):
+        terms, weights = queries.row(i)
+        keep = weights > 0
+        terms, weights = terms[keep], weights[keep]
+        if beta < 1.0 and len(terms):
+            top = np.argsort(-weights, kind="stable")[: int(np.ceil(beta * len(terms)))]
+            terms, weights = terms[top], weights[top]
+        order = np.argsort(terms, kind="stable")
+        rows_t.append(terms[order])
+        rows_w.append(weights[order])
+    indptr = np.zeros(len(rows_t) + 1, dtype=np.int64)
+    np.cumsum([len(t) for t in rows_t], out=indptr[1:])
+    return SparseVectors(indptr, _concat(rows_t, np.int32), _concat(rows_w, np.float32), queries.vocab)
+
+
+def _concat(parts: list[np.ndarray], dtype) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
 
 
 def _version() -> str:

@@ -49,25 +49,24 @@ def _sift_up(heap_s, heap_d, i):
         i = parent
 
 
+@nb.njit(inline="always", **_JIT)
+def heap_offer(heap_s, heap_d, size, k, s, d) -> int:
+    """Offer hit (s, d) to a bounded min-heap of capacity k; returns the new size."""
+    if size < k:
+        heap_s[size] = s
+        heap_d[size] = d
+        _sift_up(heap_s, heap_d, size)
+        return size + 1
+    if _better(s, d, heap_s[0], heap_d[0]):
+        heap_s[0] = s
+        heap_d[0] = d
+        _sift_down(heap_s, heap_d, size, 0)
+    return size
+
+
 @nb.njit(**_JIT)
-def _select_top_k(acc, touched, n_touched, k, out_docs, out_scores):
-    """Best k of the touched docs into out_* (best first); clears acc; returns the hit count."""
-    heap_s = np.empty(k, dtype=np.float32)
-    heap_d = np.empty(k, dtype=np.int32)
-    size = 0
-    for t in range(n_touched):
-        d = touched[t]
-        s = acc[d]
-        acc[d] = 0.0
-        if size < k:
-            heap_s[size] = s
-            heap_d[size] = d
-            _sift_up(heap_s, heap_d, size)
-            size += 1
-        elif _better(s, d, heap_s[0], heap_d[0]):
-            heap_s[0] = s
-            heap_d[0] = d
-            _sift_down(heap_s, heap_d, size, 0)
+def heap_drain(heap_s, heap_d, size, out_docs, out_scores) -> int:
+    """Empty the heap into out_* best first; returns the number of hits."""
     n = size
     while size > 0:  # pop worst-first into the tail of the output
         size -= 1
@@ -77,6 +76,19 @@ def _select_top_k(acc, touched, n_touched, k, out_docs, out_scores):
         heap_d[0] = heap_d[size]
         _sift_down(heap_s, heap_d, size, 0)
     return n
+
+
+@nb.njit(**_JIT)
+def _select_top_k(acc, touched, n_touched, k, out_docs, out_scores):
+    """Best k of the touched docs into out_* (best first); clears acc; returns the hit count."""
+    heap_s = np.empty(k, dtype=np.float32)
+    heap_d = np.empty(k, dtype=np.int32)
+    size = 0
+    for t in range(n_touched):
+        d = touched[t]
+        size = heap_offer(heap_s, heap_d, size, k, acc[d], d)
+        acc[d] = 0.0
+    return heap_drain(heap_s, heap_d, size, out_docs, out_scores)
 
 
 @nb.njit(**_JIT)

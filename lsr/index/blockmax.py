@@ -1,0 +1,78 @@
+"""Block-max layout of an index for Block-Max Pruning search (kernels in bmp_kernels)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from lsr.index import bmp_kernels
+
+# A term whose postings touch more than this fraction of blocks keeps a dense row of block
+# maxima: summing a contiguous row beats scattering that many (block, max) pairs.
+DENSE_FRACTION = 0.125
+
+
+@dataclass(frozen=True)
+class BlockMax:
+    """Per-term block maxima plus a block-local forward index (block -> term -> docs)."""
+
+    block_size: int
+    tb_indptr: np.ndarray  # int64 [vocab + 1]: term -> range of (block, max) pairs
+    tb_blocks: np.ndarray  # int32
+    tb_max: np.ndarray  # impact dtype
+    dense_row: np.ndarray  # int32 [vocab]: row in dense_rows, or -1
+    dense_rows: np.ndarray  # impact dtype [n_dense, n_blocks]
+    blk_indptr: np.ndarray  # int64 [n_blocks + 1]: block -> range of entries
+    blk_terms: np.ndarray  # int32 [entries]: ascending within a block
+    entry_ptr: np.ndarray  # int64 [entries + 1]: entry -> range of postings
+    blk_offsets: np.ndarray  # uint8: doc offset within the block
+    blk_impacts: np.ndarray  # impact dtype
+
+    ARRAYS = ("tb_indptr", "tb_blocks", "tb_max", "dense_row", "dense_rows", "blk_indptr", "blk_terms",
+              "entry_ptr", "blk_offsets", "blk_impacts")
+
+    @property
+    def n_blocks(self) -> int:
+        return self.blk_indptr.shape[0] - 1
+
+    @property
+    def nbytes(self) -> int:
+        return sum(getattr(self, name).nbytes for name in self.ARRAYS)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {f"bmp_{name}": getattr(self, name) for name in self.ARRAYS}
+
+    @classmethod
+    def from_arrays(cls, block_size: int, arrays: dict[str, np.ndarray]) -> "BlockMax":
+        return cls(block_size=block_size, **{name: arrays[f"bmp_{name}"] for name in cls.ARRAYS})
+
+    def kernel_args(self) -> tuple:
+        """The arrays in the order the search kernels take them."""
+        return tuple(getattr(self, f.name) for f in fields(self) if f.name in self.ARRAYS)
+
+
+def build_blockmax(p_indptr: np.ndarray, p_docs: np.ndarray, p_impacts: np.ndarray, n_docs: int, block_size: int) -> BlockMax:
+    """Block layout from term-major postings (docs ascending within each term)."""
+    if not 1 <= block_size <= 256:
+        raise ValueError(f"block_size must be in 1..256 (offsets are stored in one byte), got {block_size}")
+    n_blocks = max(1, -(-n_docs // block_size))
+    n_post, n_terms, n_term_blocks = bmp_kernels.count_block_entries(p_indptr, p_docs, block_size, n_blocks)
+    blk_indptr = np.concatenate([[0], np.cumsum(n_terms)]).astype(np.int64)
+    post_start = np.concatenate([[0], np.cumsum(n_post)]).astype(np.int64)
+    tb_indptr = np.concatenate([[0], np.cumsum(n_term_blocks)]).astype(np.int64)
+    n_entries = int(blk_indptr[-1])
+    blk_terms = np.empty(n_entries, dtype=np.int32)
+    entry_ptr = np.empty(n_entries + 1, dtype=np.int64)
+    blk_offsets = np.empty(int(post_start[-1]), dtype=np.uint8)
+    blk_impacts = np.empty(int(post_start[-1]), dtype=p_impacts.dtype)
+    tb_blocks = np.empty(int(tb_indptr[-1]), dtype=np.int32)
+    tb_max = np.empty(int(tb_indptr[-1]), dtype=p_impacts.dtype)
+    bmp_kernels.fill_blocks(p_indptr, p_docs, p_impacts, block_size, blk_indptr, post_start, tb_indptr,
+                            blk_terms, entry_ptr, blk_offsets, blk_impacts, tb_blocks, tb_max)
+    dense_terms = np.flatnonzero(n_term_blocks > DENSE_FRACTION * n_blocks).astype(np.int32)
+    dense_row = np.full(p_indptr.shape[0] - 1, -1, dtype=np.int32)
+    dense_row[dense_terms] = np.arange(dense_terms.shape[0], dtype=np.int32)
+    dense_rows = bmp_kernels.fill_dense_rows(tb_indptr, tb_blocks, tb_max, dense_terms, n_blocks, p_impacts[:1])
+    return BlockMax(block_size, tb_indptr, tb_blocks, tb_max, dense_row, dense_rows, blk_indptr, blk_terms,
+                    entry_ptr, blk_offsets, blk_impacts)

@@ -1,0 +1,207 @@
+"""Numba kernels for Block-Max Pruning (Mallia, Suel, Tonellotto, SIGIR 2024).
+
+Doc ids are cut into fixed blocks. Each term keeps its per-block maximum impact; a query sums
+those into an upper bound per block, visits blocks from the highest bound down, scores each
+visited block through a block-local forward index, and stops once no remaining bound can beat
+the current k-th score. Bounds and scores add the query's terms in the same order, so by the
+monotonicity of float rounding a bound is never below a score it covers: the safe mode returns
+exactly the exhaustive top-k, ties included.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from lsr.index.kernels import _JIT, heap_drain, heap_offer
+
+N_BUCKETS = 2048
+
+
+@nb.njit(**_JIT)
+def count_block_entries(p_indptr, p_docs, block_size, n_blocks):
+    """Per block: postings and distinct terms it holds (first pass of the block layout)."""
+    n_post = np.zeros(n_blocks, dtype=np.int64)
+    n_terms = np.zeros(n_blocks, dtype=np.int64)
+    n_term_blocks = np.zeros(p_indptr.shape[0] - 1, dtype=np.int64)
+    for t in range(p_indptr.shape[0] - 1):
+        last = -1
+        for j in range(p_indptr[t], p_indptr[t + 1]):
+            b = p_docs[j] // block_size
+            n_post[b] += 1
+            if b != last:
+                n_terms[b] += 1
+                n_term_blocks[t] += 1
+                last = b
+    return n_post, n_terms, n_term_blocks
+
+
+@nb.njit(**_JIT)
+def fill_blocks(p_indptr, p_docs, p_impacts, block_size, blk_indptr, post_start, tb_indptr,
+                blk_terms, entry_ptr, blk_offsets, blk_impacts, tb_blocks, tb_max):
+    """Second pass: the block-local forward index and each term's (block, max impact) list.
+
+    Walking postings term by term (docs ascending) visits every block's entries in term order,
+    so both layouts fill by counting sort, without sorting.
+    """
+    term_fill = blk_indptr[:-1].copy()
+    post_fill = post_start[:-1].copy()
+    for t in range(p_indptr.shape[0] - 1):
+        last = -1
+        tb = tb_indptr[t] - 1
+        e = -1
+        for j in range(p_indptr[t], p_indptr[t + 1]):
+            d = p_docs[j]
+            b = d // block_size
+            if b != last:
+                e = term_fill[b]
+                term_fill[b] += 1
+                blk_terms[e] = t
+                entry_ptr[e] = post_fill[b]
+                tb += 1
+                tb_blocks[tb] = b
+                tb_max[tb] = 0
+                last = b
+            blk_offsets[post_fill[b]] = d - b * block_size
+            blk_impacts[post_fill[b]] = p_impacts[j]
+            post_fill[b] += 1
+            if p_impacts[j] > tb_max[tb]:
+                tb_max[tb] = p_impacts[j]
+    entry_ptr[-1] = post_fill[-1] if post_fill.shape[0] else 0
+
+
+@nb.njit(**_JIT)
+def fill_dense_rows(tb_indptr, tb_blocks, tb_max, dense_terms, n_blocks, dtype_example):
+    """Dense block-max rows for the terms present in many blocks (summed with a plain loop)."""
+    rows = np.zeros((dense_terms.shape[0], n_blocks), dtype=dtype_example.dtype)
+    for r in range(dense_terms.shape[0]):
+        t = dense_terms[r]
+        for i in range(tb_indptr[t], tb_indptr[t + 1]):
+            rows[r, tb_blocks[i]] = tb_max[i]
+    return rows
+
+
+@nb.njit(**_JIT)
+def _block_bounds(q_terms, q_weights, tb_indptr, tb_blocks, tb_max, dense_row, dense_rows, ub):
+    """ub[b] = sum over query terms (in query order) of weight x the term's max impact in block b."""
+    for i in range(q_terms.shape[0]):
+        t = q_terms[i]
+        w = q_weights[i]
+        r = dense_row[t]
+        if r >= 0:
+            row = dense_rows[r]
+            for b in range(ub.shape[0]):
+                ub[b] += w * np.float32(row[b])
+        else:
+            for j in range(tb_indptr[t], tb_indptr[t + 1]):
+                ub[tb_blocks[j]] += w * np.float32(tb_max[j])
+
+
+@nb.njit(**_JIT)
+def _score_block(b, q_terms, q_weights, blk_indptr, blk_terms, entry_ptr, blk_offsets, blk_impacts, local):
+    """Exact scores of block b's docs into local[offset]; returns how many slots were written."""
+    lo = blk_indptr[b]
+    hi = blk_indptr[b + 1]
+    used = 0
+    for i in range(q_terms.shape[0]):
+        t = q_terms[i]
+        # query terms ascend, so the search for the next one starts where this one ended
+        a, z = lo, hi
+        while a < z:
+            m = (a + z) >> 1
+            if blk_terms[m] < t:
+                a = m + 1
+            else:
+                z = m
+        lo = a
+        if a < hi and blk_terms[a] == t:
+            w = q_weights[i]
+            for j in range(entry_ptr[a], entry_ptr[a + 1]):
+                off = blk_offsets[j]
+                local[off] += w * np.float32(blk_impacts[j])
+                if off >= used:
+                    used = off + 1
+    return used
+
+
+@nb.njit(**_JIT)
+def search_bmp(q_terms, q_weights, block_size, n_docs, tb_indptr, tb_blocks, tb_max, dense_row, dense_rows,
+               blk_indptr, blk_terms, entry_ptr, blk_offsets, blk_impacts, k, alpha, ub, out_docs, out_scores):
+    """Top-k of one query by block-max pruning; q_terms must ascend.
+
+    A block is skipped when alpha x its bound is below the current k-th score (alpha = 1:
+    safe and exact). ub (float32, one slot per block) must be zero on entry; it is zeroed
+    again before returning. Returns the number of hits, written best first into out_*.
+    """
+    n_blocks = ub.shape[0]
+    _block_bounds(q_terms, q_weights, tb_indptr, tb_blocks, tb_max, dense_row, dense_rows, ub)
+    top = np.float32(0.0)
+    n_live = 0
+    for b in range(n_blocks):
+        if ub[b] > 0.0:
+            n_live += 1
+            if ub[b] > top:
+                top = ub[b]
+    heap_s = np.empty(k, dtype=np.float32)
+    heap_d = np.empty(k, dtype=np.int32)
+    size = 0
+    if n_live > 0:
+        # bucket the live blocks by bound (a linear-time partial sort), best bucket first
+        counts = np.zeros(N_BUCKETS + 1, dtype=np.int64)
+        bucket_top = np.zeros(N_BUCKETS, dtype=np.float32)
+        scale = np.float32(N_BUCKETS - 1) / top
+        for b in range(n_blocks):
+            if ub[b] > 0.0:
+                bk = N_BUCKETS - 1 - min(N_BUCKETS - 1, int(ub[b] * scale))
+                counts[bk + 1] += 1
+                if ub[b] > bucket_top[bk]:
+                    bucket_top[bk] = ub[b]
+        for i in range(N_BUCKETS):
+            counts[i + 1] += counts[i]
+        order = np.empty(n_live, dtype=np.int32)
+        fill = counts[:-1].copy()
+        for b in range(n_blocks):
+            if ub[b] > 0.0:
+                bk = N_BUCKETS - 1 - min(N_BUCKETS - 1, int(ub[b] * scale))
+                order[fill[bk]] = b
+                fill[bk] += 1
+        local = np.zeros(block_size, dtype=np.float32)
+        for bk in range(N_BUCKETS):
+            if counts[bk] == counts[bk + 1]:
+                continue
+            if size == k and alpha * bucket_top[bk] < heap_s[0]:
+                break  # every later bucket is bounded by this one's top
+            for i in range(counts[bk], counts[bk + 1]):
+                b = order[i]
+                if size == k and alpha * ub[b] < heap_s[0]:
+                    continue
+                used = _score_block(b, q_terms, q_weights, blk_indptr, blk_terms, entry_ptr, blk_offsets, blk_impacts, local)
+                base = b * block_size
+                for off in range(used):
+                    s = local[off]
+                    if s > 0.0:
+                        size = heap_offer(heap_s, heap_d, size, k, s, base + off)
+                        local[off] = 0.0
+    ub[:] = 0.0
+    return heap_drain(heap_s, heap_d, size, out_docs, out_scores)
+
+
+@nb.njit(parallel=True, **_JIT)
+def search_bmp_batch(q_indptr, q_terms, q_weights, block_size, n_docs, tb_indptr, tb_blocks, tb_max, dense_row,
+                     dense_rows, blk_indptr, blk_terms, entry_ptr, blk_offsets, blk_impacts, k, alpha, n_blocks,
+                     n_workers):
+    """search_bmp for many queries (CSR rows) over n_workers threads; returns (docs, scores, counts)."""
+    n_queries = q_indptr.shape[0] - 1
+    out_docs = np.full((n_queries, k), -1, dtype=np.int32)
+    out_scores = np.zeros((n_queries, k), dtype=np.float32)
+    counts = np.zeros(n_queries, dtype=np.int64)
+    for w in nb.prange(n_workers):
+        ub = np.zeros(n_blocks, dtype=np.float32)
+        for q in range(w, n_queries, n_workers):
+            lo, hi = q_indptr[q], q_indptr[q + 1]
+            counts[q] = search_bmp(
+                q_terms[lo:hi], q_weights[lo:hi], block_size, n_docs, tb_indptr, tb_blocks, tb_max, dense_row,
+                dense_rows, blk_indptr, blk_terms, entry_ptr, blk_offsets, blk_impacts, k, alpha, ub,
+                out_docs[q], out_scores[q],
+            )
+    return out_docs, out_scores, counts
