@@ -1,0 +1,1 @@
+"""Benchmarks: side-by-side measurements against the anchor engines, written under evaluation/results/."""

