@@ -113,6 +113,31 @@ def cmd_bench_encode(args: argparse.Namespace) -> None:
     print(json.dumps(result, indent=2))
 
 
+def cmd_bench_exact(args: argparse.Namespace) -> None:
+    from lsr.bench.exact import run_exact_benchmark
+
+    result = run_exact_benchmark(
+        dataset=args.dataset, n_docs=args.n_docs, k_values=tuple(args.k), block_size=args.block_size,
+        reorder=args.reorder, repeats=args.repeats, max_queries=args.max_queries, lucene=not args.no_lucene,
+        out_dir=args.out_dir,
+    )
+    print(json.dumps({"builds": result["builds"], "runs": result["runs"]}, indent=2))
+
+
+def cmd_bench_synth(args: argparse.Namespace) -> None:
+    from lsr.bench.data import real_data, vector_stats
+    from lsr.bench.synth import synthesize
+    from lsr.data import write_vectors_jsonl
+    from lsr.encoders import SpladeEncoder
+
+    real = real_data(SpladeEncoder(args.model))
+    synth = synthesize(real.docs, args.n_docs, seed=args.seed)
+    stats = {"real": vector_stats(real.docs), "synthetic": vector_stats(synth)}
+    if args.out:
+        write_vectors_jsonl(args.out, [f"s{i}" for i in range(len(synth))], synth)
+    print(json.dumps(stats, indent=2))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from lsr.encoders import DEFAULT_SPLADE
     from lsr.index.index import MODES
@@ -183,6 +208,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default="evaluation/results/encode")
     model_args(p)
     p.set_defaults(func=cmd_bench_encode)
+
+    p = bsub.add_parser("synth", help="grow real splade-tiny encodings into a synthetic corpus; print statistics")
+    p.add_argument("--n-docs", type=_positive, default=1_000_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", default=DEFAULT_SPLADE)
+    p.add_argument("--out", help="also write the vectors as JSONL (for `lsr index --vectors`)")
+    p.set_defaults(func=cmd_bench_synth)
+
+    p = bsub.add_parser("exact", help="exhaustive and block-max search vs bmp (Rust) and Lucene impact search")
+    p.add_argument("--dataset", choices=["real", "synth"], default="real")
+    p.add_argument("--n-docs", type=_positive, default=1_000_000, help="synthetic corpus size")
+    p.add_argument("-k", type=_positive, nargs="+", default=[10, 1000])
+    p.add_argument("--block-size", type=_positive, default=64)
+    p.add_argument("--reorder", choices=REORDERINGS, default="dominant")
+    p.add_argument("--repeats", type=_positive, default=3)
+    p.add_argument("--max-queries", type=_positive)
+    p.add_argument("--no-lucene", action="store_true", help="skip pyserini's Lucene impact search")
+    p.add_argument("--out-dir", default="evaluation/results/exact")
+    p.set_defaults(func=cmd_bench_exact)
     return parser
 
 

@@ -169,6 +169,20 @@ def test_quantization_error_is_reported_and_bounded():
         assert 0 < info["max_quantization_error"] <= 3.5 / qmax / 2 + 1e-9
 
 
+def test_weights_that_quantize_to_zero_leave_the_input_and_forward_index_intact():
+    rows = [{"t1": 0.001, "t2": 3.0, "t3": 0.0004}, {"t1": 0.002, "t4": 1.0}, {"t5": 0.0001}]
+    vecs = SparseVectors.from_dicts(rows, VOCAB)
+    before = vecs.to_dicts()
+    index = Index.build(vecs, ["a", "b", "c"], quantization="u8", reorder="dominant")
+    assert vecs.to_dicts() == before
+    assert index.info()["dropped_postings"] == 4
+    forward = {index.doc_ids[d]: {VOCAB[t]: float(w) for t, w in zip(
+        index.forward_terms[index.forward_indptr[d]:index.forward_indptr[d + 1]],
+        index.forward_weights[index.forward_indptr[d]:index.forward_indptr[d + 1]])} for d in range(3)}
+    assert forward == {"a": pytest.approx(rows[0]), "b": pytest.approx(rows[1]), "c": pytest.approx(rows[2])}
+    assert index.search({"t2": 1.0, "t4": 1.0, "t1": 1.0}, 5).ids == ["a", "b"]
+
+
 def test_save_load_roundtrip(tmp_path):
     index = build([{"t1": 1.0, "t3": 0.5}, {"t3": 2.0}, {}])
     index.save(tmp_path / "idx")

@@ -1,7 +1,8 @@
 """Build one system's index in a child process, so its wall time and peak memory are its own.
 
-Usage: python -m lsr.bench.build_child {lsr,bmp} DOCS.npz OUT [options]. The parent reads the
-peak resident memory from the child's rusage.
+Usage: python -m lsr.bench.build_child {lsr,bmp} DOCS.npz OUT [options]. The child prints its
+peak resident memory (VmHWM, which exec resets, unlike rusage's maxrss that keeps the forking
+parent's size) as its last line.
 """
 
 from __future__ import annotations
@@ -48,6 +49,14 @@ def build_bmp(docs: str, out: str, block_size: int, same_as: str) -> None:
     indexer.finish()
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set size since exec, in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("system", choices=["lsr", "bmp"])
@@ -62,6 +71,7 @@ def main() -> None:
         build_lsr(a.docs, a.out, a.block_size, a.reorder, a.quantization)
     else:
         build_bmp(a.docs, a.out, a.block_size, a.same_as)
+    print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lsr.bench.data import EncodedCollection, real_data, vector_stats
+from lsr.bench.data import FULL_COLLECTIONS, EncodedCollection, real_data, vector_stats
 from lsr.bench.synth import synthesize
 from lsr.data import SparseVectors
 
@@ -30,12 +30,11 @@ SETTINGS = ((1.0, 1.0), (0.9, 1.0), (1.0, 0.5), (0.8, 0.5))
 def build_in_child(args: list[str]) -> tuple[float, float]:
     """Run a build_child command; returns (seconds, peak resident MB) of that child alone."""
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "lsr.bench.build_child", *args])
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run([sys.executable, "-m", "lsr.bench.build_child", *args], capture_output=True, text=True)
     seconds = time.perf_counter() - start
-    if status != 0:
-        raise RuntimeError(f"build failed ({status}): {' '.join(args)}")
-    return seconds, usage.ru_maxrss / 1024
+    if proc.returncode != 0:
+        raise RuntimeError(f"build failed ({proc.returncode}): {' '.join(args)}\n{proc.stderr[-3000:]}")
+    return seconds, json.loads(proc.stdout.strip().splitlines()[-1])["peak_rss_mb"]
 
 
 def dir_bytes(path: Path) -> int:
@@ -65,16 +64,17 @@ def recall(results: list[list[str]], truth: list[list[str]], k: int) -> float:
 
 
 def bmp_query(terms: np.ndarray, weights: np.ndarray, vocab: list[str]) -> dict[str, int]:
-    """bmp takes u8 query weights and sums into u16: scale so no query can overflow."""
+    """bmp takes integer query weights (and rescales them to its own small range internally)."""
     if not len(weights):
         return {}
-    factor = min(255.0 / weights.max(), 65535.0 / (255.0 * weights.sum()))
+    factor = 255.0 / weights.max()
     return {vocab[t]: max(1, int(round(w * factor))) for t, w in zip(terms, weights)}
 
 
 def run_exact_benchmark(
     dataset: str = "real",
     n_docs: int = 1_000_000,
+    collections: tuple[str, ...] = FULL_COLLECTIONS,
     k_values: tuple[int, ...] = (10, 1000),
     block_size: int = 64,
     reorder: str = "dominant",
@@ -93,7 +93,7 @@ def run_exact_benchmark(
 
     numba.set_num_threads(1)
     encoder = SpladeEncoder("splade-tiny")
-    real = real_data(encoder)
+    real = real_data(encoder, collections)
     if dataset == "synth":
         docs = synthesize(real.docs, n_docs, seed=0)
         data = EncodedCollection([f"s{i}" for i in range(n_docs)], docs, real.query_ids, real.queries)
@@ -107,7 +107,7 @@ def run_exact_benchmark(
     docs_file = work / "docs.npz"
     save_docs(docs_file, data.doc_ids, data.docs)
 
-    out = {"dataset": dataset, "docs": len(data.doc_ids), "queries": n_q, "stats": {"docs": vector_stats(data.docs)},
+    out = {"dataset": dataset, "collections": list(collections), "docs": len(data.doc_ids), "queries": n_q, "stats": {"docs": vector_stats(data.docs)},
            "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "threads": 1},
            "settings": {"block_size": block_size, "reorder": reorder, "quantization": "u8", "repeats": repeats},
            "builds": {}, "runs": []}

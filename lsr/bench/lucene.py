@@ -59,16 +59,16 @@ def lucene_system(index, work: Path) -> tuple[dict, Callable[[SparseVectors, int
     )
     args = ["-collection", "JsonVectorCollection", "-input", str(coll), "-index", str(out),
             "-generator", "DefaultLuceneDocumentGenerator", "-threads", "1", "-impact", "-pretokenized"]
-    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
-        raise RuntimeError(f"Anserini indexing failed: {proc.stderr.read().decode()[-2000:]}")
-    build = {"seconds": time.perf_counter() - start, "peak_rss_mb": usage.ru_maxrss / 1024,
+    code += "; from lsr.bench.build_child import peak_rss_mb; print(peak_rss_mb())"
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"Anserini indexing failed: {proc.stderr[-2000:]}")
+    build = {"seconds": time.perf_counter() - start, "peak_rss_mb": float(proc.stdout.strip().splitlines()[-1]),
              "bytes": sum(p.stat().st_size for p in out.rglob("*") if p.is_file())}
 
-    from jnius import autoclass
+    from pyserini.search.lucene import LuceneImpactSearcher  # first: it puts Anserini on the JVM classpath
 
-    from pyserini.search.lucene import LuceneImpactSearcher
+    from jnius import autoclass
 
     searcher = LuceneImpactSearcher(str(out), query_encoder=None)
     JHashMap, JInt = autoclass("java.util.HashMap"), autoclass("java.lang.Integer")

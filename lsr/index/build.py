@@ -44,7 +44,8 @@ def build_postings(vectors: SparseVectors, vocab_size: int, quantization: str = 
     scale = quantization_scale(float(vectors.values.max()) if vectors.nnz else 0.0, dtype)
     q = quantize(vectors.values, scale, dtype)
     max_error = float(np.abs(vectors.values.astype(np.float64) - q * scale).max()) if vectors.nnz else 0.0
-    by_doc = sp.csr_matrix((q, vectors.indices, vectors.indptr), shape=(n_docs, vocab_size))
+    # copies: scipy shares the arrays it is given, and eliminate_zeros compacts them in place
+    by_doc = sp.csr_matrix((q, vectors.indices.copy(), vectors.indptr.copy()), shape=(n_docs, vocab_size))
     by_doc.eliminate_zeros()
     by_term = by_doc.tocsc()
     by_term.sort_indices()
