@@ -32,7 +32,7 @@ def build_index(
     model: str = DEFAULT_SPLADE,
     vectors: str | os.PathLike | None = None,
     quantization: str = "u16",
-    block_size: int = 64,
+    block_size: int = 32,
     reorder: str = "none",
     batch_size: int | None = None,
     max_length: int = 256,

@@ -62,7 +62,7 @@ def main() -> None:
     p.add_argument("system", choices=["lsr", "bmp"])
     p.add_argument("docs")
     p.add_argument("out")
-    p.add_argument("--block-size", type=int, default=64)
+    p.add_argument("--block-size", type=int, default=32)
     p.add_argument("--reorder", default="none")
     p.add_argument("--quantization", default="u8")
     p.add_argument("--same-as", help="bmp: the lsr index whose impacts and doc order to copy")

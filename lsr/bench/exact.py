@@ -76,7 +76,7 @@ def run_exact_benchmark(
     n_docs: int = 1_000_000,
     collections: tuple[str, ...] = FULL_COLLECTIONS,
     k_values: tuple[int, ...] = (10, 1000),
-    block_size: int = 64,
+    block_size: int = 32,
     reorder: str = "dominant",
     settings: tuple[tuple[float, float], ...] = SETTINGS,
     repeats: int = 3,

@@ -107,7 +107,8 @@ class SparseVectors:
         lengths = np.diff(self.indptr)[order]
         indptr = np.zeros(len(order) + 1, dtype=np.int64)
         np.cumsum(lengths, out=indptr[1:])
-        src = np.concatenate([np.arange(self.indptr[i], self.indptr[i + 1]) for i in order]) if len(order) else np.zeros(0, np.int64)
+        # position p of the output row r reads from old start of r + (p - new start of r)
+        src = np.repeat(self.indptr[order] - indptr[:-1], lengths) + np.arange(indptr[-1])
         return SparseVectors(indptr, self.indices[src], self.values[src], self.vocab)
 
 

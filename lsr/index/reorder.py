@@ -10,20 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from lsr.data.vectors import SparseVectors
+from lsr.index.build_kernels import top_two_terms
 
 REORDERINGS = ("none", "dominant")
-
-
-def _top_terms(vectors: SparseVectors, rank: int) -> np.ndarray:
-    """Per document, its rank-th heaviest term id (-1 when it has fewer terms)."""
-    lengths = np.diff(vectors.indptr)
-    rows = np.repeat(np.arange(len(vectors)), lengths)
-    order = np.lexsort((-vectors.values, rows))  # by row, heaviest first
-    first = vectors.indptr[:-1] + rank
-    out = np.full(len(vectors), -1, dtype=np.int64)
-    has = lengths > rank
-    out[has] = vectors.indices[order[first[has]]]
-    return out
 
 
 def reorder_documents(vectors: SparseVectors, method: str) -> np.ndarray:
@@ -32,5 +21,5 @@ def reorder_documents(vectors: SparseVectors, method: str) -> np.ndarray:
         raise ValueError(f"reorder must be one of {REORDERINGS}, got {method!r}")
     if method == "none" or len(vectors) == 0:
         return np.arange(len(vectors))
-    first, second = _top_terms(vectors, 0), _top_terms(vectors, 1)
+    first, second = top_two_terms(vectors.indptr, vectors.indices, vectors.values)
     return np.lexsort((np.arange(len(vectors)), second, first))
