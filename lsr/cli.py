@@ -227,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-lucene", action="store_true", help="skip pyserini's Lucene impact search")
     p.add_argument("--out-dir", default="evaluation/results/exact")
     p.set_defaults(func=cmd_bench_exact)
+
+    from lsr.evaluation.cli import add_evaluate_parser
+
+    add_evaluate_parser(sub)
     return parser
 
 

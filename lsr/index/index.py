@@ -73,7 +73,7 @@ class Index:
         doc_ids: Sequence[str],
         *,
         quantization: str = "u16",
-        block_size: int = 64,
+        block_size: int = 32,
         reorder: str = "none",
         model: str | None = None,
         encoder_settings: Mapping[str, Any] | None = None,
@@ -202,10 +202,9 @@ class Index:
                     model = self.manifest.get("model")
                     if not model:
                         raise DataError("this index was built from vectors without a model: query it with term weights")
-                    from lsr.encoders import SpladeEncoder
+                    from lsr.encoders import load_encoder
 
-                    settings = {k: v for k, v in self.manifest.get("encoder", {}).items() if k in _ENCODER_KEYS}
-                    self.encoder = SpladeEncoder(model, **settings)
+                    self.encoder = load_encoder(model, vocab=self.vocab, **self.manifest.get("encoder", {}))
         return self._encoder
 
     @encoder.setter
@@ -375,7 +374,6 @@ _ARRAYS = (
     "forward_terms",
     "forward_weights",
 )
-_ENCODER_KEYS = ("max_length", "query_max_length", "batch_size", "top_k")
 
 
 def _nbytes(index: Index) -> int:

@@ -1,0 +1,171 @@
+"""`lsr evaluate`: score a system (or an existing run) on a collection with trec_eval semantics.
+
+Wiring (in lsr/cli.py's build_parser)::
+
+    from lsr.evaluation.cli import add_evaluate_parser
+    add_evaluate_parser(sub)
+
+The sub-command's ``func`` is :func:`cmd_evaluate`; errors it raises are LsrError/ValueError.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from lsr.evaluation.metrics import DEFAULT_METRICS
+
+
+def _param(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _positive(value: str) -> int:
+    n = int(value)
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return n
+
+
+def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``evaluate`` on an argparse sub-parsers object; returns the new parser."""
+    p = subparsers.add_parser(
+        "evaluate",
+        help="score a system on a collection (nDCG@10, RR@10, R@100, R@1000, Judged@10 + efficiency)",
+        description="Search a collection's queries with an index, a model, or pyserini's BM25 (or take an "
+        "existing TREC run), save the run with its description, and score it with trec_eval semantics.",
+    )
+    p.add_argument("--dataset", required=True, help="collection: name in ../shared/data, BEIR folder, or ir_datasets id "
+                   "(beir/scifact/test, msmarco-passage/dev/small, msmarco-passage/trec-dl-2019/judged)")
+    p.add_argument("--split", help="qrels split (default: test, or the id's own split)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--index", help="an lsr index directory")
+    src.add_argument("--model", help="'bm25' or a SPLADE model ('splade-tiny', a folder, an HF id): builds and caches an index")
+    src.add_argument("--run", help="score an existing TREC run file instead of searching")
+    src.add_argument("--pyserini", action="store_true", help="pyserini's Lucene BM25 on the same corpus (needs the pyserini extra)")
+    p.add_argument("--mode", default="exact", help="search mode (only 'exact' for now)")
+    p.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), help="e.g. nDCG@10 MRR@10 Recall@1000 judged@10")
+    p.add_argument("-k", "--k", type=_positive, default=1000, help="hits per query (default 1000)")
+    p.add_argument("--qrels", help="qrels file overriding the collection's (BEIR TSV or TREC)")
+    p.add_argument("--queries", help="topics file overriding the collection's (jsonl, TSV or TREC SGML)")
+    p.add_argument("--query-encodings", help="Anserini query-encoding file (qid<TAB>tokens) to search instead of encoding texts")
+    ident = p.add_mutually_exclusive_group()
+    ident.add_argument("--ignore-identical-ids", dest="ignore_identical_ids", action="store_true", default=None,
+                       help="drop hits whose id equals the query id (default: on for arguana, quora)")
+    ident.add_argument("--keep-identical-ids", dest="ignore_identical_ids", action="store_false")
+    p.add_argument("--relevance-level", type=int, help="minimum relevance counted by Recall/RR (default 1; 2 for TREC DL)")
+    p.add_argument("--judged-only", action="store_true", help="search only queries that have judgments")
+    p.add_argument("--param", type=_param, action="append", default=[], metavar="KEY=VALUE",
+                   help="index build setting for --model/--pyserini (k1=0.9, b=0.4, quantization=u8, max_length=256 ...)")
+    p.add_argument("--name", help="system name in runs and reports (default: from the model/index)")
+    p.add_argument("--cache-dir", default="indexes/evaluate", help="where --model/--pyserini indexes are cached")
+    p.add_argument("--runs-dir", default="runs", help="where runs are written (<runs-dir>/<dataset>/<system>.trec)")
+    p.add_argument("--threads", type=_positive, help="search threads (default: all cores)")
+    p.add_argument("--no-efficiency", action="store_true", help="skip the per-query latency measurement")
+    p.add_argument("--rebuild", action="store_true", help="rebuild a cached index")
+    p.add_argument("--output", help="write the full report as JSON here")
+    p.add_argument("--per-query", action="store_true", help="include per-query values in --output")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_evaluate)
+    return p
+
+
+def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    """Run `lsr evaluate`; prints the scores (or JSON) and returns the report."""
+    from lsr.data.qrels import load_collection, read_run
+    from lsr.evaluation.harness import SystemSpec, check_mode, dataset_description, evaluate_system
+    from lsr.evaluation.metrics import evaluate, parse_metric
+
+    for m in args.metrics:
+        parse_metric(m)  # fail before any work
+    check_mode(args.mode)
+    collection = load_collection(
+        args.dataset, args.split, qrels=args.qrels, queries=args.queries, judged_only=args.judged_only,
+        relevance_level=args.relevance_level, ignore_identical_ids=args.ignore_identical_ids,
+    )
+    params = dict(args.param)
+    command = "lsr evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["evaluate"] else None
+    if args.run:
+        run = read_run(args.run)
+        result = evaluate(
+            run, collection.qrels, args.metrics, query_ids=[q.id for q in collection.queries],
+            relevance_level=collection.relevance_level, ignore_identical_ids=collection.ignore_identical_ids,
+        )
+        report = {
+            "dataset": dataset_description(collection),
+            "system": {"name": args.name or Path(args.run).name, "kind": "run-file", "run": args.run},
+            "metrics": result.scores,
+            "evaluation": {k: v for k, v in result.to_dict(per_query=args.per_query).items() if k != "scores"},
+            "efficiency": {},
+            "notes": collection.notes + result.notes,
+        }
+    else:
+        if args.pyserini:
+            spec = SystemSpec(name=args.name or "bm25-pyserini", kind="pyserini-bm25", params=params, mode=args.mode)
+        elif args.index:
+            spec = SystemSpec(name=args.name or Path(args.index).name, kind="index", index=args.index, mode=args.mode,
+                              query_encodings=args.query_encodings)
+        else:
+            spec = SystemSpec(name=args.name or Path(args.model).name, kind="lsr", model=args.model, params=params,
+                              mode=args.mode, query_encodings=args.query_encodings)
+        if args.query_encodings and args.pyserini:
+            raise ValueError("--query-encodings applies to lsr indexes, not to --pyserini")
+        report = evaluate_system(
+            spec, collection, k=args.k, metrics=args.metrics, cache_dir=args.cache_dir, runs_dir=args.runs_dir,
+            threads=args.threads, efficiency=not args.no_efficiency, rebuild=args.rebuild, command=command,
+            log=lambda msg: print(msg, file=sys.stderr),
+        )
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        _print_report(report)
+    return report
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    ds, system = report["dataset"], report["system"]
+    print(f"dataset {ds['name']} ({ds['split']}): {report['evaluation']['num_queries']} queries scored "
+          f"of {ds['queries']} ({ds['judged_queries']} judged); system {system['name']}")
+    for name, value in report["metrics"].items():
+        print(f"{name:>12}: {value:.4f}")
+    eff = report.get("efficiency") or {}
+    for key in ("encode_ms_per_query", "latency_ms_p50", "latency_ms_p99", "qps", "index_bytes", "build_seconds", "recall_vs_exact"):
+        if eff.get(key) is not None:
+            value = eff[key]
+            print(f"{key:>20}: {value:,.3f}" if isinstance(value, float) else f"{key:>20}: {value:,}")
+    if report.get("run"):
+        print(f"run: {report['run']['path']} (sha256 {report['run']['sha256'][:12]}…)")
+    for note in report.get("notes", []):
+        print(f"note: {note}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry point (``python -m lsr.evaluation.cli evaluate ...``) until lsr/cli.py wires it."""
+    from lsr.errors import LsrError
+
+    parser = argparse.ArgumentParser(prog="lsr")
+    add_evaluate_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except (LsrError, ValueError, FileNotFoundError) as e:
+        print(f"lsr: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
