@@ -7,7 +7,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
@@ -16,17 +16,23 @@ import numpy as np
 
 from lsr.data.vectors import SparseVectors
 from lsr.errors import DataError
-from lsr.index import bmp_kernels, kernels, storage
+from lsr.index import approx_kernels, bmp_kernels, kernels, storage
+from lsr.index.approx import (
+    DEFAULT_KNOBS, HEAP_FACTORS, QUERY_CUTS, ApproxIndex, ApproxSettings, TunedPoint, build_approx, check_knobs, mean_cost,
+    pick_cheapest, recall_at_k,
+)
 from lsr.index.blockmax import BlockMax, build_blockmax
-from lsr.index.build import build_postings
+from lsr.index.dense import DENSE_MODES, DenseIndex
+from lsr.index.build import QUANTIZATIONS, build_postings, quantize
 from lsr.index.reorder import reorder_documents
 
 if TYPE_CHECKING:
     from lsr.encoders import SpladeEncoder
 
 Query = Union[str, Mapping[str, float]]
-# exact: block-max pruning (safe); exhaustive: score every matching document (the reference).
-MODES = ("exact", "exhaustive")
+# exact: block-max pruning (safe); exhaustive: score every matching document (the reference);
+# approx: clustered lists with block summaries (lsr.index.approx), per-query knobs.
+MODES = ("exact", "exhaustive", "approx")
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,8 @@ class Index:
     blocks: BlockMax
     manifest: dict[str, Any]
     path: Path | None = None
+    approx: ApproxIndex | None = None
+    dense: DenseIndex | None = None  # faiss index and clusters for the dense modes (lsr.index.dense)
     _encoder: "SpladeEncoder | None" = field(default=None, repr=False)
     _encoder_map: np.ndarray | None = field(default=None, repr=False)
     _scratch: threading.local = field(default_factory=threading.local, repr=False)
@@ -77,12 +85,14 @@ class Index:
         reorder: str = "none",
         model: str | None = None,
         encoder_settings: Mapping[str, Any] | None = None,
+        approx: bool | ApproxSettings = False,
     ) -> "Index":
         """Index ``vectors`` (one row per document, ids in ``doc_ids``).
 
         ``model`` names the encoder that produced the vectors, so that text queries against
         the loaded index are encoded the same way. ``block_size`` and ``reorder`` shape the
-        block-max layout used by exact search (see :mod:`lsr.index.reorder`).
+        block-max layout used by exact search (see :mod:`lsr.index.reorder`). ``approx``
+        (True for the default settings) also builds the structure of ``mode="approx"``.
         """
         start = time.perf_counter()
         doc_ids = [str(d) for d in doc_ids]
@@ -117,7 +127,7 @@ class Index:
                 "build_seconds": round(time.perf_counter() - start, 3),
             },
         }
-        return cls(
+        index = cls(
             doc_ids=doc_ids,
             vocab=vocab,
             postings_indptr=postings.indptr,
@@ -129,10 +139,35 @@ class Index:
             blocks=blocks,
             manifest=manifest,
         )
+        if approx:
+            index.add_approx(approx if isinstance(approx, ApproxSettings) else ApproxSettings())
+        return index
+
+    def add_approx(self, settings: ApproxSettings | None = None) -> dict[str, Any]:
+        """Build (or rebuild) the approximate-search structure; returns its manifest entry.
+
+        Any tuned default knobs are dropped, as they were measured on the previous structure.
+        Call :meth:`save` to persist it.
+        """
+        settings = settings or ApproxSettings()
+        start = time.perf_counter()
+        impacts = quantize(np.asarray(self.forward_weights), self.scale, QUANTIZATIONS[self.manifest["settings"]["quantization"]])
+        self.approx, stats = build_approx(
+            self.forward_indptr, self.forward_terms, self.forward_weights, len(self.vocab), impacts, settings
+        )
+        self.manifest["approx"] = {
+            "settings": asdict(settings),
+            "stats": {**stats, "build_seconds": round(time.perf_counter() - start, 3)},
+        }
+        return self.manifest["approx"]
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the index to ``path`` atomically (see :func:`storage.write_index_dir`)."""
         arrays = {**{name: getattr(self, name) for name in _ARRAYS}, **self.blocks.arrays()}
+        if self.approx is not None:
+            arrays.update(self.approx.arrays())
+        if self.dense is not None:
+            arrays.update(self.dense.arrays())
         manifest = {k: v for k, v in self.manifest.items() if k not in ("format", "format_version", "files")}
         self.path = storage.write_index_dir(path, arrays, {"doc_ids": self.doc_ids, "vocab": self.vocab}, manifest)
         self.manifest = storage.read_manifest(self.path)
@@ -157,7 +192,13 @@ class Index:
             storage.verify_files(path, manifest)
         arrays = {name: storage.load_array(path, name, mmap) for name in _ARRAYS}
         block_arrays = {f"bmp_{name}": storage.load_array(path, f"bmp_{name}", mmap) for name in BlockMax.ARRAYS}
+        approx = None
+        if "approx" in manifest:
+            approx = ApproxIndex.from_arrays({name: storage.load_array(path, name, mmap) for name in ApproxIndex.names()})
+        dense = DenseIndex.load(manifest["dense"], lambda name: storage.load_array(path, name, mmap)) if "dense" in manifest else None
         index = cls(
+            approx=approx,
+            dense=dense,
             blocks=BlockMax.from_arrays(manifest["settings"]["block_size"], block_arrays),
             doc_ids=storage.load_json(path, "doc_ids"),
             vocab=storage.load_json(path, "vocab"),
@@ -187,9 +228,11 @@ class Index:
             "model": self.manifest.get("model"),
             "encoder": self.manifest.get("encoder"),
             "settings": self.manifest["settings"],
+            "approx": self.manifest.get("approx"),
             **self.manifest["stats"],
             "bytes": sum(f["bytes"] for f in files.values()) if files else _nbytes(self),
             "created": self.manifest.get("created"),
+            "dense": self.manifest.get("dense"),
         }
 
     # ---- queries ------------------------------------------------------------------------
@@ -250,15 +293,36 @@ class Index:
             rows.append((ids, weights))
         return rows
 
-    def search(self, query: Query, k: int = 10, *, mode: str = "exact", alpha: float = 1.0, beta: float = 1.0) -> SearchResult:
+    def search(
+        self,
+        query: Query,
+        k: int = 10,
+        *,
+        mode: str = "exact",
+        alpha: float | None = None,
+        beta: float = 1.0,
+        query_cut: int | None = None,
+        heap_factor: float | None = None,
+        **fusion: Any,
+    ) -> SearchResult:
         """Top-k documents for a text or a ``{term: weight}`` query.
 
         ``mode="exact"`` uses block-max pruning; ``alpha < 1`` (skip blocks whose bound times
         alpha cannot beat the k-th score) and ``beta < 1`` (keep only that fraction of the
         heaviest query terms) trade exactness for speed, as in the BMP paper.
-        ``mode="exhaustive"`` scores every matching document.
+        ``mode="exhaustive"`` scores every matching document. ``mode="approx"`` walks the
+        clustered lists of the ``query_cut`` heaviest query terms and skips blocks whose summary
+        score is below ``heap_factor`` x the k-th score (defaults: the tuned or built-in ones).
+        ``mode="dense"``, ``"hybrid"`` and ``"selective"`` need a dense part; there ``alpha`` is
+        the dense weight of linear fusion, and ``fusion`` options go to
+        :func:`lsr.fusion.search_hybrid_encoded`.
         """
-        return self.search_encoded(self.encode_queries([query]), k, mode=mode, alpha=alpha, beta=beta)[0]
+        if mode in DENSE_MODES or fusion:
+            return self.search_batch([query], k, mode=mode, alpha=alpha, beta=beta, threads=1, **fusion)[0]
+        return self.search_encoded(
+            self.encode_queries([query]), k, mode=mode, alpha=1.0 if alpha is None else alpha, beta=beta,
+            query_cut=query_cut, heap_factor=heap_factor,
+        )[0]
 
     def search_batch(
         self,
@@ -266,15 +330,28 @@ class Index:
         k: int = 10,
         *,
         mode: str = "exact",
-        alpha: float = 1.0,
+        alpha: float | Sequence[float] | None = None,
         beta: float = 1.0,
+        query_cut: int | None = None,
+        heap_factor: float | None = None,
         threads: int | None = None,
+        **fusion: Any,
     ) -> list[SearchResult]:
-        """:meth:`search` for many queries, in parallel over ``threads`` (default: all cores)."""
+        """:meth:`search` for many queries, in parallel over ``threads`` (default: all cores);
+        in the dense modes ``alpha`` may give one fusion weight per query."""
         self._check_k(k)
         if not len(queries):
             return []
-        return self.search_encoded(self.encode_queries(queries), k, mode=mode, alpha=alpha, beta=beta, threads=threads)
+        if mode in DENSE_MODES:
+            from lsr.fusion import search_hybrid
+
+            return search_hybrid(self, queries, k, mode=mode, alpha=alpha, beta=beta, threads=threads, **fusion)
+        if fusion:
+            raise ValueError(f"mode {mode!r} takes no option {sorted(fusion)} (they belong to the modes {DENSE_MODES})")
+        return self.search_encoded(
+            self.encode_queries(queries), k, mode=mode, alpha=1.0 if alpha is None else alpha, beta=beta, query_cut=query_cut,
+            heap_factor=heap_factor, threads=threads,
+        )
 
     def search_encoded(
         self,
@@ -284,6 +361,8 @@ class Index:
         mode: str = "exact",
         alpha: float = 1.0,
         beta: float = 1.0,
+        query_cut: int | None = None,
+        heap_factor: float | None = None,
         threads: int | None = None,
     ) -> list[SearchResult]:
         """Search queries already encoded over this index's vocabulary (see :meth:`encode_queries`).
@@ -297,11 +376,15 @@ class Index:
             if not 0.0 < value <= 1.0:
                 raise ValueError(f"{name} must be in (0, 1], got {value!r}")
         q = _prepare_queries(queries, beta)
-        if len(q) == 1:
+        if mode == "approx":
+            docs, scores, counts, _ = self._search_approx(q, k, self.approx_knobs(query_cut, heap_factor), threads)
+        elif query_cut is not None or heap_factor is not None:
+            raise ValueError(f"query_cut and heap_factor apply to mode='approx', not mode={mode!r}")
+        elif len(q) == 1:
             docs, scores = np.empty((1, k), np.int32), np.empty((1, k), np.float32)
             counts = [self._search_one(q.indices, q.values, k, mode, alpha, docs[0], scores[0])]
         else:
-            workers = max(1, min(threads or numba.config.NUMBA_NUM_THREADS, len(q)))
+            workers = self._workers(threads, len(q))
             if mode == "exhaustive":
                 docs, scores, counts = kernels.search_exhaustive_batch(
                     q.indptr, q.indices, q.values, self.postings_indptr, self.postings_docs, self.postings_impacts,
@@ -326,6 +409,76 @@ class Index:
             k, np.float32(alpha), s.ub, out_docs, out_scores,
         )
 
+    # ---- approximate search -------------------------------------------------------------
+    def approx_knobs(self, query_cut: int | None = None, heap_factor: float | None = None) -> dict[str, float]:
+        """The knobs a ``mode="approx"`` search uses: those given, else the tuned defaults
+        stored in the manifest (see :meth:`tune`), else the built-in defaults."""
+        if self.approx is None:
+            raise DataError("this index has no approximate-search structure: build it with approx=True "
+                            "(`lsr index --approx`) or add it with `lsr tune`")
+        given = {n: v for n, v in (("query_cut", query_cut), ("heap_factor", heap_factor)) if v is not None}
+        tuned = self.manifest["approx"].get("tuned", {}).get("knobs", {})
+        return {**DEFAULT_KNOBS, **tuned, **check_knobs(given)}
+
+    def _search_approx(self, q: SparseVectors, k: int, knobs: Mapping[str, float], threads: int | None = None):
+        """(docs, scores, counts, work stats) of prepared queries; one query on this thread."""
+        a = self.approx
+        args = (int(knobs["query_cut"]), np.float32(knobs["heap_factor"]), k, *a.kernel_args(),
+                self.forward_indptr, self.forward_terms, a.fwd_impacts)
+        if len(q) != 1:
+            return approx_kernels.search_approx_batch(q.indptr, q.indices, q.values, *args, self._workers(threads, len(q)))
+        s = self._thread_scratch()
+        if getattr(s, "qdense", None) is None:
+            s.qdense = np.zeros(len(self.vocab), dtype=np.float32)
+            s.visited = np.zeros(self.num_docs, dtype=np.uint8)
+        docs, scores = np.empty((1, k), np.int32), np.empty((1, k), np.float32)
+        stats = np.zeros(approx_kernels.N_STATS, dtype=np.int64)
+        n = approx_kernels.search_approx(q.indices, q.values, *args, s.qdense, s.visited, s.touched, docs[0], scores[0], stats)
+        return docs, scores, [n], stats
+
+    def approx_work(self, queries: SparseVectors, k: int = 10, **knobs: float) -> dict[str, float]:
+        """Mean work per query of an approximate search (lists, summary entries, blocks scored
+        and skipped, documents scored, forward entries read): where its time goes."""
+        q = _prepare_queries(queries, 1.0)
+        *_, stats = self._search_approx(q, self._check_k(k), self.approx_knobs(**knobs), threads=1)
+        names = ("lists", "summary_entries", "blocks_scored", "blocks_skipped", "docs_scored", "doc_entries")
+        return {name: float(stats[i]) / max(1, len(q)) for i, name in enumerate(names)}
+
+    def tune(
+        self,
+        queries: SparseVectors,
+        target_recall: float = 0.95,
+        k: int = 10,
+        query_cuts: Sequence[int] = QUERY_CUTS,
+        heap_factors: Sequence[float] = HEAP_FACTORS,
+    ) -> TunedPoint:
+        """Pick the cheapest approx knobs reaching ``target_recall`` (recall@k against the
+        exhaustive top-k of ``queries``) and store them in the manifest as the defaults.
+
+        Cost is the work counted by the kernel (entries read per query), not wall time, so the
+        choice is deterministic and does not depend on machine load. Call :meth:`save` to
+        persist it. Returns the chosen point (the most accurate one if none reaches the target).
+        """
+        if not 0.0 < target_recall <= 1.0:
+            raise ValueError(f"target_recall must be in (0, 1], got {target_recall!r}")
+        self.approx_knobs()  # the structure must exist
+        k = self._check_k(k)
+        q = _prepare_queries(queries, 1.0)
+        truth = self.search_encoded(q, k, mode="exhaustive")
+        truth_docs = [set(r.ids) for r in truth]
+        points = []
+        for cut in query_cuts:
+            for hf in heap_factors:
+                docs, _, counts, stats = self._search_approx(q, k, check_knobs({"query_cut": cut, "heap_factor": hf}))
+                found = [[self.doc_ids[d] for d in docs[i, : counts[i]]] for i in range(len(q))]
+                points.append(TunedPoint(cut, hf, recall_at_k(found, truth_docs), mean_cost(stats, len(q))))
+        best = pick_cheapest(points, target_recall)
+        self.manifest["approx"]["tuned"] = {
+            "knobs": best.knobs(), "target_recall": target_recall, "k": k, "queries": len(q),
+            "recall": round(best.recall, 4), "cost": round(best.cost, 1),
+        }
+        return best
+
     def explain(self, query: Query, doc_id: str) -> list[dict[str, Any]]:
         """Per matched term: query weight, the document's stored weight, and the contribution."""
         try:
@@ -347,6 +500,10 @@ class Index:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         return int(min(k, max(self.num_docs, 1)))
+
+    @staticmethod
+    def _workers(threads: int | None, n_queries: int) -> int:
+        return max(1, min(threads or numba.config.NUMBA_NUM_THREADS, n_queries))
 
     def _thread_scratch(self) -> threading.local:
         """Per-thread accumulators reused across queries (the kernels leave them zeroed)."""
@@ -377,7 +534,7 @@ _ARRAYS = (
 
 
 def _nbytes(index: Index) -> int:
-    return sum(getattr(index, name).nbytes for name in _ARRAYS) + index.blocks.nbytes
+    return sum(getattr(index, name).nbytes for name in _ARRAYS) + index.blocks.nbytes + (index.approx.nbytes if index.approx else 0)
 
 
 def _prepare_queries(queries: SparseVectors, beta: float) -> SparseVectors:

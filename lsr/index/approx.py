@@ -1,0 +1,214 @@
+"""Approximate search structure (clustered, summarized posting lists), its knobs and auto-tuning.
+
+Kernels are in :mod:`lsr.index.approx_kernels`. The structure lives in the same index directory
+as the exact-search arrays (files prefixed ``approx_``), so one index answers both modes; it
+reuses the index's forward terms and adds only quantized forward impacts, pruned lists, blocks
+and summaries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from lsr.index import approx_kernels
+
+# Per-query knobs: name -> inclusive range. heap_factor 0 never skips a block; a query_cut at
+# least the query's length visits every query term's list.
+KNOBS: dict[str, tuple[float, float]] = {"query_cut": (1, 65536), "heap_factor": (0.0, 1.0)}
+DEFAULT_KNOBS: dict[str, float] = {"query_cut": 10, "heap_factor": 0.8}
+
+
+@dataclass(frozen=True)
+class ApproxSettings:
+    """Build settings (Seismic's names). ``n_postings`` is the average kept postings per term;
+    None keeps them all (no static pruning)."""
+
+    n_postings: int | None = 4000
+    max_fraction: float = 1.5  # a list keeps at most max_fraction x n_postings postings
+    centroid_fraction: float = 0.1  # blocks per list, as a fraction of its kept postings
+    summary_energy: float = 0.4  # fraction of a block summary's mass kept
+    doc_cut: int = 15  # terms of a document's sketch compared against centroids
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("n_postings", self.n_postings is None or (isinstance(self.n_postings, int) and self.n_postings >= 1), ">= 1 (or None)"),
+            ("max_fraction", self.max_fraction >= 1.0, ">= 1"),
+            ("centroid_fraction", 0.0 < self.centroid_fraction <= 1.0, "in (0, 1]"),
+            ("summary_energy", 0.0 < self.summary_energy <= 1.0, "in (0, 1]"),
+            ("doc_cut", isinstance(self.doc_cut, int) and self.doc_cut >= 1, ">= 1"),
+        )
+        for name, ok, rule in checks:
+            if not ok:
+                raise ValueError(f"approx setting {name} must be {rule}, got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class ApproxIndex:
+    """Term -> blocks of similar documents (pruned list) -> documents, plus block summaries
+    stored per list as an inverted index (term -> (block, u8 code)) and per-block scales."""
+
+    fwd_impacts: np.ndarray  # impact dtype [nnz]: forward weights quantized like the postings
+    lst_blk_ptr: np.ndarray  # int64 [vocab + 1]: term -> range of global block ids
+    blk_doc_ptr: np.ndarray  # int64 [blocks + 1]: block -> range of blk_docs
+    blk_docs: np.ndarray  # int32
+    lst_comp_ptr: np.ndarray  # int64 [vocab + 1]: term's list -> range of its summary terms
+    comp_terms: np.ndarray  # int32: summary terms, ascending within a list
+    comp_ptr: np.ndarray  # int64 [len(comp_terms) + 1]: summary term -> range of entries
+    ent_blk: np.ndarray  # uint16 | int32: block, local to its list
+    ent_code: np.ndarray  # uint8: value = code x blk_scale[block]
+    blk_scale: np.ndarray  # float32 [blocks]
+
+    @property
+    def n_blocks(self) -> int:
+        return self.blk_doc_ptr.shape[0] - 1
+
+    @property
+    def nbytes(self) -> int:
+        return sum(getattr(self, f.name).nbytes for f in fields(self))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {f"approx_{f.name}": getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> "ApproxIndex":
+        return cls(**{f.name: arrays[f"approx_{f.name}"] for f in fields(cls)})
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f"approx_{f.name}" for f in fields(cls)]
+
+    def kernel_args(self) -> tuple:
+        """The list, block and summary arrays in the order the search kernels take them."""
+        return (self.lst_blk_ptr, self.blk_doc_ptr, self.blk_docs, self.lst_comp_ptr, self.comp_terms, self.comp_ptr,
+                self.ent_blk, self.ent_code, self.blk_scale)
+
+
+def build_approx(
+    fwd_indptr: np.ndarray,
+    fwd_terms: np.ndarray,
+    fwd_weights: np.ndarray,
+    vocab_size: int,
+    fwd_impacts: np.ndarray,
+    settings: ApproxSettings,
+) -> tuple[ApproxIndex, dict[str, Any]]:
+    """Prune, cluster and summarize every posting list; returns the structure and its statistics.
+
+    Pruning and clustering use the float weights (finer than impacts); summaries use the
+    impacts, so that summary dot products and document scores share one unit.
+    """
+    n_docs = fwd_indptr.shape[0] - 1
+    by_term = sp.csr_matrix((fwd_weights, fwd_terms, fwd_indptr), shape=(n_docs, vocab_size)).tocsc()
+    by_term.sort_indices()
+    p_indptr, p_docs, p_weights = by_term.indptr.astype(np.int64), by_term.indices.astype(np.int32), by_term.data
+    nnz = p_docs.shape[0]
+    n_terms = int((np.diff(p_indptr) > 0).sum())
+    threshold, cap = -np.inf, nnz
+    if settings.n_postings is not None:
+        budget = settings.n_postings * n_terms
+        if budget < nnz:
+            threshold = float(np.partition(p_weights, nnz - budget)[nnz - budget])
+        cap = max(1, int(settings.max_fraction * settings.n_postings))
+    l_indptr, l_docs = approx_kernels.prune_lists(p_indptr, p_docs, p_weights, np.float32(threshold), cap)
+    top_t, top_w = approx_kernels.top_terms(fwd_indptr, fwd_terms, fwd_weights, settings.doc_cut)
+    slot = np.full(vocab_size, -1, dtype=np.int32)
+    maxv = np.zeros(vocab_size, dtype=np.float32)
+    blk_sizes, docs, comps, comp_counts, ent_blk, ent_code, scales = ([] for _ in range(7))
+    lst_blocks = np.zeros(vocab_size, dtype=np.int64)
+    lst_comps = np.zeros(vocab_size, dtype=np.int64)
+    for t in np.flatnonzero(np.diff(l_indptr)):
+        list_docs = l_docs[l_indptr[t] : l_indptr[t + 1]]
+        n_centroids = max(1, int(settings.centroid_fraction * len(list_docs)))
+        grouped, sizes = approx_kernels.cluster_list(
+            list_docs, n_centroids, settings.seed * 1_000_003 + int(t), fwd_indptr, fwd_terms, fwd_weights, top_t, top_w, slot
+        )
+        c, cc, eb, ec, sc = approx_kernels.summarize_list(
+            grouped, sizes, np.float32(settings.summary_energy), fwd_indptr, fwd_terms, fwd_impacts, maxv
+        )
+        lst_blocks[t], lst_comps[t] = len(sizes), len(c)
+        for out, part in zip((docs, blk_sizes, comps, comp_counts, ent_blk, ent_code, scales), (grouped, sizes, c, cc, eb, ec, sc)):
+            out.append(part)
+    cat = lambda parts, dtype: np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)  # noqa: E731
+    max_blocks = int(lst_blocks.max()) if vocab_size else 0
+    structure = ApproxIndex(
+        fwd_impacts=fwd_impacts,
+        lst_blk_ptr=_offsets(lst_blocks),
+        blk_doc_ptr=_offsets(cat(blk_sizes, np.int64)),
+        blk_docs=cat(docs, np.int32),
+        lst_comp_ptr=_offsets(lst_comps),
+        comp_terms=cat(comps, np.int32),
+        comp_ptr=_offsets(cat(comp_counts, np.int64)),
+        ent_blk=cat(ent_blk, np.uint16 if max_blocks <= 1 << 16 else np.int32),
+        ent_code=cat(ent_code, np.uint8),
+        blk_scale=cat(scales, np.float32),
+    )
+    stats = {
+        "kept_postings": int(l_docs.shape[0]),
+        "kept_fraction": round(l_docs.shape[0] / nnz, 4) if nnz else 1.0,
+        "blocks": structure.n_blocks,
+        "summary_entries": int(structure.ent_code.shape[0]),
+        "bytes": structure.nbytes,
+    }
+    return structure, stats
+
+
+def _offsets(counts: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=out[1:])
+    return out
+
+
+def check_knobs(knobs: Mapping[str, float]) -> dict[str, float]:
+    """Knob values checked against their ranges (query_cut must be a whole number)."""
+    unknown = sorted(set(knobs) - set(KNOBS))
+    if unknown:
+        raise ValueError(f"unknown approx knob(s) {', '.join(unknown)}; known: {', '.join(KNOBS)}")
+    out = {}
+    for name, value in knobs.items():
+        lo, hi = KNOBS[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not lo <= value <= hi:
+            raise ValueError(f"{name} must be a number in [{lo:g}, {hi:g}], got {value!r}")
+        if name == "query_cut" and value != int(value):
+            raise ValueError(f"query_cut must be a whole number, got {value!r}")
+        out[name] = int(value) if name == "query_cut" else float(value)
+    return out
+
+
+# ---- auto-tuning ------------------------------------------------------------------------
+QUERY_CUTS = (2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 30, 50, 65536)
+HEAP_FACTORS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.0)
+
+
+@dataclass(frozen=True)
+class TunedPoint:
+    query_cut: int
+    heap_factor: float
+    recall: float
+    cost: float  # mean entries read per query (summary entries + forward entries of scored docs)
+
+    def knobs(self) -> dict[str, float]:
+        return {"query_cut": self.query_cut, "heap_factor": self.heap_factor}
+
+
+def recall_at_k(results: Sequence[Sequence[int]], truth: Sequence[Sequence[int]]) -> float:
+    """Mean fraction of each query's true top-k found (queries with no true hit left out)."""
+    scored = [len(set(r) & set(t)) / len(t) for r, t in zip(results, truth) if len(t)]
+    return float(np.mean(scored)) if scored else 1.0
+
+
+def pick_cheapest(points: Sequence[TunedPoint], target: float) -> TunedPoint:
+    """The cheapest point reaching the target recall, else the most accurate one."""
+    good = [p for p in points if p.recall >= target]
+    if good:
+        return min(good, key=lambda p: (p.cost, -p.recall))
+    return max(points, key=lambda p: (p.recall, -p.cost))
+
+
+def mean_cost(stats: np.ndarray, n_queries: int) -> float:
+    """Entries read per query: the two inner loops, summaries and forward rows of scored docs."""
+    return float(stats[approx_kernels.STAT_SUMMARY_ENTRIES] + stats[approx_kernels.STAT_DOC_ENTRIES]) / max(1, n_queries)

@@ -1,0 +1,139 @@
+"""Approximate search: knob validation, exactness at the no-pruning knobs, storage, auto-tuning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lsr.data import SparseVectors, load_queries
+from lsr.errors import DataError
+from lsr.index import Index
+from lsr.index.approx import KNOBS, ApproxSettings
+
+VOCAB = [f"t{i}" for i in range(12)]
+NO_PRUNING = {"query_cut": int(KNOBS["query_cut"][1]), "heap_factor": 0.0}
+UNPRUNED = ApproxSettings(n_postings=None, centroid_fraction=0.3)
+
+
+def random_index(n_docs: int, n_terms: int, seed: int, approx: ApproxSettings | bool = True, topics: int = 20) -> tuple[Index, list[dict]]:
+    """Documents drawn around a few topics (so clustering has structure), and queries like them."""
+    rng = np.random.default_rng(seed)
+    vocab = [f"w{i}" for i in range(n_terms)]
+    centers = [rng.choice(n_terms, 30, replace=False) for _ in range(topics)]
+
+    def row(length: int) -> dict[str, float]:
+        c = centers[rng.integers(topics)]
+        terms = set(rng.choice(c, min(length, 20), replace=False)) | set(rng.choice(n_terms, length // 3, replace=False))
+        return {vocab[t]: float(rng.gamma(1.0)) for t in terms}
+
+    rows = [row(int(rng.integers(5, 40))) for _ in range(n_docs)]
+    index = Index.build(SparseVectors.from_dicts(rows, vocab), [f"d{i}" for i in range(n_docs)], quantization="u8", approx=approx)
+    return index, [row(12) for _ in range(400)]
+
+
+@pytest.fixture(scope="module")
+def small() -> tuple[Index, list[dict]]:
+    return random_index(3000, 400, seed=3, approx=ApproxSettings(n_postings=60, centroid_fraction=0.1))
+
+
+@pytest.mark.parametrize(
+    "knobs, message",
+    [
+        ({"query_cut": 0}, "query_cut must be a number in"),
+        ({"query_cut": 2.5}, "query_cut must be a whole number"),
+        ({"query_cut": 10**6}, "query_cut must be a number in"),
+        ({"heap_factor": -0.1}, "heap_factor must be a number in"),
+        ({"heap_factor": 1.5}, "heap_factor must be a number in"),
+        ({"heap_factor": float("nan")}, "heap_factor must be a number in"),
+        ({"heap_factor": True}, "heap_factor must be a number in"),
+    ],
+)
+def test_knobs_outside_their_range_are_clear_errors(small, knobs, message):
+    index, queries = small
+    with pytest.raises(ValueError, match=message):
+        index.search(queries[0], 10, mode="approx", **knobs)
+
+
+def test_bad_modes_and_settings_are_clear_errors(small):
+    index, queries = small
+    with pytest.raises(ValueError, match="apply to mode='approx'"):
+        index.search(queries[0], 10, mode="exact", heap_factor=0.5)
+    plain, _ = random_index(50, 30, seed=1, approx=False)
+    with pytest.raises(DataError, match="no approximate-search structure"):
+        plain.search({"w1": 1.0}, 10, mode="approx")
+    for bad in ({"n_postings": 0}, {"centroid_fraction": 0.0}, {"summary_energy": 1.2}, {"max_fraction": 0.5}, {"doc_cut": 0}):
+        with pytest.raises(ValueError, match=f"approx setting {next(iter(bad))} must be"):
+            ApproxSettings(**bad)
+    with pytest.raises(ValueError, match="target_recall must be in"):
+        index.tune(index.encode_queries(queries[:5]), target_recall=1.5)
+
+
+small_weights = st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.0, 3.0])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=st.lists(st.dictionaries(st.sampled_from(VOCAB), small_weights, max_size=6), min_size=1, max_size=40),
+    query=st.dictionaries(st.sampled_from(VOCAB), st.integers(0, 4).map(float), max_size=6),
+    k=st.integers(1, 45),
+    centroid_fraction=st.sampled_from([0.05, 0.5, 1.0]),
+)
+def test_no_pruning_knobs_return_the_exhaustive_top_k_with_ties(rows, query, k, centroid_fraction):
+    """Few distinct weights make many exact ties: ids, order and scores must all match."""
+    vecs = SparseVectors.from_dicts(rows, VOCAB)
+    index = Index.build(vecs, [f"d{i}" for i in range(len(rows))], approx=ApproxSettings(n_postings=None, centroid_fraction=centroid_fraction))
+    expected = index.search(query, k, mode="exhaustive")
+    assert index.search(query, k, mode="approx", **NO_PRUNING) == expected
+    assert index.search_batch([query, {}], k, mode="approx", **NO_PRUNING)[0] == expected
+
+
+def test_no_pruning_knobs_return_the_exhaustive_top_k_on_adi(adi, adi_index):
+    index = Index.load(adi_index)
+    index.add_approx(UNPRUNED)
+    texts = [q.text for q in load_queries(adi)]
+    for k in (1, 10, 100):
+        assert index.search_batch(texts, k, mode="approx", **NO_PRUNING) == index.search_batch(texts, k, mode="exhaustive")
+    assert index.search(texts[0], 10, mode="approx", **NO_PRUNING) == index.search(texts[0], 10, mode="exhaustive")
+
+
+def test_pruning_knobs_trade_recall_for_work(small):
+    index, queries = small
+    q = index.encode_queries(queries[:100])
+    loose = index.approx_work(q, 10, query_cut=65536, heap_factor=0.0)
+    tight = index.approx_work(q, 10, query_cut=3, heap_factor=1.0)
+    assert tight["docs_scored"] < loose["docs_scored"] and tight["blocks_skipped"] > 0 == loose["blocks_skipped"]
+    # the scores returned are true scores even when the set is approximate
+    exact = {d: s for r in index.search_batch(queries[:100], 3000, mode="exhaustive") for d, s in zip(r.ids, r.scores)}
+    for r, e in zip(index.search_batch(queries[:100], 10, mode="approx", query_cut=3, heap_factor=1.0),
+                    index.search_batch(queries[:100], 3000, mode="exhaustive")):
+        assert r.scores == [dict(zip(e.ids, e.scores))[d] for d in r.ids]
+    assert exact
+
+
+def test_saved_index_answers_both_modes_and_keeps_tuned_knobs(tmp_path, small):
+    index, queries = small
+    q = index.encode_queries(queries[:40])
+    tuned = index.tune(q, target_recall=0.9)
+    index.save(tmp_path / "ix")
+    loaded = Index.load(tmp_path / "ix", verify=True)
+    assert loaded.approx_knobs() == tuned.knobs()
+    for mode in ("exact", "approx"):
+        assert loaded.search_batch(queries[:40], 10, mode=mode) == index.search_batch(queries[:40], 10, mode=mode)
+    assert loaded.info()["approx"]["tuned"]["knobs"] == tuned.knobs()
+    loaded.add_approx(ApproxSettings(n_postings=30))  # a rebuild drops knobs tuned on the old structure
+    assert "tuned" not in loaded.manifest["approx"]
+
+
+@pytest.mark.parametrize("target", [0.8, 0.95])
+def test_auto_tune_reaches_its_target_on_held_out_queries(small, target):
+    index, queries = small
+    tune, held_out = queries[:200], queries[200:]
+    point = index.tune(index.encode_queries(tune), target_recall=target)
+    assert point.recall >= target
+    assert point.knobs() != {"query_cut": 65536, "heap_factor": 0.0}  # it found something cheaper
+    truth = index.search_batch(held_out, 10, mode="exhaustive")
+    found = index.search_batch(held_out, 10, mode="approx")  # the tuned defaults
+    recall = np.mean([len(set(f.ids) & set(t.ids)) / len(t.ids) for f, t in zip(found, truth) if t.ids])
+    assert recall >= target - 0.01
