@@ -107,6 +107,13 @@ def run_checks(cfg: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str
     return out
 
 
+def _dense_description(dense: dict[str, Any] | None) -> str:
+    if not dense:
+        return ""
+    return (f"dense part `{dense.get('model')}` (faiss {dense.get('kind')}, inner product, {dense.get('dim')} dims, "
+            f"{dense.get('clusters')} k-means clusters for selective search); ")
+
+
 def markdown(cfg: dict[str, Any], rows: list[dict[str, Any]], checks: list[dict[str, Any]], skipped: list[dict[str, Any]],
              env: dict[str, Any], config_path: str, plot: Path | None) -> str:
     metrics = cfg.get("metrics", list(DEFAULT_METRICS))
@@ -140,7 +147,9 @@ def markdown(cfg: dict[str, Any], rows: list[dict[str, Any]], checks: list[dict[
         "timings as indicative; effectiveness figures do not depend on the machine. Latency: single queries, one "
         "thread, sequentially (pre-encoded for lsr; for pyserini it includes analysis and the JNI transfer of k hits). "
         "QPS: all queries as one batch over `threads`. encode ms/q: query encoding (batch) per query. "
-        "Build s: corpus encoding + indexing. recall vs exact: overlap of the top 10 with exact search (1 for exact modes).",
+        "Build s: corpus encoding + indexing. recall vs exact: overlap of the top 10 with exact search (1 for exact modes). "
+        "Dense and hybrid rows: latency covers the sparse search, the dense search and the fusion (queries pre-encoded by "
+        "both models; encode ms/q is both encoders); dense scored: mean share of the collection's dense vectors scored per query.",
         "",
         rep.efficiency_table(rows),
         "",
@@ -163,7 +172,9 @@ def markdown(cfg: dict[str, Any], rows: list[dict[str, Any]], checks: list[dict[
                          + (f" ({detail})" if detail else "")
                          + (f", analyzer {analyzer.get('name')} (stopwords {analyzer.get('stopwords')}, stemmer {analyzer.get('stemmer')})" if analyzer else "")
                          + f"; index {settings.get('quantization')} impacts, block size {settings.get('block_size')}; "
-                         f"mode {s.get('mode')} ({s.get('search')}).")
+                         + _dense_description((s.get("index") or {}).get("dense"))
+                         + f"mode {s.get('mode')} ({s.get('search')})"
+                         + (f", knobs {s['knobs']}." if s.get("knobs") else "."))
         else:
             versions = ", ".join(f"{k} {v}" for k, v in (s.get("versions") or {}).items())
             build = (s.get("index") or {}).get("build") or []

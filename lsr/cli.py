@@ -11,6 +11,8 @@ from pathlib import Path
 from lsr.errors import LsrError
 
 QUICKSTART_QUERIES = 3
+# `lsr search` options of the dense modes, passed on only when given.
+_FUSION_OPTIONS = ("fusion", "normalization", "depth", "candidates", "centroids", "ef_search", "nprobe")
 
 
 def _positive(value: str) -> int:
@@ -39,9 +41,12 @@ def cmd_encode(args: argparse.Namespace) -> None:
 def cmd_index(args: argparse.Namespace) -> None:
     from lsr.pipeline import build_index
 
+    dense = {"kind": args.dense_kind, "clusters": args.dense_clusters, "hnsw_m": args.hnsw_m,
+             "ef_construction": args.ef_construction, "ivf_lists": args.ivf_lists}
     _, summary = build_index(
         args.out, corpus=args.corpus, model=args.model, vectors=args.vectors, quantization=args.quantization,
         block_size=args.block_size, reorder=args.reorder, batch_size=args.batch_size, max_length=args.max_length,
+        dense_model=args.dense_model, dense_options={k: v for k, v in dense.items() if v is not None},
     )
     print(json.dumps(summary, indent=2))
 
@@ -51,7 +56,9 @@ def cmd_search(args: argparse.Namespace) -> None:
     from lsr.index import Index
 
     index = Index.load(args.index)
-    knobs = {"mode": args.mode, "alpha": args.alpha, "beta": args.beta}
+    # Dense-mode options go on only when given: a sparse mode rejects them by name.
+    fusion = {name: getattr(args, name) for name in _FUSION_OPTIONS if getattr(args, name) is not None}
+    knobs = {"mode": args.mode, "alpha": args.alpha, "beta": args.beta, **fusion}
     if args.query is not None:
         result = index.search(args.query, k=args.k, **knobs)
         if args.json:
@@ -140,6 +147,8 @@ def cmd_bench_synth(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from lsr.encoders import DEFAULT_SPLADE
+    from lsr.fusion.fuse import FUSIONS, NORMALIZATIONS
+    from lsr.index.dense import DENSE_MODES, KINDS as DENSE_KINDS
     from lsr.index.index import MODES
     from lsr.index.reorder import REORDERINGS
 
@@ -169,6 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--block-size", type=_positive, default=32, help="docs per block for block-max pruning")
     p.add_argument("--reorder", choices=REORDERINGS, default="none", help="document reordering before blocking")
     model_args(p)
+    dense = p.add_argument_group("dense part (for --mode dense|hybrid|selective)")
+    dense.add_argument("--dense-model", help="also encode the corpus with this dense model: 'all-MiniLM-L6-v2' (bundled), HF id or folder")
+    dense.add_argument("--dense-kind", choices=DENSE_KINDS, help="faiss index: flat (exact inner product, default), hnsw or ivf")
+    dense.add_argument("--dense-clusters", type=_positive, help="k-means clusters for selective search (default ~2 sqrt(docs))")
+    dense.add_argument("--hnsw-m", type=_positive, help="hnsw: neighbours per node (default 32)")
+    dense.add_argument("--ef-construction", type=_positive, help="hnsw: build-time beam width (default 200)")
+    dense.add_argument("--ivf-lists", type=_positive, help="ivf: coarse lists (default: the number of clusters)")
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("search", help="search an index with one query or a queries file")
@@ -177,8 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--query", help="query text")
     src.add_argument("--queries", help="collection name, BEIR folder, queries.jsonl or qid<TAB>text file")
     p.add_argument("-k", type=_positive, default=10)
-    p.add_argument("--mode", choices=MODES, default="exact")
-    p.add_argument("--alpha", type=float, default=1.0, help="block-max pruning aggressiveness (1 = safe)")
+    p.add_argument("--mode", choices=MODES + DENSE_MODES, default="exact", help="dense modes need an index built with --dense-model")
+    p.add_argument("--alpha", type=float, help="sparse modes: block-max pruning aggressiveness (default 1 = safe); "
+                   "hybrid/selective with --fusion linear: the dense weight (default 0.5)")
+    p.add_argument("--fusion", choices=FUSIONS, help="hybrid/selective: reciprocal rank fusion (default) or linear interpolation")
+    p.add_argument("--normalization", choices=NORMALIZATIONS, help="linear fusion: score normalization (default minmax)")
+    p.add_argument("--depth", type=_positive, help="hybrid/selective: candidates per side before fusing (default 100)")
+    p.add_argument("--candidates", type=_positive, help="selective: score the clusters of the sparse top N (default 10)")
+    p.add_argument("--centroids", type=int, help="selective: and the N clusters with the closest centroids (default 4)")
+    p.add_argument("--ef-search", type=_positive, help="dense kind hnsw: search beam width")
+    p.add_argument("--nprobe", type=_positive, help="dense kind ivf: lists probed")
     p.add_argument("--beta", type=float, default=1.0, help="fraction of heaviest query terms kept (1 = all)")
     p.add_argument("--json", action="store_true", help="JSON output (single query)")
     p.add_argument("--run-out", help="TREC run file to write (batch); default stdout")

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from lsr.data import SparseVectors, iter_corpus, read_vectors_jsonl, resolve_dataset
 from lsr.encoders import DEFAULT_SPLADE, SpladeEncoder
@@ -19,6 +24,54 @@ def encode_corpus(corpus: str | os.PathLike, encoder: SpladeEncoder, *, batch_si
     docs = list(iter_corpus(resolve_dataset(corpus)))
     vectors = encoder.encode_documents([d.contents for d in docs], batch_size=batch_size, show_progress_bar=show_progress_bar)
     return [d.id for d in docs], vectors
+
+
+def encode_dense_corpus(
+    corpus: str | os.PathLike, model: str, *, cache: str | os.PathLike | None = None, batch_size: int | None = None, show_progress_bar: bool = True
+) -> tuple[list[str], np.ndarray, dict[str, Any]]:
+    """Ids, dense vectors and encoder settings of a collection.
+
+    With ``cache`` (an ``.npz`` path) the vectors are read from it when it holds the same
+    documents encoded with the same settings, and written to it otherwise: dense encoding is
+    the slow step of a dense index, and evaluations rebuild indexes often.
+    """
+    from lsr.encoders.dense import DenseEncoder
+
+    docs = list(iter_corpus(resolve_dataset(corpus)))
+    ids = [d.id for d in docs]
+    encoder = DenseEncoder(model)
+    settings = {**encoder.settings(), "model": model}
+    if cache is not None and Path(cache).is_file():
+        with np.load(cache) as z:
+            if list(z["ids"]) == ids and json.loads(str(z["settings"])) == settings:
+                return ids, z["vectors"], encoder.settings()
+    vectors = encoder.encode_documents([d.contents for d in docs], batch_size=batch_size, show_progress_bar=show_progress_bar)
+    if cache is not None:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(cache).with_name(Path(cache).name + ".tmp.npz")
+        np.savez(tmp, ids=np.array(ids, dtype=str), vectors=vectors, settings=json.dumps(settings))
+        tmp.rename(cache)
+    return ids, vectors, encoder.settings()
+
+
+def add_dense_from_corpus(
+    index: Index,
+    corpus: str | os.PathLike,
+    model: str,
+    *,
+    options: Mapping[str, Any] | None = None,
+    cache: str | os.PathLike | None = None,
+    batch_size: int | None = None,
+    show_progress_bar: bool = True,
+) -> float:
+    """Encode ``corpus`` with the dense ``model`` and give ``index`` a dense part (not saved);
+    returns the seconds it took. ``options`` go to :meth:`lsr.index.dense.DenseIndex.build`."""
+    from lsr.index.dense import add_dense
+
+    start = time.perf_counter()
+    ids, vectors, settings = encode_dense_corpus(corpus, model, cache=cache, batch_size=batch_size, show_progress_bar=show_progress_bar)
+    add_dense(index, vectors, ids, model=model, encoder_settings=settings, **(options or {}))
+    return round(time.perf_counter() - start, 2)
 
 
 def _encoder_settings(encoder: SpladeEncoder) -> dict:
@@ -37,11 +90,19 @@ def build_index(
     batch_size: int | None = None,
     max_length: int = 256,
     show_progress_bar: bool = True,
+    dense_model: str | None = None,
+    dense_options: Mapping[str, Any] | None = None,
+    dense_cache: str | os.PathLike | None = None,
 ) -> tuple[Index, dict]:
     """Encode ``corpus`` with ``model`` (or read precomputed ``vectors``) and save an index at ``out``.
 
-    Returns the index and a build summary (documents, empty documents, timings).
+    ``dense_model`` also encodes the corpus with that dense model and stores a faiss index
+    beside the sparse one (``dense_options`` go to :meth:`lsr.index.dense.DenseIndex.build`;
+    ``dense_cache`` see :func:`encode_dense_corpus`). Returns the index and a build summary
+    (documents, empty documents, timings).
     """
+    if dense_model is not None and corpus is None:
+        raise ValueError("a dense part is encoded from the corpus: give corpus, not vectors")
     if (corpus is None) == (vectors is None):
         raise ValueError("give exactly one of corpus or vectors")
     t0 = time.perf_counter()
@@ -57,6 +118,11 @@ def build_index(
         vecs, ids, quantization=quantization, block_size=block_size, reorder=reorder, model=model_name,
         encoder_settings=settings,
     )
+    dense_seconds = None
+    if dense_model is not None:
+        dense_seconds = add_dense_from_corpus(
+            index, corpus, dense_model, options=dense_options, cache=dense_cache, batch_size=batch_size, show_progress_bar=show_progress_bar
+        )
     path = index.save(Path(out))
     t2 = time.perf_counter()
     index.manifest["stats"]["encode_seconds"] = round(t1 - t0, 3)
@@ -66,6 +132,7 @@ def build_index(
         "encode_seconds": round(t1 - t0, 2),
         "docs_per_second": round(len(ids) / (t1 - t0), 1) if vectors is None and t1 > t0 else None,
         "index_seconds": round(t2 - t1, 2),
+        "dense_seconds": dense_seconds,
         "bytes": index.info()["bytes"],
     }
     return index, summary

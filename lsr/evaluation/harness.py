@@ -47,6 +47,31 @@ SEARCH_MODES: dict[str, tuple[Callable, Callable]] = {"exact": (_search_exact, _
 PLANNED_MODES = {"approx": "approximate search is not available yet (a later issue adds it); use --mode exact"}
 
 
+def _search_dense(mode: str) -> tuple[Callable, Callable]:
+    """Batch and single-query search of a dense mode (lsr.fusion) over HybridQueries."""
+
+    def batch(index, queries, k: int, threads: int | None = None, **knobs: Any):
+        from lsr.fusion import search_hybrid_encoded
+
+        return search_hybrid_encoded(index, queries, k, mode=mode, threads=threads, **knobs)
+
+    return batch, lambda index, query, k, **knobs: batch(index, query, k, **knobs)[0]
+
+
+def _encode_dense(mode: str) -> Callable:
+    def encode(index, texts):
+        from lsr.fusion import encode_hybrid
+
+        return encode_hybrid(index, texts, mode)
+
+    return encode
+
+
+SEARCH_MODES.update({mode: _search_dense(mode) for mode in ("dense", "hybrid", "selective")})
+# How a mode's queries are encoded, when not as sparse rows (index.encode_queries).
+QUERY_ENCODERS: dict[str, Callable] = {mode: _encode_dense(mode) for mode in ("dense", "hybrid", "selective")}
+
+
 def register_mode(name: str, batch: Callable, single: Callable) -> None:
     """Make ``--mode name`` available: ``batch(index, queries, k, threads=, **knobs)`` and ``single(index, query, k, **knobs)``."""
     SEARCH_MODES[name] = (batch, single)
@@ -154,6 +179,8 @@ def get_index(spec: SystemSpec, collection: Collection, cache_dir: str | os.Path
         allowed = {"k1", "b", "norms", "analyzer", "quantization", "block_size", "reorder"}
         _check_params(spec, params, allowed)
         index, summary = build_bm25_index(out, corpus, **params)
+    elif "dense" in params:
+        index, summary = _build_with_dense(spec, collection, out, cache_dir, params, log)
     else:
         from lsr.pipeline import build_index
 
@@ -171,6 +198,28 @@ def get_index(spec: SystemSpec, collection: Collection, cache_dir: str | os.Path
     return index, {**record, "reused": False}
 
 
+def _build_with_dense(spec: SystemSpec, collection: Collection, out: Path, cache_dir: str | os.PathLike, params: dict[str, Any], log: Callable[[str], None]):
+    """The sparse index of the system named like the model (built or reused as any other), plus a
+    dense part from ``params["dense"]`` (``model``, and DenseIndex.build options) saved at ``out``.
+
+    Dense document encodings are cached under ~/.cache/lsr/vectors/<dense model>/, so systems
+    that differ only in how they search share one encoding.
+    """
+    from lsr.bench.data import cache_dir as vectors_cache
+    from lsr.pipeline import add_dense_from_corpus
+
+    dense = dict(params.pop("dense"))
+    if "model" not in dense:
+        raise ValueError(f"system {spec.name!r}: params.dense needs a model")
+    model = dense.pop("model")
+    sparse_spec = SystemSpec(name=spec.model, kind=spec.kind, model=spec.model, params=params)
+    index, _ = get_index(sparse_spec, collection, cache_dir, log=log)
+    cache = vectors_cache() / _safe(model) / f"{_safe(collection.name)}.dense.npz"
+    seconds = add_dense_from_corpus(index, collection.corpus, model, options=dense, cache=cache, show_progress_bar=False)
+    index.save(out)
+    return index, {"path": str(out), "num_docs": index.num_docs, "dense_seconds": seconds, "bytes": index.info()["bytes"]}
+
+
 def _check_params(spec: SystemSpec, params: Mapping[str, Any], allowed: set[str]) -> None:
     extra = set(params) - allowed
     if extra:
@@ -178,8 +227,9 @@ def _check_params(spec: SystemSpec, params: Mapping[str, Any], allowed: set[str]
 
 
 # ---- queries ----------------------------------------------------------------------------------
-def encoded_queries(index, collection: Collection, query_encodings: str | None):
-    """Query ids, the queries encoded over the index vocabulary (SparseVectors), encode seconds, notes."""
+def encoded_queries(index, collection: Collection, query_encodings: str | None, mode: str = "exact"):
+    """Query ids, the queries encoded as ``mode`` searches them (SparseVectors over the index
+    vocabulary, or HybridQueries for the dense modes), encode seconds, notes."""
     notes: list[str] = []
     if query_encodings:
         from lsr.encoders.query_encodings import read_query_encodings
@@ -193,11 +243,14 @@ def encoded_queries(index, collection: Collection, query_encodings: str | None):
         if missing:
             notes.append(f"{len(missing)} queries have no precomputed encoding and were not searched")
         keep = [q for q in wanted if q in by_id]
+        if mode in QUERY_ENCODERS:
+            raise DataError(f"mode {mode!r} encodes query texts itself; it takes no query_encodings")
         return keep, index.encode_queries([by_id[q] for q in keep]), 0.0, notes
     texts = [q.text for q in collection.queries]
-    index.encode_queries(texts[:2])  # loads the model (not part of the per-query cost)
+    encode = QUERY_ENCODERS.get(mode, lambda index, texts: index.encode_queries(texts))
+    encode(index, texts[:2])  # loads the model (not part of the per-query cost)
     t0 = time.perf_counter()
-    vectors = index.encode_queries(texts)
+    vectors = encode(index, texts)
     return [q.id for q in collection.queries], vectors, time.perf_counter() - t0, notes
 
 
@@ -266,7 +319,7 @@ def evaluate_system(
 
 def _run_ours(spec, collection, *, k, cache_dir, threads, efficiency, rebuild, log):
     index, build = get_index(spec, collection, cache_dir, rebuild=rebuild, log=log)
-    query_ids, queries, encode_seconds, notes = encoded_queries(index, collection, spec.query_encodings)
+    query_ids, queries, encode_seconds, notes = encoded_queries(index, collection, spec.query_encodings, spec.mode)
     batch, single = SEARCH_MODES[spec.mode]
     batch(index, queries.take(list(range(min(len(queries), 4)))), k, threads=threads, **spec.knobs)  # warm up the batch kernel
     t0 = time.perf_counter()
@@ -292,6 +345,7 @@ def _run_ours(spec, collection, *, k, cache_dir, threads, efficiency, rebuild, l
             "vocab_size": info.get("vocab_size"),
             "num_postings": info.get("num_postings"),
             "max_quantization_error": info.get("max_quantization_error"),
+            "dense": info.get("dense"),
         },
     }
     eff: dict[str, Any] = {
@@ -305,9 +359,12 @@ def _run_ours(spec, collection, *, k, cache_dir, threads, efficiency, rebuild, l
         "encode_corpus_seconds": build.get("encode_seconds"),
         "recall_vs_exact": 1.0 if spec.mode == "exact" else None,
     }
+    fractions = [r.dense_fraction for r in results if getattr(r, "dense_fraction", None) is not None]
+    if fractions:
+        eff["dense_fraction"] = float(np.mean(fractions))
     if efficiency:
         eff.update(latency_ms(lambda q: single(index, q, k, **spec.knobs), [queries.take([i]) for i in sample_indices(len(queries))]))
-    if spec.mode != "exact":
+    if spec.mode != "exact" and spec.mode not in QUERY_ENCODERS:  # dense modes rank differently by design
         exact = _search_exact(index, queries, k, threads=threads)
         reference = {q: dict(zip(r.ids, r.scores)) for q, r in zip(query_ids, exact)}
         from lsr.evaluation.metrics import recall_against

@@ -15,6 +15,7 @@ EFFICIENCY_COLUMNS = (
     ("index MB", "index_bytes", "mb"),
     ("build s", "build_seconds", "{:,.1f}"),
     ("recall vs exact", "recall_vs_exact", "{:.3f}"),
+    ("dense scored", "dense_fraction", "{:.1%}"),
 )
 
 

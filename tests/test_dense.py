@@ -1,0 +1,230 @@
+"""Dense encoder, faiss dense index, hybrid and selective search, storage, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from lsr.data import SparseVectors
+from lsr.errors import DataError, IndexFormatError
+from lsr.fusion import HybridQueries, search_hybrid_encoded
+from lsr.index import Index
+from lsr.index.dense import DenseIndex, add_dense
+
+from conftest import run_cli
+
+pytest.importorskip("faiss")
+
+N_DOCS, VOCAB, DIM = 240, 40, 16
+TEXTS = ["coronavirus transmission in aerosols", "", "A much longer text about sparse retrieval. " * 60, "x"]
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def hybrid_index() -> Index:
+    """Random sparse and dense vectors for the same documents; doc ids given in shuffled order."""
+    rng = np.random.default_rng(7)
+    vocab = [f"t{j}" for j in range(VOCAB)]
+    docs = [{vocab[j]: float(rng.random()) + 0.01 for j in rng.choice(VOCAB, 4, replace=False)} for _ in range(N_DOCS)]
+    ids = [f"d{i}" for i in range(N_DOCS)]
+    index = Index.build(SparseVectors.from_dicts(docs, vocab), ids, reorder="dominant")
+    dense = unit(rng.normal(size=(N_DOCS, DIM)))
+    add_dense(index, dense, ids, model=None, clusters=12)
+    index.test_vectors = dict(zip(ids, dense))  # type: ignore[attr-defined]
+    return index
+
+
+@pytest.fixture(scope="module")
+def queries(hybrid_index: Index) -> HybridQueries:
+    rng = np.random.default_rng(3)
+    sparse = SparseVectors.from_dicts([{"t1": 1.0, "t7": 0.5}, {"t3": 2.0}, {"t39": 0.3, "t2": 1.0}, {}], hybrid_index.vocab)
+    return HybridQueries(sparse, unit(rng.normal(size=(4, DIM))))
+
+
+# ---- encoder -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def minilm():
+    from lsr.encoders.dense import DenseEncoder
+
+    return DenseEncoder("all-MiniLM-L6-v2", threads=2)
+
+
+def test_encoder_is_mean_pooling_then_normalization(minilm):
+    import torch
+
+    got = minilm.encode(TEXTS, batch_size=2)
+    for text, row in zip(TEXTS, got):
+        enc = minilm.tokenizer([text], truncation=True, max_length=minilm.max_length, return_tensors="pt")
+        with torch.inference_mode():
+            hidden = minilm.model(**enc)[0][0]
+        mean = hidden.mean(dim=0)
+        np.testing.assert_allclose(row, (mean / mean.norm()).numpy(), atol=1e-5)
+    assert got.dtype == np.float32 and got.shape == (len(TEXTS), 384)
+
+
+def test_encoder_equals_sentence_transformers(minilm):
+    st = pytest.importorskip("sentence_transformers")
+    from lsr.encoders.models import minilm_path
+
+    reference = st.SentenceTransformer(str(minilm_path()), device="cpu").encode(TEXTS, convert_to_numpy=True)
+    assert minilm.max_length == 256
+    assert np.abs(minilm.encode(TEXTS) - reference).max() < 1e-5
+
+
+def test_encoder_bad_input(minilm):
+    with pytest.raises(TypeError, match="sequence of texts"):
+        minilm.encode("one string")
+    assert minilm.encode([]).shape == (0, 384)
+
+
+# ---- the dense index -------------------------------------------------------------------------
+def test_flat_search_equals_numpy_inner_product(hybrid_index, queries):
+    dense = hybrid_index.dense
+    scores, rows = dense.search(queries.dense, 10)
+    brute = queries.dense @ np.asarray(dense.vectors).T
+    for q in range(len(queries)):
+        expected = np.argsort(-brute[q], kind="stable")[:10]
+        assert rows[q].tolist() == expected.tolist()
+        np.testing.assert_allclose(scores[q], brute[q, expected], rtol=1e-5)
+
+
+def test_dense_rows_follow_the_index_order(hybrid_index):
+    """add_dense maps vectors by id, so a reordered sparse index still matches its dense rows."""
+    for row, doc_id in enumerate(hybrid_index.doc_ids[:20]):
+        np.testing.assert_array_equal(hybrid_index.dense.vectors[row], hybrid_index.test_vectors[doc_id])
+
+
+@pytest.mark.parametrize("kind,knob", [("hnsw", {"ef_search": 400}), ("ivf", {"nprobe": 12})])
+def test_hnsw_and_ivf_at_full_effort_equal_flat(hybrid_index, queries, kind, knob):
+    flat = hybrid_index.dense
+    other = DenseIndex.build(np.asarray(flat.vectors), model=None, kind=kind, clusters=12, ivf_lists=12)
+    _, expected = flat.search(queries.dense, 5)
+    _, got = other.search(queries.dense, 5, **knob)
+    assert got.tolist() == expected.tolist()
+    with pytest.raises(ValueError, match="applies to kind"):
+        flat.search(queries.dense, 5, **knob)
+
+
+def test_clusters_partition_the_documents(hybrid_index):
+    d = hybrid_index.dense
+    assert d.num_clusters == 12 and d.cluster_indptr[-1] == N_DOCS
+    assert sorted(d.cluster_docs.tolist()) == list(range(N_DOCS))
+    for c in range(d.num_clusters):
+        assert (d.doc_cluster[d.cluster_docs[d.cluster_indptr[c] : d.cluster_indptr[c + 1]]] == c).all()
+
+
+# ---- hybrid and selective search ---------------------------------------------------------------
+@pytest.mark.parametrize("options", [{}, {"fusion": "linear", "alpha": 0.3}, {"fusion": "linear", "normalization": "zscore"}])
+def test_selective_probing_every_cluster_equals_full_hybrid(hybrid_index, queries, options):
+    full = search_hybrid_encoded(hybrid_index, queries, 10, mode="hybrid", **options)
+    every = search_hybrid_encoded(hybrid_index, queries, 10, mode="selective", centroids=hybrid_index.dense.num_clusters, **options)
+    for f, s in zip(full, every):
+        assert s.ids == f.ids
+        np.testing.assert_allclose(s.scores, f.scores, rtol=1e-5)
+        assert s.dense_fraction == 1.0 and f.dense_fraction == 1.0
+
+
+def test_selective_scores_only_the_chosen_clusters(hybrid_index, queries):
+    [one] = search_hybrid_encoded(hybrid_index, queries.take([1]), 10, mode="selective", candidates=1, centroids=0)
+    sparse_top = hybrid_index.search_encoded(queries.sparse.take([1]), 1)[0].ids[0]
+    d = hybrid_index.dense
+    cluster = d.doc_cluster[hybrid_index.doc_ids.index(sparse_top)]
+    size = d.cluster_indptr[cluster + 1] - d.cluster_indptr[cluster]
+    assert one.dense_fraction == pytest.approx(size / N_DOCS)
+
+
+def test_dense_mode_and_per_query_alpha(hybrid_index, queries):
+    dense = search_hybrid_encoded(hybrid_index, queries, 3, mode="dense")
+    _, rows = hybrid_index.dense.search(queries.dense, 3)
+    assert [r.ids for r in dense] == [[hybrid_index.doc_ids[i] for i in row] for row in rows]
+    per_query = search_hybrid_encoded(hybrid_index, queries, 5, mode="hybrid", fusion="linear", alpha=[0.0, 1.0, 0.5, 0.5])
+    only_sparse = hybrid_index.search_encoded(queries.sparse.take([0]), 5)[0]
+    assert per_query[0].ids == only_sparse.ids
+    assert per_query[1].ids == dense[1].ids + per_query[1].ids[3:]
+
+
+def test_save_load_round_trip_with_checksums(hybrid_index, queries, tmp_path):
+    path = hybrid_index.save(tmp_path / "idx")
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["dense"]["kind"] == "flat" and "dense_vectors.npy" in manifest["files"]
+    loaded = Index.load(path, verify=True)
+    before = search_hybrid_encoded(hybrid_index, queries, 10, mode="selective")
+    after = search_hybrid_encoded(loaded, queries, 10, mode="selective")
+    assert [(r.ids, r.scores, r.dense_fraction) for r in before] == [(r.ids, r.scores, r.dense_fraction) for r in after]
+    with open(path / "dense_centroids.npy", "r+b") as f:
+        f.seek(-4, 2)
+        f.write(b"\x00\x00\x80\x7f")
+    with pytest.raises(IndexFormatError, match="dense_centroids.npy does not match its checksum"):
+        Index.load(path, verify=True)
+
+
+def test_hnsw_part_survives_save_and_load(hybrid_index, queries, tmp_path):
+    index = Index.load(hybrid_index.save(tmp_path / "flat"))
+    add_dense(index, np.asarray(hybrid_index.dense.vectors), hybrid_index.doc_ids, model=None, kind="hnsw", clusters=12)
+    loaded = Index.load(index.save(tmp_path / "hnsw"), verify=True)
+    assert "dense_faiss.npy" in loaded.manifest["files"]
+    np.testing.assert_array_equal(loaded.dense.search(queries.dense, 5)[1], index.dense.search(queries.dense, 5)[1])
+
+
+# ---- bad input ---------------------------------------------------------------------------------
+def test_bad_input_gives_clear_errors(hybrid_index, queries):
+    with pytest.raises(ValueError, match="mode must be one of"):
+        search_hybrid_encoded(hybrid_index, queries, 5, mode="sparse")
+    with pytest.raises(ValueError, match="mode must be one of"):
+        hybrid_index.search({"t1": 1.0}, 5, mode="hybird")
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\]"):
+        search_hybrid_encoded(hybrid_index, queries, 5, fusion="linear", alpha=1.2)
+    with pytest.raises(ValueError, match="RRF takes none"):
+        search_hybrid_encoded(hybrid_index, queries, 5, alpha=0.5)
+    with pytest.raises(ValueError, match="fusion must be one of"):
+        search_hybrid_encoded(hybrid_index, queries, 5, fusion="max")
+    with pytest.raises(ValueError, match="2 alpha values for 4 queries"):
+        search_hybrid_encoded(hybrid_index, queries, 5, fusion="linear", alpha=[0.1, 0.2])
+    with pytest.raises(ValueError, match="depth must be a positive integer"):
+        search_hybrid_encoded(hybrid_index, queries, 5, depth=0)
+    with pytest.raises(DataError, match=r"dense queries must be \(queries, 16\)"):
+        search_hybrid_encoded(hybrid_index, HybridQueries(queries.sparse, queries.dense[:, :8]), 5)
+    with pytest.raises(DataError, match="needs text queries"):
+        hybrid_index.search({"t1": 1.0}, 5, mode="hybrid")
+    with pytest.raises(ValueError, match="takes no option"):
+        hybrid_index.search({"t1": 1.0}, 5, mode="exact", depth=10)
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        hybrid_index.search("text", 0, mode="dense")
+
+
+def test_dense_mode_without_a_dense_part(tmp_path):
+    index = Index.build(SparseVectors.from_dicts([{"a": 1.0}, {"b": 1.0}]), ["x", "y"])
+    with pytest.raises(DataError, match="has no dense part: build it with `lsr index --dense-model M`"):
+        index.search("a query", 1, mode="dense")
+    with pytest.raises(DataError, match="the dense vectors do not cover"):
+        add_dense(index, unit(np.ones((2, 4))), ["x", "z"], model=None)
+    with pytest.raises(ValueError, match="clusters must be in"):
+        add_dense(index, unit(np.ones((2, 4))), ["x", "y"], model=None, clusters=3)
+
+
+# ---- end to end on ADI: CLI, Python API and REST ---------------------------------------------------
+@pytest.fixture(scope="module")
+def adi_hybrid(tmp_path_factory):
+    from conftest import shared_dataset
+
+    adi = shared_dataset("adi")
+    out = tmp_path_factory.mktemp("adi-hybrid") / "index"
+    run_cli("index", "--corpus", str(adi), "--out", str(out), "--dense-model", "all-MiniLM-L6-v2")
+    return out
+
+
+def test_cli_dense_and_hybrid_search(adi_hybrid):
+    info = json.loads(run_cli("info", "--index", str(adi_hybrid), "--json", "--verify").stdout)
+    assert info["dense"]["model"] == "all-MiniLM-L6-v2" and info["dense"]["dim"] == 384
+    for mode in ("dense", "hybrid", "selective"):
+        out = json.loads(run_cli("search", "--index", str(adi_hybrid), "--query", "computer information retrieval", "--mode", mode, "-k", "5", "--json").stdout)
+        assert len(out["hits"]) == 5
+    linear = run_cli("search", "--index", str(adi_hybrid), "--query", "indexing", "--mode", "hybrid", "--fusion", "linear", "--alpha", "0.3")
+    assert len(linear.stdout.splitlines()) == 10
+    bad = run_cli("search", "--index", str(adi_hybrid), "--query", "indexing", "--mode", "hybrid", "--fusion", "linear", "--alpha", "2", check=False)
+    assert bad.returncode != 0 and "must be in [0, 1]" in bad.stderr
