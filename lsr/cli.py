@@ -111,7 +111,7 @@ def cmd_quickstart(args: argparse.Namespace) -> None:
 
 
 def cmd_bench_encode(args: argparse.Namespace) -> None:
-    from lsr.evaluation.encode_bench import run_encode_benchmark
+    from lsr.bench.encode import run_encode_benchmark
 
     result = run_encode_benchmark(
         dataset=args.dataset, model=args.model, n_docs=args.n_docs, batch_size=args.batch_size,
@@ -253,8 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench_exact)
 
     from lsr.evaluation.cli import add_evaluate_parser
+    from lsr.service.server import add_serve_parser
 
     add_evaluate_parser(sub)
+    add_serve_parser(sub)
     return parser
 
 

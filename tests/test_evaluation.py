@@ -11,7 +11,7 @@ import yaml
 
 from lsr.data.qrels import Qrels, read_run, write_qrels, write_run
 from lsr.errors import DataError, LsrError
-from lsr.evaluation.cli import main as evaluate_main
+from lsr.cli import main as lsr_main
 from lsr.evaluation.metrics import evaluate, parse_metric, recall_against, trec_eval_order
 
 from conftest import shared_dataset
@@ -124,7 +124,7 @@ def dirs(tmp_path: Path) -> list[str]:
 
 def test_cli_bm25_end_to_end(adi: Path, dirs, tmp_path: Path, capsys):
     out = tmp_path / "report.json"
-    assert evaluate_main(["evaluate", "--dataset", str(adi), "--model", "bm25", "--output", str(out), *dirs]) == 0
+    assert lsr_main(["evaluate", "--dataset", str(adi), "--model", "bm25", "--output", str(out), *dirs]) == 0
     report = json.loads(out.read_text())
     assert report["metrics"]["nDCG@10"] > 0.3 and report["evaluation"]["num_queries"] == 35
     assert set(report["metrics"]) == {"nDCG@10", "RR@10", "R@100", "R@1000", "Judged@10"}
@@ -137,33 +137,33 @@ def test_cli_bm25_end_to_end(adi: Path, dirs, tmp_path: Path, capsys):
     assert description["dataset"]["qrels_lines"] == 170
     assert "nDCG@10" in capsys.readouterr().out
     # Scoring the saved run gives the same numbers; a second run reuses the cached index.
-    assert evaluate_main(["evaluate", "--dataset", str(adi), "--run", str(run_file), "--output", str(tmp_path / "r2.json")]) == 0
+    assert lsr_main(["evaluate", "--dataset", str(adi), "--run", str(run_file), "--output", str(tmp_path / "r2.json")]) == 0
     assert json.loads((tmp_path / "r2.json").read_text())["metrics"] == report["metrics"]
-    assert evaluate_main(["evaluate", "--dataset", str(adi), "--model", "bm25", "--no-efficiency", "--output", str(out), *dirs]) == 0
+    assert lsr_main(["evaluate", "--dataset", str(adi), "--model", "bm25", "--no-efficiency", "--output", str(out), *dirs]) == 0
     assert json.loads(out.read_text())["metrics"] == report["metrics"]
 
 
 def test_cli_bad_input(adi: Path, dirs, tmp_path: Path, capsys):
-    assert evaluate_main(["evaluate", "--dataset", str(adi), "--model", "bm25", "--mode", "approx", *dirs]) == 2
+    assert lsr_main(["evaluate", "--dataset", str(adi), "--model", "bm25", "--mode", "approx", *dirs]) == 2
     assert "not available yet" in capsys.readouterr().err
-    assert evaluate_main(["evaluate", "--dataset", str(adi), "--model", "bm25", "--qrels", str(tmp_path / "none.tsv"), *dirs]) == 2
+    assert lsr_main(["evaluate", "--dataset", str(adi), "--model", "bm25", "--qrels", str(tmp_path / "none.tsv"), *dirs]) == 2
     assert "no qrels file" in capsys.readouterr().err
     run = tmp_path / "alien.trec"
     write_run(run, {"x1": {"1": 1.0}, "x2": {"2": 1.0}})
-    assert evaluate_main(["evaluate", "--dataset", str(adi), "--run", str(run)]) == 2
+    assert lsr_main(["evaluate", "--dataset", str(adi), "--run", str(run)]) == 2
     assert "none of the run's 2 query ids has judgments" in capsys.readouterr().err
-    assert evaluate_main(["evaluate", "--dataset", str(adi), "--run", str(run), "--metrics", "BLEU"]) == 2
+    assert lsr_main(["evaluate", "--dataset", str(adi), "--run", str(run), "--metrics", "BLEU"]) == 2
     assert "unknown metric" in capsys.readouterr().err
     # qrels judging none of the collection's queries
     qrels = tmp_path / "other.tsv"
     write_qrels(qrels, {"zzz": {"1": 1}})
-    assert evaluate_main(["evaluate", "--dataset", str(adi), "--model", "bm25", "--qrels", str(qrels), *dirs]) == 2
+    assert lsr_main(["evaluate", "--dataset", str(adi), "--model", "bm25", "--qrels", str(qrels), *dirs]) == 2
     assert "none of its 35 queries has judgments" in capsys.readouterr().err
 
 
 def test_cli_needs_a_corpus_to_build(dirs, capsys):
     shared_dataset("beir-queries-qrels/scifact")
-    assert evaluate_main(["evaluate", "--dataset", "nfcorpus", "--model", "bm25", *dirs]) == 2
+    assert lsr_main(["evaluate", "--dataset", "nfcorpus", "--model", "bm25", *dirs]) == 2
     assert "has no corpus.jsonl" in capsys.readouterr().err
 
 
@@ -182,8 +182,8 @@ def test_cli_index_and_query_encodings(adi: Path, dirs, tmp_path: Path):
     half = c.queries[: len(c.queries) // 2]
     write_query_encodings(enc, [q.id for q in half], [index.encoder.query_terms(q.text) for q in half], scale=1)
     out_text, out_enc = tmp_path / "text.json", tmp_path / "enc.json"
-    assert evaluate_main(["evaluate", "--dataset", str(adi), "--index", str(tmp_path / "idx"), "--output", str(out_text), *dirs]) == 0
-    assert evaluate_main(["evaluate", "--dataset", str(adi), "--index", str(tmp_path / "idx"), "--query-encodings", str(enc),
+    assert lsr_main(["evaluate", "--dataset", str(adi), "--index", str(tmp_path / "idx"), "--output", str(out_text), *dirs]) == 0
+    assert lsr_main(["evaluate", "--dataset", str(adi), "--index", str(tmp_path / "idx"), "--query-encodings", str(enc),
                           "--name", "enc", "--output", str(out_enc), *dirs]) == 0
     text, encoded = json.loads(out_text.read_text()), json.loads(out_enc.read_text())
     assert encoded["evaluation"]["missing_from_run"] == len(c.queries) - len(half)
@@ -267,8 +267,8 @@ def _pyserini_or_skip():
 def test_pyserini_bm25_equals_ours_on_adi(adi: Path, dirs, tmp_path: Path):
     _pyserini_or_skip()
     ours, theirs = tmp_path / "ours.json", tmp_path / "theirs.json"
-    assert evaluate_main(["evaluate", "--dataset", str(adi), "--model", "bm25", "--no-efficiency", "--output", str(ours), *dirs]) == 0
-    assert evaluate_main(["evaluate", "--dataset", str(adi), "--pyserini", "--no-efficiency", "--output", str(theirs), *dirs]) == 0
+    assert lsr_main(["evaluate", "--dataset", str(adi), "--model", "bm25", "--no-efficiency", "--output", str(ours), *dirs]) == 0
+    assert lsr_main(["evaluate", "--dataset", str(adi), "--pyserini", "--no-efficiency", "--output", str(theirs), *dirs]) == 0
     a, b = json.loads(ours.read_text())["metrics"], json.loads(theirs.read_text())["metrics"]
     assert all(abs(a[m] - b[m]) < 0.005 for m in a), (a, b)
 

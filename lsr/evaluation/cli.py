@@ -1,11 +1,6 @@
 """`lsr evaluate`: score a system (or an existing run) on a collection with trec_eval semantics.
 
-Wiring (in lsr/cli.py's build_parser)::
-
-    from lsr.evaluation.cli import add_evaluate_parser
-    add_evaluate_parser(sub)
-
-The sub-command's ``func`` is :func:`cmd_evaluate`; errors it raises are LsrError/ValueError.
+Registered on lsr/cli.py's parser by :func:`add_evaluate_parser`; errors it raises are LsrError/ValueError.
 """
 
 from __future__ import annotations
@@ -151,21 +146,3 @@ def _print_report(report: dict[str, Any]) -> None:
     for note in report.get("notes", []):
         print(f"note: {note}")
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point (``python -m lsr.evaluation.cli evaluate ...``) until lsr/cli.py wires it."""
-    from lsr.errors import LsrError
-
-    parser = argparse.ArgumentParser(prog="lsr")
-    add_evaluate_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        args.func(args)
-    except (LsrError, ValueError, FileNotFoundError) as e:
-        print(f"lsr: error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,8 @@
-"""``lsr serve``: the HTTP API under uvicorn, with the index loaded once per worker process."""
+"""``lsr serve``: the HTTP API under uvicorn, with the index loaded once per worker process.
+
+FastAPI and uvicorn (the ``service`` extra) are imported only when serving, so that the CLI
+can offer the subcommand without them.
+"""
 
 import argparse
 import copy
@@ -6,17 +10,17 @@ import ipaddress
 import json
 import logging
 import os
-import sys
-from collections.abc import Sequence
+import socket
+from collections.abc import Callable, Sequence
 from pathlib import Path
-
-import uvicorn
-from fastapi import FastAPI
-from uvicorn.config import LOGGING_CONFIG
+from typing import TYPE_CHECKING, Any
+from unittest import mock
 
 from lsr.errors import LsrError
 from lsr.index import Index
-from lsr.service.app import create_app
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = logging.getLogger("lsr.service")
 
@@ -25,8 +29,10 @@ _CONFIG_ENV = "LSR_SERVE_CONFIG"
 API_KEY_ENV = "LSR_API_KEY"
 
 
-def app_factory() -> FastAPI:
+def app_factory() -> "FastAPI":
     """The app of one worker process (uvicorn calls this in each); the index loads at its startup."""
+    from lsr.service.app import create_app
+
     config = json.loads(os.environ[_CONFIG_ENV])
     return create_app(
         config["index"],
@@ -51,6 +57,12 @@ def serve(
 
     The API key, if any, is read from ``LSR_API_KEY`` (kept out of argv, where ``ps`` shows it).
     """
+    try:
+        import fastapi  # noqa: F401 - checked here, once, rather than in every worker
+        import uvicorn
+        from uvicorn.config import LOGGING_CONFIG
+    except ImportError as e:
+        raise LsrError(f"serving needs the service extra ({e.name} is missing): pip install 'lsr[service]'") from None
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     path = Path(index_dir).resolve()
@@ -60,16 +72,38 @@ def serve(
     os.environ[_CONFIG_ENV] = json.dumps({"index": str(path), "public_reads": public_reads, "cors_origins": list(cors_origins)})
     log_config = copy.deepcopy(LOGGING_CONFIG)
     log_config["loggers"]["lsr"] = {"handlers": ["default"], "level": log_level.upper(), "propagate": False}
-    uvicorn.run(
-        "lsr.service.server:app_factory",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-        log_config=log_config,
-        access_log=access_log,
-    )
+    with mock.patch.object(uvicorn.Config, "bind_socket", _bind_socket_nodelay(uvicorn.Config.bind_socket)):
+        uvicorn.run(
+            "lsr.service.server:app_factory",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            log_config=log_config,
+            access_log=access_log,
+            # A spawned worker answers the supervisor's pings only once torch, numba and the app
+            # are imported, which takes longer than uvicorn's 5 s default on a busy machine.
+            timeout_worker_healthcheck=60,
+        )
+
+
+def _bind_socket_nodelay(bind_socket: Callable[[Any], socket.socket]) -> Callable[[Any], socket.socket]:
+    """uvicorn's ``Config.bind_socket``, plus TCP_NODELAY on the listening socket.
+
+    With several workers uvicorn binds the socket itself, with protocol 0, so asyncio does not
+    set TCP_NODELAY on the connections it accepts (https://github.com/Kludex/uvicorn/issues/3149):
+    Nagle's algorithm then holds each response body until the client's delayed ACK, ~40 ms
+    per request. Linux passes the option from the listening socket to accepted ones.
+    """
+
+    def bind(config: Any) -> socket.socket:
+        sock = bind_socket(config)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+    return bind
 
 
 def _is_loopback(host: str) -> bool:
@@ -91,13 +125,14 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_serve_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
-    """Register ``serve`` on the CLI's subcommands; dispatch it to :func:`run_serve`."""
+    """Register ``serve`` on the CLI's subcommands, dispatched to :func:`run_serve` via ``func``."""
     p = subparsers.add_parser(
         "serve",
         help="serve an index over HTTP (FastAPI; needs the `service` extra)",
         description=f"Serve an index over HTTP. Set {API_KEY_ENV} to require an X-API-Key header.",
     )
     _add_arguments(p)
+    p.set_defaults(func=run_serve)
     return p
 
 
@@ -108,17 +143,3 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     return 0
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lsr.service.server", description="Serve an index over HTTP (same as `lsr serve`).")
-    _add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run_serve(args)
-    except (LsrError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,95 @@
+"""A real server process: start it on a free loopback port, wait for /health, query it over
+HTTP, and stop it by the PID this test started."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from service_fixtures import tiny_index_dir
+
+from lsr.cli import build_parser
+from lsr.service import server as service_server
+
+STARTUP_TIMEOUT_S = 120  # two workers import torch and numba on a possibly busy machine
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    """Base URL of a two-worker server over the tiny index; the process is stopped afterwards."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "lsr.cli", "serve", "--index", str(tiny_index_dir()), "--port", str(port), "--workers", "2", "--no-access-log"]
+    log = tmp_path / "server.log"  # a file, not a pipe nobody reads, which could fill and block the server
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()}")
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"no healthy server on {base} after {STARTUP_TIMEOUT_S} s")
+            time.sleep(0.25)
+        yield base
+    finally:
+        proc.terminate()  # uvicorn stops its workers on SIGTERM
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the group this test created: the server and its workers
+            proc.wait(timeout=10)
+
+
+def test_served_over_http(server):
+    with httpx.Client(base_url=server, timeout=10) as client:
+        r = client.post("/search", json={"vector": {"apple": 1.0, "pie": 1.0}, "k": 2})
+        assert r.status_code == 200, r.text
+        assert r.json()["ids"] == ["d1", "d3"]
+        r = client.post("/search/batch", json={"queries": [{"vector": {"tart": 1.0}}, {"vector": {}}]})
+        assert [h["ids"] for h in r.json()["results"]] == [["d2"], []]
+        err = client.post("/search", json={"vector": {"apple": 1.0}, "k": 0})
+        assert err.status_code == 422 and err.json()["error"]["type"] == "validation_error"
+        stats = client.get("/stats").json()
+        assert stats["index"]["num_docs"] == 4 and stats["service"]["pid"] != os.getpid()
+        # Without TCP_NODELAY on the workers' connections every keep-alive request waits
+        # ~40 ms for a delayed ACK; a few ms is normal even on a busy machine.
+        latencies = []
+        for _ in range(21):
+            start = time.perf_counter()
+            client.get("/health")
+            latencies.append(time.perf_counter() - start)
+        assert sorted(latencies)[10] < 0.035, latencies
+
+
+def test_bad_index_dir_exits_with_a_message(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "lsr.cli", "serve", "--index", str(tmp_path / "missing"), "--port", str(free_port())],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2 and "lsr: error:" in proc.stderr and "missing" in proc.stderr
+
+
+def test_serve_subcommand_parses_and_dispatches(monkeypatch):
+    calls = []
+    monkeypatch.setattr(service_server, "serve", lambda *args, **kwargs: calls.append((args, kwargs)))
+    args = build_parser().parse_args(["serve", "--index", "idx", "--port", "9000", "--workers", "2", "--cors-origin", "https://a.example", "--no-access-log"])
+    assert args.func is service_server.run_serve and args.func(args) == 0
+    assert calls == [(("idx", "127.0.0.1", 9000, 2), {
+        "public_reads": False, "cors_origins": ["https://a.example"], "log_level": "info", "access_log": False,
+    })]
