@@ -239,7 +239,7 @@ def test_report_tables_and_plot(tmp_path: Path):
     row = {"dataset": {"name": "d"}, "system": {"name": "s"}, "metrics": {"nDCG@10": 0.5}, "evaluation": {"num_queries": 3},
            "efficiency": {"latency_ms_p50": 1.0, "recall_vs_exact": 1.0, "qps": 100.0, "index_bytes": 2e6, "threads": 2}}
     assert "| d | s | 0.5000 | 3 |" in quality_table([row], ["nDCG@10"])
-    assert "| d | s | – | 1.00 | – | 100 | 2.0 | – | 1.000 | 2 |" in efficiency_table([row])
+    assert "| d | s | – | 1.00 | – | 100 | 2.0 | – | 1.000 | – | 2 |" in efficiency_table([row])  # dense scored: –
     pytest.importorskip("matplotlib")
     assert plot_recall_latency([row], tmp_path / "p.png").stat().st_size > 1000
 
