@@ -188,13 +188,13 @@ KNOBS: dict[str, dict[str, tuple[float, float]]] = {
     "hybrid": _FUSION_KNOBS,
     "selective": {**_FUSION_KNOBS, "candidates": (1, 1000), "centroids": (0, 10_000)},
 }
-_INTEGER_KNOBS = ("depth", "candidates", "centroids")
+INTEGER_KNOBS = ("depth", "candidates", "centroids")
 
 
 def options_from_knobs(knobs: Mapping[str, float]) -> dict[str, Any]:
     """Keyword options of :func:`search_hybrid_encoded` from numeric knobs (see ``KNOBS``)."""
     options: dict[str, Any] = dict(knobs)
-    for name in _INTEGER_KNOBS:
+    for name in INTEGER_KNOBS:
         if name in options:
             if not float(options[name]).is_integer():
                 raise ValueError(f"knob {name!r} must be a whole number, got {options[name]!r}")

@@ -21,21 +21,24 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
 import anyio.to_thread
+import torch
 from fastapi import Depends, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
-from pydantic.json_schema import SkipJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lsr import __version__
+from lsr.encoders.bm25 import is_bm25
 from lsr.encoders.splade import machine_threads
 from lsr.errors import DataError, LsrError
+from lsr.fusion.hybrid import INTEGER_KNOBS, KNOBS as DENSE_KNOBS, encode_hybrid, options_from_knobs, search_hybrid_encoded
 from lsr.index import Index, SearchResult
+from lsr.index.dense import DENSE_MODES
 from lsr.index.index import Query
 
 log = logging.getLogger("lsr.service")
@@ -43,11 +46,12 @@ log = logging.getLogger("lsr.service")
 # Caps that are part of the API contract: they appear in the OpenAPI schema, and a request
 # beyond one gets a 422 naming the field.
 MAX_K = 1000
-MAX_EXPLAIN_K = 100  # explaining costs one index lookup per hit and matched term
+MAX_EXPLAIN_K = 100  # each explained hit costs a pass over the query's terms
 MAX_QUERY_CHARS = 4096  # queries are truncated to the model's query length long before this
 MAX_TEXT_CHARS = 100_000  # per text given to /encode
 MAX_TERMS = 1024  # per {term: weight} query
 MAX_TERM_CHARS = 256
+MAX_WEIGHT = 1e6  # query weights beyond this could overflow the kernels' float32 scores
 MAX_BATCH = 256  # queries per /search/batch, texts per /encode
 
 API_KEY_HEADER = "X-API-Key"
@@ -55,46 +59,98 @@ API_KEY_HEADER = "X-API-Key"
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-deployment limits that are not part of the request schema."""
+    """Per-deployment limits and thread counts, not part of the request schema."""
 
     max_body_bytes: int = 2 << 20
     """Larger request bodies get a 413 before they are parsed."""
     max_concurrency: int = field(default_factory=machine_threads)
     """Requests computed at once, in worker threads; more wait their turn. More threads than
     cores only adds contention, since searches and encodings are CPU-bound."""
+    encoder_threads: int | None = 1
+    """Torch threads per encoding (None leaves torch's setting). Requests already run in
+    parallel, and several requests each spinning up a multi-threaded torch op on the same
+    cores slow each other down several times over."""
 
 
 # ---- modes ------------------------------------------------------------------------------
-SearchMode = Literal["exact"]
+SearchMode = Literal["exact", "dense", "hybrid", "selective"]
 """Accepted values of ``mode``; each has an entry in ``_MODES``."""
 
 
 @dataclass(frozen=True)
 class _Mode:
-    """How a search mode runs, and its knobs (name -> inclusive range)."""
+    """How a search mode runs encoded queries, and its knobs (name -> inclusive range)."""
 
-    search: Callable[[Index, Query, int, Mapping[str, float]], SearchResult]
-    search_batch: Callable[[Index, list[Query], int, Mapping[str, float]], list[SearchResult]]
+    search: Callable[[Index, Any, int, Mapping[str, float]], list[SearchResult]]
     knobs: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    encode: Callable[[Index, list[Query]], Any] = lambda index, queries: index.encode_queries(queries)
+    """Queries -> what ``search`` takes (sparse rows by default)."""
+
+
+def _dense_mode(name: str) -> _Mode:
+    """A mode of lsr.fusion (dense part needed): text queries encoded by both models."""
+    return _Mode(
+        lambda index, queries, k, knobs: search_hybrid_encoded(index, queries, k, mode=name, **options_from_knobs(knobs)),
+        DENSE_KNOBS[name],
+        lambda index, queries: encode_hybrid(index, queries, name),
+    )
 
 
 _MODES: dict[str, _Mode] = {
-    "exact": _Mode(
-        search=lambda index, query, k, knobs: index.search(query, k),
-        search_batch=lambda index, queries, k, knobs: index.search_batch(queries, k),
-    ),
+    "exact": _Mode(lambda index, queries, k, knobs: index.search_encoded(queries, k, mode="exact")),
+    **{name: _dense_mode(name) for name in DENSE_MODES},
 }
 
 
 # ---- request and response models ---------------------------------------------------------
 class ApiModel(BaseModel):
-    """Base of every request and response: unknown fields are a 422, so typos never pass silently."""
+    """Base of every request and response: unknown fields and values of the wrong JSON type
+    (``"k": "10"``, ``"explain": 1``) are a 422, so mistakes never pass silently."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
+# The cross-field rules, stated in the schema too, so clients (and schema-driven fuzzers)
+# can tell a valid request from the schema alone.
+_ONE_OF_QUERY_OR_VECTOR = {
+    "oneOf": [
+        {"required": ["query"], "properties": {"query": {"type": "string"}}},
+        {"required": ["vector"], "properties": {"vector": {"type": "object"}}},
+    ]
+}
+_EXPLAIN_CAPS_K = {"if": {"required": ["explain"], "properties": {"explain": {"const": True}}}, "then": {"properties": {"k": {"maximum": MAX_EXPLAIN_K}}}}
+
+
+def _per_mode(batch: bool) -> dict[str, Any]:
+    """Each mode's own knobs, and the dense modes' need for text queries (no explain), stated
+    in the schema, so that a request the schema allows is one the mode takes."""
+    rules = []
+    for name, mode in _MODES.items():
+        when: dict[str, Any] = {"required": ["mode"], "properties": {"mode": {"const": name}}}
+        if name == "exact":  # the default
+            when = {"anyOf": [{"not": {"required": ["mode"]}}, when]}
+        knobs = {k: {"type": "integer"} if k in INTEGER_KNOBS else {} for k in mode.knobs}
+        then: dict[str, Any] = {"properties": {"knobs": {"properties": knobs, "additionalProperties": False}}}
+        if name in DENSE_MODES:
+            text = {"required": ["query"], "properties": {"query": {"type": "string"}}}
+            if batch:
+                then["properties"]["queries"] = {"items": text}
+            else:
+                then.update(text, properties={**then["properties"], **text["properties"], "explain": {"const": False}})
+        rules.append({"if": when, "then": then})
+    return {"allOf": rules}
+
+
+_KNOB_RANGES = {
+    "properties": {name: {"type": "number", "minimum": lo, "maximum": hi} for mode in _MODES.values() for name, (lo, hi) in mode.knobs.items()},
+    "additionalProperties": False,
+}
+
+# JSON has one number type: 10.0 is an integer to JSON Schema, so accept it where an int is due
+# (strict mode would not); "10" and true stay errors. Placed after an int's constraints.
+_WHOLE_FLOAT_AS_INT = BeforeValidator(lambda v: int(v) if isinstance(v, float) and v.is_integer() else v)
 Term = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TERM_CHARS)]
-Weight = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Weight = Annotated[float, Field(ge=0, le=MAX_WEIGHT, allow_inf_nan=False)]
 Knob = Annotated[float, Field(allow_inf_nan=False)]
 
 
@@ -102,13 +158,15 @@ class QueryInput(ApiModel):
     """One query: a text, encoded by the index's model, or ``{term: weight}`` used as is."""
 
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"query": "computer-based information retrieval"}, {"vector": {"retrieval": 1.4, "index": 0.7}}]}
+        json_schema_extra={
+            **_ONE_OF_QUERY_OR_VECTOR,
+            "examples": [{"query": "computer-based information retrieval"}, {"vector": {"retrieval": 1.4, "index": 0.7}}],
+        }
     )
 
-    # SkipJsonSchema: an explicit null is accepted as "absent" but not advertised.
-    query: str | SkipJsonSchema[None] = Field(None, min_length=1, max_length=MAX_QUERY_CHARS, description="Query text.")
-    vector: dict[Term, Weight] | SkipJsonSchema[None] = Field(
-        None, max_length=MAX_TERMS, description="Query term weights (>= 0); terms outside the index vocabulary match nothing."
+    query: str | None = Field(None, min_length=1, max_length=MAX_QUERY_CHARS, description="Query text; null means absent.")
+    vector: dict[Term, Weight] | None = Field(
+        None, max_length=MAX_TERMS, description="Query term weights (>= 0); terms outside the index vocabulary match nothing. Null means absent."
     )
 
     @model_validator(mode="after")
@@ -124,9 +182,11 @@ class QueryInput(ApiModel):
 class SearchSettings(ApiModel):
     """How to search: depth, mode and the mode's knobs."""
 
-    k: int = Field(10, ge=1, le=MAX_K, description="Number of hits.")
-    mode: SearchMode = Field("exact", description="Search mode; `exact` scores every document sharing a term with the query.")
-    knobs: dict[str, Knob] = Field(default_factory=dict, description="Mode-specific settings; `exact` takes none.")
+    k: Annotated[int, Field(ge=1, le=MAX_K), _WHOLE_FLOAT_AS_INT] = Field(10, description="Number of hits.")
+    mode: SearchMode = Field("exact", description="Search mode; `exact` returns the true top-k (block-max pruning skips only documents that cannot make it). "
+                                  "`dense`, `hybrid` (sparse + dense, RRF; linear interpolation when the knob `alpha` is given) and `selective` "
+                                  "(hybrid scoring only the dense clusters near the sparse hits) need text queries and an index with a dense part.")
+    knobs: dict[str, Knob] = Field(default_factory=dict, description="Mode-specific settings; `exact` takes none.", json_schema_extra=_KNOB_RANGES)
 
     @model_validator(mode="after")
     def _knobs_fit_mode(self) -> "SearchSettings":
@@ -148,11 +208,19 @@ class SearchSettings(ApiModel):
         return SettingsUsed(mode=self.mode, k=self.k, knobs=self.knobs)
 
 
+def _check_text(mode: str, texts: Sequence[str | None]) -> None:
+    if mode in DENSE_MODES and any(t is None for t in texts):
+        raise PydanticCustomError("text_only", "mode '{mode}' needs text queries (\"query\"): a term-weight vector has no dense encoding", {"mode": mode})
+
+
 class SearchRequest(QueryInput, SearchSettings):
     """``POST /search``: one query."""
 
     model_config = ConfigDict(
         json_schema_extra={
+            **_ONE_OF_QUERY_OR_VECTOR,
+            **_EXPLAIN_CAPS_K,
+            **_per_mode(batch=False),
             "examples": [
                 {"query": "computer-based information retrieval", "k": 10},
                 {"vector": {"retrieval": 1.4, "index": 0.7}, "k": 5, "mode": "exact", "explain": True},
@@ -164,6 +232,9 @@ class SearchRequest(QueryInput, SearchSettings):
 
     @model_validator(mode="after")
     def _explain_depth(self) -> "SearchRequest":
+        _check_text(self.mode, [self.query])
+        if self.explain and self.mode in DENSE_MODES:
+            raise PydanticCustomError("explain_mode", "explain shows sparse term contributions; mode '{mode}' has dense scores", {"mode": self.mode})
         if self.explain and self.k > MAX_EXPLAIN_K:
             raise PydanticCustomError("explain_k", "explain is limited to k <= {cap}, got k={k}", {"cap": MAX_EXPLAIN_K, "k": self.k})
         return self
@@ -173,10 +244,15 @@ class BatchSearchRequest(SearchSettings):
     """``POST /search/batch``: many queries with shared settings."""
 
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"queries": [{"query": "information retrieval"}, {"vector": {"index": 1.0}}], "k": 10}]}
+        json_schema_extra={**_per_mode(batch=True), "examples": [{"queries": [{"query": "information retrieval"}, {"vector": {"index": 1.0}}], "k": 10}]}
     )
 
     queries: list[QueryInput] = Field(min_length=1, max_length=MAX_BATCH)
+
+    @model_validator(mode="after")
+    def _text_for_dense(self) -> "BatchSearchRequest":
+        _check_text(self.mode, [q.query for q in self.queries])
+        return self
 
 
 class EncodeRequest(ApiModel):
@@ -186,7 +262,7 @@ class EncodeRequest(ApiModel):
 
     texts: list[Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]] = Field(min_length=1, max_length=MAX_BATCH)
     kind: Literal["query", "document"] = Field("query", description="Queries and documents are truncated to different lengths.")
-    top: int | None = Field(None, ge=1, le=MAX_TERMS, description="Keep the heaviest `top` terms of each vector (all if omitted).")
+    top: Annotated[int, Field(ge=1, le=MAX_TERMS), _WHOLE_FLOAT_AS_INT] | None = Field(None, description="Keep the heaviest `top` terms of each vector (all if omitted).")
 
 
 class TermContribution(ApiModel):
@@ -262,10 +338,10 @@ class EndpointStats(ApiModel):
 
 
 class ModelInfo(ApiModel):
-    name: str
+    name: str = Field(description="The model named in the index manifest.")
+    encoder: str = Field(description="The encoder class, e.g. SpladeEncoder or BM25Encoder.")
     vocab_size: int
-    max_length: int
-    query_max_length: int
+    settings: dict[str, Any] = Field(description="Encoder settings recorded when the index was built.")
 
 
 class ServiceStats(ApiModel):
@@ -286,7 +362,10 @@ class StatsResponse(ApiModel):
 
 
 class ErrorBody(ApiModel):
-    type: str = Field(description="Stable machine-readable kind, e.g. validation_error, not_found.")
+    type: str = Field(
+        description="Stable machine-readable kind: validation_error or invalid_input (422), bad_request (400), unauthorized (401), "
+        "not_found (404), method_not_allowed (405), payload_too_large (413), not_ready (503), lsr_error or internal_error (500)."
+    )
     message: str
     details: Any = Field(None, description="For validation errors: a list of {loc, message, type}.")
 
@@ -438,19 +517,23 @@ def _error(status: int, kind: str, message: str, details: Any = None, headers: M
     return JSONResponse({"error": {"type": kind, "message": message, "details": details}}, status_code=status, headers=headers)
 
 
-def _loc(loc: Sequence[Any]) -> list[Any]:
-    """A validation error's location inside the body (``["queries", 0, "query"]``)."""
-    return list(loc[1:]) if loc and loc[0] == "body" and len(loc) > 1 else list(loc)
+def _detail(error: Mapping[str, Any]) -> dict[str, Any]:
+    """One pydantic error as ``{loc, message, type}``, located inside the body (``["queries", 0, "query"]``)."""
+    loc = list(error["loc"])
+    if error["type"] == "json_invalid":  # loc is ("body", character offset)
+        reason = error.get("ctx", {}).get("error", "")
+        return {"loc": ["body"], "message": f"invalid JSON at character {loc[-1]}: {reason}", "type": error["type"]}
+    return {"loc": loc[1:] if loc[0] == "body" and len(loc) > 1 else loc, "message": error["msg"], "type": error["type"]}
 
 
 async def _on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    details = [{"loc": _loc(e["loc"]), "message": e["msg"], "type": e["type"]} for e in exc.errors()]
+    details = [_detail(e) for e in exc.errors()]
     parts = [f"{'.'.join(map(str, d['loc']))}: {d['message']}" for d in details[:3]]
     more = f" (and {len(details) - 3} more)" if len(details) > 3 else ""
     return _error(422, "validation_error", "; ".join(parts) + more, details)
 
 
-_HTTP_KINDS = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 503: "not_ready"}
+_HTTP_KINDS = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 503: "not_ready"}
 
 
 async def _on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -503,23 +586,31 @@ def _open(source: str | os.PathLike | Index) -> Index:
         probe = {index.vocab[0]: 1.0}
     else:
         return index
-    index.search(probe, 1)
-    index.search_batch([probe], 1)
+    for name, mode in _MODES.items():
+        if name in DENSE_MODES and (index.dense is None or not isinstance(probe, str)):
+            continue  # a mode this index cannot serve: requests for it get a clear 422
+        mode.search(index, mode.encode(index, [probe]), 1, {})
+        mode.search(index, mode.encode(index, [probe, probe]), 1, {})  # the parallel batch kernel
     log.info("index %s ready: %d documents, model %s, %.1f s", index.path, index.num_docs, index.manifest.get("model"), time.perf_counter() - start)
     return index
 
 
 def _search(index: Index, body: SearchRequest) -> Hits:
-    query = body.as_query()
-    if body.explain and isinstance(query, str):
-        query = index.encode_queries([query]).to_dict(0)  # encode once, not once per explained hit
-    result = _MODES[body.mode].search(index, query, body.k, body.knobs)
-    explanations = [[TermContribution(**e) for e in index.explain(query, d)] for d in result.ids] if body.explain else None
+    mode = _MODES[body.mode]
+    encoded = mode.encode(index, [body.as_query()])
+    [result] = mode.search(index, encoded, body.k, body.knobs)
+    explanations = None
+    if body.explain:
+        query = encoded.to_dict(0)  # the encoded text, so the model runs once, not once per hit
+        explanations = [[TermContribution(**e) for e in index.explain(query, d)] for d in result.ids]
     return Hits(ids=result.ids, scores=result.scores, explanations=explanations)
 
 
 def _encode(index: Index, body: EncodeRequest) -> list[EncodedVector]:
     encoder = index.encoder
+    if body.kind == "document" and is_bm25(index.manifest.get("model")):
+        # BM25 document weights depend on the whole collection; encoding would refit the encoder.
+        raise DataError("a BM25 index encodes queries only: document weights depend on the whole collection")
     vectors = (encoder.encode_queries if body.kind == "query" else encoder.encode_documents)(body.texts)
     out = []
     for i in range(len(vectors)):
@@ -576,16 +667,24 @@ def create_app(
         if api_key is not None and not (given and hmac.compare_digest(given.encode(), api_key.encode())):
             raise HTTPException(401, f"missing or wrong API key (header {API_KEY_HEADER})", headers={"WWW-Authenticate": "ApiKey"})
 
-    def ready_index() -> Index:
+    async def ready_index() -> Index:  # async: a plain def would cost a hop to the thread pool
         if state.index is None:
             raise HTTPException(503, "the index is not loaded yet")
         return state.index
 
+    def pinned(fn: Callable[..., T], *args: Any) -> T:
+        # Torch's thread count is per thread under OpenMP, and Numba's parallel batch kernels
+        # (same OpenMP runtime) reset it to theirs: set it again where the work runs.
+        if limits.encoder_threads is not None and torch.get_num_threads() != limits.encoder_threads:
+            torch.set_num_threads(limits.encoder_threads)
+        return fn(*args)
+
     async def in_thread(fn: Callable[..., T], *args: Any) -> T:
-        return await anyio.to_thread.run_sync(fn, *args, limiter=state.limiter)
+        return await anyio.to_thread.run_sync(pinned, fn, *args, limiter=state.limiter)
 
     read_key = [Depends(require_key)] if api_key is not None and not public_reads else []
     errors: dict[int | str, dict[str, Any]] = {
+        400: {"model": ErrorResponse, "description": "The body cannot be read (e.g. not UTF-8)."},
         413: {"model": ErrorResponse, "description": "Request body too large."},
         422: {"model": ErrorResponse, "description": "Invalid request: the message names the field."},
         503: {"model": ErrorResponse, "description": "The index is still loading."},
@@ -607,10 +706,11 @@ def create_app(
         """Top-k for many queries at once; encodes the texts together and searches in parallel."""
 
         def run() -> list[SearchResult]:
-            # The batch kernel already uses every core, and Numba's fallback thread pool
+            encoded = _MODES[body.mode].encode(index, [q.as_query() for q in body.queries])
+            # The batch kernels already use every core, and Numba's fallback thread pool
             # (workqueue) must not be entered by two threads at once.
             with state.batch_lock:
-                return _MODES[body.mode].search_batch(index, [q.as_query() for q in body.queries], body.k, body.knobs)
+                return _MODES[body.mode].search(index, encoded, body.k, body.knobs)
 
         start = time.perf_counter()
         results = await in_thread(run)
@@ -627,7 +727,7 @@ def create_app(
         start = time.perf_counter()
         vectors = await in_thread(_encode, index, body)
         stats.encoded_texts += len(body.texts)
-        return EncodeResponse(vectors=vectors, model=index.encoder.name, kind=body.kind, took_ms=(time.perf_counter() - start) * 1e3)
+        return EncodeResponse(vectors=vectors, model=index.manifest["model"], kind=body.kind, took_ms=(time.perf_counter() - start) * 1e3)
 
     @app.get("/stats", response_model=StatsResponse, responses=errors, dependencies=read_key, tags=["service"])
     async def get_stats(index: IndexDep) -> StatsResponse:
@@ -635,7 +735,7 @@ def create_app(
         model = None
         if index.manifest.get("model"):
             enc = index.encoder
-            model = ModelInfo(name=enc.name, vocab_size=len(enc.vocab), max_length=enc.max_length, query_max_length=enc.query_max_length)
+            model = ModelInfo(name=index.manifest["model"], encoder=type(enc).__name__, vocab_size=len(enc.vocab), settings=index.manifest.get("encoder", {}))
         return StatsResponse(
             index=index.info(),
             model=model,
@@ -650,6 +750,7 @@ def create_app(
                     "max_k": MAX_K, "max_explain_k": MAX_EXPLAIN_K, "max_query_chars": MAX_QUERY_CHARS,
                     "max_terms": MAX_TERMS, "max_batch": MAX_BATCH, "max_text_chars": MAX_TEXT_CHARS,
                     "max_body_bytes": limits.max_body_bytes, "max_concurrency": limits.max_concurrency,
+                    "encoder_threads": limits.encoder_threads or torch.get_num_threads(),
                 },
             ),
             endpoints={
