@@ -51,16 +51,18 @@ class ApproxSettings:
 @dataclass(frozen=True)
 class ApproxIndex:
     """Term -> blocks of similar documents (pruned list) -> documents, plus block summaries
-    stored per list as an inverted index (term -> (block, u8 code)) and per-block scales."""
+    stored per list as an inverted index (term -> (block, u8 code)) and per-block scales.
+    Narrow dtypes where they fit: summaries are most of the bytes."""
 
     fwd_impacts: np.ndarray  # impact dtype [nnz]: forward weights quantized like the postings
     lst_blk_ptr: np.ndarray  # int64 [vocab + 1]: term -> range of global block ids
     blk_doc_ptr: np.ndarray  # int64 [blocks + 1]: block -> range of blk_docs
     blk_docs: np.ndarray  # int32
     lst_comp_ptr: np.ndarray  # int64 [vocab + 1]: term's list -> range of its summary terms
-    comp_terms: np.ndarray  # int32: summary terms, ascending within a list
-    comp_ptr: np.ndarray  # int64 [len(comp_terms) + 1]: summary term -> range of entries
-    ent_blk: np.ndarray  # uint16 | int32: block, local to its list
+    comp_terms: np.ndarray  # narrowest unsigned: summary terms, ascending within a list
+    comp_start: np.ndarray  # narrowest unsigned: a summary term's first entry, relative to its list's
+    lst_ent_ptr: np.ndarray  # int64 [vocab + 1]: term's list -> range of summary entries
+    ent_blk: np.ndarray  # narrowest unsigned: block, local to its list
     ent_code: np.ndarray  # uint8: value = code x blk_scale[block]
     blk_scale: np.ndarray  # float32 [blocks]
 
@@ -85,8 +87,8 @@ class ApproxIndex:
 
     def kernel_args(self) -> tuple:
         """The list, block and summary arrays in the order the search kernels take them."""
-        return (self.lst_blk_ptr, self.blk_doc_ptr, self.blk_docs, self.lst_comp_ptr, self.comp_terms, self.comp_ptr,
-                self.ent_blk, self.ent_code, self.blk_scale)
+        return (self.lst_blk_ptr, self.blk_doc_ptr, self.blk_docs, self.lst_comp_ptr, self.comp_terms, self.comp_start,
+                self.lst_ent_ptr, self.ent_blk, self.ent_code, self.blk_scale)
 
 
 def build_approx(
@@ -118,32 +120,32 @@ def build_approx(
     top_t, top_w = approx_kernels.top_terms(fwd_indptr, fwd_terms, fwd_weights, settings.doc_cut)
     slot = np.full(vocab_size, -1, dtype=np.int32)
     maxv = np.zeros(vocab_size, dtype=np.float32)
-    blk_sizes, docs, comps, comp_counts, ent_blk, ent_code, scales = ([] for _ in range(7))
-    lst_blocks = np.zeros(vocab_size, dtype=np.int64)
-    lst_comps = np.zeros(vocab_size, dtype=np.int64)
+    blk_sizes, docs, comps, comp_starts, ent_blk, ent_code, scales = ([] for _ in range(7))
+    lst_blocks, lst_comps, lst_entries = (np.zeros(vocab_size, dtype=np.int64) for _ in range(3))
     for t in np.flatnonzero(np.diff(l_indptr)):
         list_docs = l_docs[l_indptr[t] : l_indptr[t + 1]]
         n_centroids = max(1, int(settings.centroid_fraction * len(list_docs)))
         grouped, sizes = approx_kernels.cluster_list(
-            list_docs, n_centroids, settings.seed * 1_000_003 + int(t), fwd_indptr, fwd_terms, fwd_weights, top_t, top_w, slot
+            list_docs, n_centroids, settings.seed * 1_000_003 + int(t), top_t, top_w, slot
         )
         c, cc, eb, ec, sc = approx_kernels.summarize_list(
-            grouped, sizes, np.float32(settings.summary_energy), fwd_indptr, fwd_terms, fwd_impacts, maxv
+            grouped, sizes, np.float32(settings.summary_energy), fwd_indptr, fwd_terms, fwd_impacts, maxv, slot
         )
-        lst_blocks[t], lst_comps[t] = len(sizes), len(c)
-        for out, part in zip((docs, blk_sizes, comps, comp_counts, ent_blk, ent_code, scales), (grouped, sizes, c, cc, eb, ec, sc)):
+        lst_blocks[t], lst_comps[t], lst_entries[t] = len(sizes), len(c), len(eb)
+        starts = np.concatenate([[0], np.cumsum(cc[:-1])])
+        for out, part in zip((docs, blk_sizes, comps, comp_starts, ent_blk, ent_code, scales), (grouped, sizes, c, starts, eb, ec, sc)):
             out.append(part)
     cat = lambda parts, dtype: np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)  # noqa: E731
-    max_blocks = int(lst_blocks.max()) if vocab_size else 0
     structure = ApproxIndex(
         fwd_impacts=fwd_impacts,
         lst_blk_ptr=_offsets(lst_blocks),
         blk_doc_ptr=_offsets(cat(blk_sizes, np.int64)),
         blk_docs=cat(docs, np.int32),
         lst_comp_ptr=_offsets(lst_comps),
-        comp_terms=cat(comps, np.int32),
-        comp_ptr=_offsets(cat(comp_counts, np.int64)),
-        ent_blk=cat(ent_blk, np.uint16 if max_blocks <= 1 << 16 else np.int32),
+        comp_terms=cat(comps, _narrowest(vocab_size)),
+        comp_start=cat(comp_starts, _narrowest(int(lst_entries.max(initial=0)))),
+        lst_ent_ptr=_offsets(lst_entries),
+        ent_blk=cat(ent_blk, _narrowest(int(lst_blocks.max(initial=0)))),
         ent_code=cat(ent_code, np.uint8),
         blk_scale=cat(scales, np.float32),
     )
@@ -155,6 +157,11 @@ def build_approx(
         "bytes": structure.nbytes,
     }
     return structure, stats
+
+
+def _narrowest(limit: int) -> type:
+    """The smallest unsigned dtype holding 0..limit - 1."""
+    return next(t for t in (np.uint8, np.uint16, np.uint32) if limit <= np.iinfo(t).max + 1)
 
 
 def _offsets(counts: np.ndarray) -> np.ndarray:

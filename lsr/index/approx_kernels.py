@@ -67,16 +67,18 @@ def top_terms(fwd_indptr, fwd_terms, fwd_weights, cut):
 
 
 @nb.njit(**_JIT)
-def cluster_list(list_docs, n_centroids, seed, fwd_indptr, fwd_terms, fwd_weights, top_t, top_w, slot):
+def cluster_list(list_docs, n_centroids, seed, top_t, top_w, slot):
     """Group one posting list into blocks of similar documents.
 
     ``n_centroids`` documents sampled from the list (seeded) are the centroids; every document
-    joins the centroid with the largest dot product between its sketch (its heaviest terms) and
-    the centroid's full vector, computed through a small inverted index over the centroids.
+    joins the centroid with the largest dot product between their sketches (heaviest terms),
+    computed through a small inverted index over the centroids' sketches. Sketches keep this
+    linear in the list's length times the sketch size, instead of in full vector lengths.
     slot (int32, one per vocabulary term) is scratch holding -1, left so on return.
     Returns the documents grouped by block (each block ascending) and the non-empty block sizes.
     """
     n = list_docs.shape[0]
+    cut = top_t.shape[1]
     np.random.seed(seed)
     perm = np.arange(n)
     for i in range(n_centroids):  # partial Fisher-Yates: the first n_centroids are the sample
@@ -84,15 +86,15 @@ def cluster_list(list_docs, n_centroids, seed, fwd_indptr, fwd_terms, fwd_weight
         perm[i], perm[j] = perm[j], perm[i]
     cents = np.sort(list_docs[perm[:n_centroids]])
     # inverted index over the centroids (term -> centroid, weight), terms numbered by first sight
-    n_entries = 0
-    for c in range(n_centroids):
-        n_entries += fwd_indptr[cents[c] + 1] - fwd_indptr[cents[c]]
+    n_entries = n_centroids * cut
     touched = np.empty(n_entries, dtype=np.int32)
     ptr = np.zeros(n_entries + 1, dtype=np.int64)
     n_touched = 0
     for c in range(n_centroids):
-        for j in range(fwd_indptr[cents[c]], fwd_indptr[cents[c] + 1]):
-            t = fwd_terms[j]
+        for a in range(cut):
+            t = top_t[cents[c], a]
+            if t < 0:
+                break
             if slot[t] < 0:
                 slot[t] = n_touched
                 touched[n_touched] = t
@@ -104,16 +106,21 @@ def cluster_list(list_docs, n_centroids, seed, fwd_indptr, fwd_terms, fwd_weight
     e_cent = np.empty(n_entries, dtype=np.int32)
     e_w = np.empty(n_entries, dtype=np.float32)
     for c in range(n_centroids):
-        for j in range(fwd_indptr[cents[c]], fwd_indptr[cents[c] + 1]):
-            s = slot[fwd_terms[j]]
+        for a in range(cut):
+            t = top_t[cents[c], a]
+            if t < 0:
+                break
+            s = slot[t]
             e_cent[fill[s]] = c
-            e_w[fill[s]] = fwd_weights[j]
+            e_w[fill[s]] = top_w[cents[c], a]
             fill[s] += 1
     assign = np.empty(n, dtype=np.int64)
     dots = np.zeros(n_centroids, dtype=np.float32)
+    hit = np.empty(n_centroids, dtype=np.int32)  # centroids sharing a term with the doc
     for p in range(n):
         d = list_docs[p]
-        for a in range(top_t.shape[1]):
+        n_hit = 0
+        for a in range(cut):
             t = top_t[d, a]
             if t < 0:
                 break
@@ -121,13 +128,19 @@ def cluster_list(list_docs, n_centroids, seed, fwd_indptr, fwd_terms, fwd_weight
             if s >= 0:
                 w = top_w[d, a]
                 for e in range(ptr[s], ptr[s + 1]):
-                    dots[e_cent[e]] += w * e_w[e]
-        best = 0
-        for c in range(1, n_centroids):
-            if dots[c] > dots[best]:
-                best = c
+                    c = e_cent[e]
+                    if dots[c] == 0.0:
+                        hit[n_hit] = c
+                        n_hit += 1
+                    dots[c] += w * e_w[e]
+        best = 0  # a document sharing no sketch term with any centroid joins the first
+        best_dot = np.float32(0.0)
+        for i in range(n_hit):
+            c = hit[i]
+            if dots[c] > best_dot or (dots[c] == best_dot and c < best):
+                best, best_dot = c, dots[c]
+            dots[c] = 0.0
         assign[p] = best
-        dots[:] = 0.0
     for i in range(n_touched):
         slot[touched[i]] = -1
     # counting sort of the documents by centroid (stable: each block stays ascending)
@@ -145,13 +158,14 @@ def cluster_list(list_docs, n_centroids, seed, fwd_indptr, fwd_terms, fwd_weight
 
 
 @nb.njit(**_JIT)
-def summarize_list(grouped, block_sizes, energy, fwd_indptr, fwd_terms, fwd_impacts, maxv):
+def summarize_list(grouped, block_sizes, energy, fwd_indptr, fwd_terms, fwd_impacts, maxv, slot):
     """One list's block summaries, laid out as a small inverted index for fast dot products.
 
     A block's summary is the per-term maximum impact over its documents, trimmed to the
     heaviest terms holding ``energy`` of its total (the crossing term included), quantized to
     one byte per value with a per-block scale; codes round up, so a kept value is never
-    under-estimated. maxv (float32, one per vocabulary term) is zeroed scratch, left zeroed.
+    under-estimated. maxv (float32) and slot (int32, -1) hold one entry per vocabulary term:
+    scratch, left as found.
     Returns (terms ascending, per-term entry counts, entry blocks, entry codes, block scales).
     """
     n_blocks = block_sizes.shape[0]
@@ -163,6 +177,8 @@ def summarize_list(grouped, block_sizes, energy, fwd_indptr, fwd_terms, fwd_impa
     e_code = np.empty(bound, dtype=np.uint8)
     scales = np.empty(n_blocks, dtype=np.float32)
     touched = np.empty(bound, dtype=np.int32)
+    codes = np.empty(bound, dtype=np.int64)
+    mass = np.zeros(256, dtype=np.float64)
     n = 0
     p = 0
     for b in range(n_blocks):
@@ -178,55 +194,77 @@ def summarize_list(grouped, block_sizes, energy, fwd_indptr, fwd_terms, fwd_impa
                     n_touched += 1
                 if v > maxv[t]:
                     maxv[t] = v
-        terms = touched[:n_touched]
-        vals = np.empty(n_touched, dtype=np.float32)
+        # trim by energy without sorting: bin the values by their one-byte code, find the code
+        # where the mass from the top crosses energy x total, keep everything above it and the
+        # terms of that code (in term order) until the mass is reached
+        top = np.float32(0.0)
         total = 0.0
         for i in range(n_touched):
-            vals[i] = maxv[terms[i]]
-            maxv[terms[i]] = 0.0
-            total += vals[i]
-        order = np.argsort(-vals, kind="mergesort")
+            v = maxv[touched[i]]
+            total += v
+            if v > top:
+                top = v
+        scale = top / np.float32(255.0) if top > 0.0 else np.float32(1.0)
+        scales[b] = scale
+        mass.fill(0.0)
+        for i in range(n_touched):
+            c = min(255, max(1, int(np.ceil(maxv[touched[i]] / scale))))
+            codes[i] = c
+            mass[c] += maxv[touched[i]]
         until = energy * total
         acc = 0.0
-        kept = 0
-        while kept < n_touched:
-            acc += vals[order[kept]]
-            kept += 1
-            if acc >= until:
-                break
-        top = vals[order[0]] if n_touched else np.float32(1.0)
-        scale = top / np.float32(255.0)
-        scales[b] = scale
-        for i in range(kept):
-            e_term[n] = terms[order[i]]
-            e_blk[n] = b
-            e_code[n] = min(255, max(1, int(np.ceil(vals[order[i]] / scale))))
-            n += 1
-    # regroup the entries by term (stable: blocks stay ascending within a term)
-    order = np.argsort(e_term[:n], kind="mergesort")
-    terms_sorted = e_term[:n][order]
+        cut = 255
+        while cut > 1 and acc + mass[cut] < until:
+            acc += mass[cut]
+            cut -= 1
+        for i in range(n_touched):
+            t = touched[i]
+            c = codes[i]
+            if c > cut or (c == cut and acc < until):
+                if c == cut:
+                    acc += maxv[t]
+                e_term[n] = t
+                e_blk[n] = b
+                e_code[n] = c
+                n += 1
+            maxv[t] = 0.0
+    # regroup the entries by term, terms ascending, blocks ascending within a term (counting sort)
     n_terms = 0
     for i in range(n):
-        if i == 0 or terms_sorted[i] != terms_sorted[i - 1]:
+        if slot[e_term[i]] < 0:
+            slot[e_term[i]] = 0
+            touched[n_terms] = e_term[i]
             n_terms += 1
-    comps = np.empty(n_terms, dtype=np.int32)
+    comps = np.sort(touched[:n_terms])
     counts = np.zeros(n_terms, dtype=np.int64)
-    c = -1
+    for r in range(n_terms):
+        slot[comps[r]] = r
     for i in range(n):
-        if i == 0 or terms_sorted[i] != terms_sorted[i - 1]:
-            c += 1
-            comps[c] = terms_sorted[i]
-        counts[c] += 1
-    return comps, counts, e_blk[:n][order], e_code[:n][order], scales
+        counts[slot[e_term[i]]] += 1
+    fill = np.zeros(n_terms, dtype=np.int64)
+    for r in range(1, n_terms):
+        fill[r] = fill[r - 1] + counts[r - 1]
+    out_blk = np.empty(n, dtype=np.int32)
+    out_code = np.empty(n, dtype=np.uint8)
+    for i in range(n):
+        r = slot[e_term[i]]
+        out_blk[fill[r]] = e_blk[i]
+        out_code[fill[r]] = e_code[i]
+        fill[r] += 1
+    for r in range(n_terms):
+        slot[comps[r]] = -1
+    return comps, counts, out_blk, out_code, scales
 
 
 # ---- search -----------------------------------------------------------------------------
 @nb.njit(**_JIT)
-def _summary_dots(t, q_terms, q_weights, lst_comp_ptr, comp_terms, comp_ptr, ent_blk, ent_code, blk_scale,
-                  b_lo, dots, stats):
+def _summary_dots(t, q_terms, q_weights, lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code,
+                  blk_scale, b_lo, dots, stats):
     """dots[j] = the query's dot product with block j's summary, for the blocks of term t's list."""
     lo = lst_comp_ptr[t]
     hi = lst_comp_ptr[t + 1]
+    base = lst_ent_ptr[t]
+    n_list = lst_ent_ptr[t + 1] - base
     n_entries = 0
     for i in range(q_terms.shape[0]):
         qt = q_terms[i]
@@ -240,9 +278,10 @@ def _summary_dots(t, q_terms, q_weights, lst_comp_ptr, comp_terms, comp_ptr, ent
         lo = a
         if a < hi and comp_terms[a] == qt:
             w = q_weights[i]
-            for e in range(comp_ptr[a], comp_ptr[a + 1]):
+            e_hi = base + (comp_start[a + 1] if a + 1 < hi else n_list)
+            for e in range(base + comp_start[a], e_hi):
                 dots[ent_blk[e]] += w * np.float32(ent_code[e])
-            n_entries += comp_ptr[a + 1] - comp_ptr[a]
+            n_entries += e_hi - base - comp_start[a]
     for j in range(dots.shape[0]):
         dots[j] *= blk_scale[b_lo + j]
     stats[STAT_SUMMARY_ENTRIES] += n_entries
@@ -250,7 +289,7 @@ def _summary_dots(t, q_terms, q_weights, lst_comp_ptr, comp_terms, comp_ptr, ent
 
 @nb.njit(**_JIT)
 def search_approx(q_terms, q_weights, query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs, lst_comp_ptr,
-                  comp_terms, comp_ptr, ent_blk, ent_code, blk_scale, fwd_indptr, fwd_terms, fwd_impacts,
+                  comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_indptr, fwd_terms, fwd_impacts,
                   qdense, visited, seen, out_docs, out_scores, stats):
     """Approximate top-k of one query; q_terms must ascend.
 
@@ -278,8 +317,8 @@ def search_approx(q_terms, q_weights, query_cut, heap_factor, k, lst_blk_ptr, bl
             continue
         stats[STAT_LISTS] += 1
         dots = np.zeros(n_blocks, dtype=np.float32)
-        _summary_dots(t, q_terms, q_weights, lst_comp_ptr, comp_terms, comp_ptr, ent_blk, ent_code, blk_scale,
-                      b_lo, dots, stats)
+        _summary_dots(t, q_terms, q_weights, lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code,
+                      blk_scale, b_lo, dots, stats)
         order = np.argsort(-dots, kind="mergesort") if c == 0 else np.arange(n_blocks)
         for j in order:
             if size == k and dots[j] < heap_factor * heap_s[0]:
@@ -311,8 +350,8 @@ def search_approx(q_terms, q_weights, query_cut, heap_factor, k, lst_blk_ptr, bl
 
 @nb.njit(parallel=True, **_JIT)
 def search_approx_batch(q_indptr, q_terms, q_weights, query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs,
-                        lst_comp_ptr, comp_terms, comp_ptr, ent_blk, ent_code, blk_scale, fwd_indptr, fwd_terms,
-                        fwd_impacts, n_workers):
+                        lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_indptr,
+                        fwd_terms, fwd_impacts, n_workers):
     """search_approx for many queries (CSR rows) over n_workers threads.
 
     Returns (docs, scores, counts, stats): row i holds query i's hits in its first counts[i]
@@ -332,7 +371,7 @@ def search_approx_batch(q_indptr, q_terms, q_weights, query_cut, heap_factor, k,
             lo, hi = q_indptr[q], q_indptr[q + 1]
             counts[q] = search_approx(
                 q_terms[lo:hi], q_weights[lo:hi], query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs,
-                lst_comp_ptr, comp_terms, comp_ptr, ent_blk, ent_code, blk_scale, fwd_indptr, fwd_terms, fwd_impacts,
-                qdense, visited, seen, out_docs[q], out_scores[q], worker_stats[w],
+                lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_indptr, fwd_terms,
+                fwd_impacts, qdense, visited, seen, out_docs[q], out_scores[q], worker_stats[w],
             )
     return out_docs, out_scores, counts, worker_stats.sum(axis=0)
