@@ -1,16 +1,22 @@
-"""Command line: `lsr encode | index | search | info | quickstart | bench | serve`. Thin by design."""
+"""Command line: `lsr encode | index | search | tune | info | quickstart | bench | serve`. Thin by design."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lsr.errors import LsrError
 
+if TYPE_CHECKING:
+    from lsr.index.approx import ApproxSettings
+
 QUICKSTART_QUERIES = 3
+_APPROX_SETTINGS = ("n_postings", "max_fraction", "centroid_fraction", "summary_energy")
 # `lsr search` options of the dense modes, passed on only when given.
 _FUSION_OPTIONS = ("fusion", "normalization", "depth", "candidates", "centroids", "ef_search", "nprobe")
 
@@ -47,8 +53,32 @@ def cmd_index(args: argparse.Namespace) -> None:
         args.out, corpus=args.corpus, model=args.model, vectors=args.vectors, quantization=args.quantization,
         block_size=args.block_size, reorder=args.reorder, batch_size=args.batch_size, max_length=args.max_length,
         dense_model=args.dense_model, dense_options={k: v for k, v in dense.items() if v is not None},
+        approx=_approx_settings(args) if args.approx else False,
     )
     print(json.dumps(summary, indent=2))
+
+
+def _approx_settings(args: argparse.Namespace) -> "ApproxSettings":
+    """ApproxSettings from the --n-postings ... flags (unset flags keep their defaults)."""
+    from lsr.index.approx import ApproxSettings
+
+    given = {name: getattr(args, name) for name in _APPROX_SETTINGS if getattr(args, name) is not None}
+    if given.get("n_postings") == 0:
+        given["n_postings"] = None  # 0: keep every posting
+    return ApproxSettings(**given)
+
+
+def cmd_tune(args: argparse.Namespace) -> None:
+    from lsr.data import load_queries, resolve_dataset
+    from lsr.index import Index
+
+    index = Index.load(args.index, mmap=False)
+    if index.approx is None or args.rebuild:
+        index.add_approx(_approx_settings(args))
+    queries = load_queries(resolve_dataset(args.queries))
+    point = index.tune(index.encode_queries([q.text for q in queries]), target_recall=args.target, k=args.k)
+    index.save(args.index)
+    print(json.dumps({"approx": index.manifest["approx"], "chosen": dataclasses.asdict(point)}, indent=2))
 
 
 def cmd_search(args: argparse.Namespace) -> None:
@@ -58,7 +88,8 @@ def cmd_search(args: argparse.Namespace) -> None:
     index = Index.load(args.index)
     # Dense-mode options go on only when given: a sparse mode rejects them by name.
     fusion = {name: getattr(args, name) for name in _FUSION_OPTIONS if getattr(args, name) is not None}
-    knobs = {"mode": args.mode, "alpha": args.alpha, "beta": args.beta, **fusion}
+    approx = {name: getattr(args, name) for name in ("query_cut", "heap_factor") if getattr(args, name) is not None}
+    knobs = {"mode": args.mode, "alpha": args.alpha, "beta": args.beta, **approx, **fusion}
     if args.query is not None:
         result = index.search(args.query, k=args.k, **knobs)
         if args.json:
@@ -131,6 +162,16 @@ def cmd_bench_exact(args: argparse.Namespace) -> None:
     print(json.dumps({"builds": result["builds"], "runs": result["runs"]}, indent=2))
 
 
+def cmd_bench_approx(args: argparse.Namespace) -> None:
+    from lsr.bench.approx import run_approx_benchmark
+
+    result = run_approx_benchmark(
+        dataset=args.dataset, n_docs=args.n_docs, n_postings=tuple(args.n_postings) if args.n_postings else None,
+        repeats=args.repeats, max_queries=args.max_queries, out_dir=args.out_dir,
+    )
+    print(json.dumps({"builds": result["builds"], "ratios": result["ratios"], "throughput": result.get("throughput")}, indent=2))
+
+
 def cmd_bench_synth(args: argparse.Namespace) -> None:
     from lsr.bench.data import real_data, vector_stats
     from lsr.bench.synth import synthesize
@@ -155,6 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lsr", description="Learned sparse retrieval: encode, index, search.")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    def approx_args(p: argparse.ArgumentParser) -> None:
+        g = p.add_argument_group("approx structure (for --mode approx)")
+        g.add_argument("--n-postings", type=int, help="mean postings kept per term (0: all; default 4000)")
+        g.add_argument("--max-fraction", type=float, help="a list keeps at most this x n-postings (default 1.5)")
+        g.add_argument("--centroid-fraction", type=float, help="blocks per list, as a fraction of its postings (default 0.1)")
+        g.add_argument("--summary-energy", type=float, help="fraction of a block summary's mass kept (default 0.4)")
+
     def model_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--model", default=DEFAULT_SPLADE, help="HF id, local folder, or 'splade-tiny' (bundled)")
         p.add_argument("--batch-size", type=_positive, default=32)
@@ -177,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantization", choices=["u8", "u16"], default="u16")
     p.add_argument("--block-size", type=_positive, default=32, help="docs per block for block-max pruning")
     p.add_argument("--reorder", choices=REORDERINGS, default="none", help="document reordering before blocking")
+    p.add_argument("--approx", action="store_true", help="also build the structure of --mode approx")
+    approx_args(p)
     model_args(p)
     dense = p.add_argument_group("dense part (for --mode dense|hybrid|selective)")
     dense.add_argument("--dense-model", help="also encode the corpus with this dense model: 'all-MiniLM-L6-v2' (bundled), HF id or folder")
@@ -204,10 +254,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ef-search", type=_positive, help="dense kind hnsw: search beam width")
     p.add_argument("--nprobe", type=_positive, help="dense kind ivf: lists probed")
     p.add_argument("--beta", type=float, default=1.0, help="fraction of heaviest query terms kept (1 = all)")
+    p.add_argument("--query-cut", type=int, help="approx: walk the lists of this many heaviest query terms (default: tuned)")
+    p.add_argument("--heap-factor", type=float, help="approx: skip blocks whose summary scores below this x the k-th score")
     p.add_argument("--json", action="store_true", help="JSON output (single query)")
     p.add_argument("--run-out", help="TREC run file to write (batch); default stdout")
     p.add_argument("--tag", default="lsr", help="run tag in the TREC run")
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("tune", help="add (or --rebuild) the approx structure; store the cheapest knobs reaching a recall")
+    p.add_argument("--index", required=True)
+    p.add_argument("--queries", required=True, help="sample queries: collection name, BEIR folder, queries.jsonl or TSV")
+    p.add_argument("--target", type=float, default=0.95, help="recall@k against exhaustive search to reach")
+    p.add_argument("-k", type=_positive, default=10)
+    p.add_argument("--rebuild", action="store_true", help="rebuild the approx structure with the settings given")
+    approx_args(p)
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("info", help="facts about an index")
     p.add_argument("--index", required=True)
@@ -232,6 +293,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default="evaluation/results/encode")
     model_args(p)
     p.set_defaults(func=cmd_bench_encode)
+
+    p = bsub.add_parser("approx", help="approximate search vs Seismic (Rust): recall/latency curves, builds, throughput")
+    p.add_argument("--dataset", choices=["real", "synth"], default="real")
+    p.add_argument("--n-docs", type=_positive, default=1_000_000, help="synthetic corpus size")
+    p.add_argument("--n-postings", type=_positive, nargs="+", help="builds to compare (default: scaled from Seismic's advice)")
+    p.add_argument("--repeats", type=_positive, default=2)
+    p.add_argument("--max-queries", type=_positive)
+    p.add_argument("--out-dir", default="evaluation/results/approx")
+    p.set_defaults(func=cmd_bench_approx)
 
     p = bsub.add_parser("synth", help="grow real splade-tiny encodings into a synthetic corpus; print statistics")
     p.add_argument("--n-docs", type=_positive, default=1_000_000)

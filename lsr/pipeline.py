@@ -14,6 +14,7 @@ import numpy as np
 from lsr.data import SparseVectors, iter_corpus, read_vectors_jsonl, resolve_dataset
 from lsr.encoders import DEFAULT_SPLADE, SpladeEncoder
 from lsr.index import Index
+from lsr.index.approx import ApproxSettings
 
 
 def encode_corpus(corpus: str | os.PathLike, encoder: SpladeEncoder, *, batch_size: int | None = None, show_progress_bar: bool = True) -> tuple[list[str], SparseVectors]:
@@ -93,12 +94,14 @@ def build_index(
     dense_model: str | None = None,
     dense_options: Mapping[str, Any] | None = None,
     dense_cache: str | os.PathLike | None = None,
+    approx: bool | ApproxSettings = False,
 ) -> tuple[Index, dict]:
     """Encode ``corpus`` with ``model`` (or read precomputed ``vectors``) and save an index at ``out``.
 
     ``dense_model`` also encodes the corpus with that dense model and stores a faiss index
     beside the sparse one (``dense_options`` go to :meth:`lsr.index.dense.DenseIndex.build`;
-    ``dense_cache`` see :func:`encode_dense_corpus`). Returns the index and a build summary
+    ``dense_cache`` see :func:`encode_dense_corpus`); ``approx`` builds the structure of
+    ``mode="approx"`` (see :meth:`Index.build`). Returns the index and a build summary
     (documents, empty documents, timings).
     """
     if dense_model is not None and corpus is None:
@@ -116,7 +119,7 @@ def build_index(
     t1 = time.perf_counter()
     index = Index.build(
         vecs, ids, quantization=quantization, block_size=block_size, reorder=reorder, model=model_name,
-        encoder_settings=settings,
+        encoder_settings=settings, approx=approx,
     )
     dense_seconds = None
     if dense_model is not None:

@@ -151,3 +151,20 @@ def test_unsorted_input_rows_are_sorted_so_approx_adds_terms_like_the_exhaustive
     assert all(np.all(np.diff(index.forward_terms[a:b]) > 0) for a, b in zip(indptr[:-1], indptr[1:]))
     queries = [{f"w{t}": float(rng.random()) for t in rng.choice(200, 15, replace=False)} for _ in range(30)]
     assert index.search_batch(queries, 20, mode="approx", **NO_PRUNING) == index.search_batch(queries, 20, mode="exhaustive")
+
+
+def test_cli_tune_then_search_both_modes(adi, adi_index, tmp_path):
+    import json
+    import shutil
+
+    from conftest import run_cli
+
+    index_dir = tmp_path / "adi"
+    shutil.copytree(adi_index, index_dir)
+    tuned = json.loads(run_cli("tune", "--index", str(index_dir), "--queries", str(adi), "--target", "0.9", "--n-postings", "0").stdout)
+    assert tuned["chosen"]["recall"] >= 0.9 and tuned["approx"]["settings"]["n_postings"] is None
+    query = ["--index", str(index_dir), "--query", "computer information retrieval", "-k", "5", "--json"]
+    approx = json.loads(run_cli("search", *query, "--mode", "approx", "--query-cut", "65536", "--heap-factor", "0").stdout)
+    assert approx == json.loads(run_cli("search", *query, "--mode", "exhaustive").stdout)
+    bad = run_cli("search", *query, "--mode", "approx", "--heap-factor", "2", check=False)
+    assert bad.returncode == 2 and "heap_factor must be a number in [0, 1]" in bad.stderr

@@ -1,6 +1,6 @@
 """Build one system's index in a child process, so its wall time and peak memory are its own.
 
-Usage: python -m lsr.bench.build_child {lsr,bmp} DOCS.npz OUT [options]. The child prints its
+Usage: python -m lsr.bench.build_child {lsr,bmp,seismic} DOCS.npz OUT [options]. The child prints its
 peak resident memory (VmHWM, which exec resets, unlike rusage's maxrss that keeps the forking
 parent's size) as its last line.
 """
@@ -10,10 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lsr.data import SparseVectors
+
+if TYPE_CHECKING:
+    from lsr.index.approx import ApproxSettings
 
 
 def load_docs(path: str) -> tuple[list[str], SparseVectors]:
@@ -22,11 +26,33 @@ def load_docs(path: str) -> tuple[list[str], SparseVectors]:
     return list(z["ids"]), SparseVectors(z["indptr"], z["indices"], z["values"], vocab)
 
 
-def build_lsr(docs: str, out: str, block_size: int, reorder: str, quantization: str) -> None:
+def build_lsr(docs: str, out: str, block_size: int, reorder: str, quantization: str, approx: "ApproxSettings | None") -> None:
     from lsr.index import Index
 
     ids, vecs = load_docs(docs)
-    Index.build(vecs, ids, quantization=quantization, block_size=block_size, reorder=reorder).save(out)
+    Index.build(vecs, ids, quantization=quantization, block_size=block_size, reorder=reorder, approx=approx or False).save(out)
+
+
+def build_seismic(docs: str, out: str, approx: "ApproxSettings", threads: int) -> None:
+    """A Seismic index over exactly the vectors lsr scores: the u8-quantized weights, dequantized.
+
+    Rows must ascend strictly (the benchmark writes them so); documents keep lsr's order and ids.
+    """
+    import seismic
+
+    from lsr.index.build import quantization_scale, quantize
+
+    ids, vecs = load_docs(docs)
+    scale = quantization_scale(float(vecs.values.max()), np.uint8)
+    values = (quantize(vecs.values, scale, np.uint8) * np.float32(scale)).astype(np.float32)
+    dataset = seismic.SeismicDataset(dim=len(vecs.vocab))
+    dataset.add_documents_by_id(ids, vecs.indices.astype(np.int64), values, vecs.indptr.astype(np.int64))
+    index = seismic.SeismicIndex.build_from_dataset(
+        dataset, n_postings=approx.n_postings, centroid_fraction=approx.centroid_fraction, summary_energy=approx.summary_energy,
+        max_fraction=approx.max_fraction, doc_cut=approx.doc_cut, num_threads=threads,
+    )
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    index.save(out)
 
 
 def build_bmp(docs: str, out: str, block_size: int, same_as: str) -> None:
@@ -59,16 +85,23 @@ def peak_rss_mb() -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("system", choices=["lsr", "bmp"])
+    p.add_argument("system", choices=["lsr", "bmp", "seismic"])
     p.add_argument("docs")
     p.add_argument("out")
     p.add_argument("--block-size", type=int, default=32)
     p.add_argument("--reorder", default="none")
     p.add_argument("--quantization", default="u8")
     p.add_argument("--same-as", help="bmp: the lsr index whose impacts and doc order to copy")
+    p.add_argument("--approx", help="lsr, seismic: approximate-search settings as JSON (lsr.index.approx.ApproxSettings)")
+    p.add_argument("--threads", type=int, default=1, help="seismic: build threads")
     a = p.parse_args()
+    from lsr.index.approx import ApproxSettings
+
+    approx = ApproxSettings(**json.loads(a.approx)) if a.approx else None
     if a.system == "lsr":
-        build_lsr(a.docs, a.out, a.block_size, a.reorder, a.quantization)
+        build_lsr(a.docs, a.out, a.block_size, a.reorder, a.quantization, approx)
+    elif a.system == "seismic":
+        build_seismic(a.docs, a.out, approx or ApproxSettings(), a.threads)
     else:
         build_bmp(a.docs, a.out, a.block_size, a.same_as)
     print(json.dumps({"peak_rss_mb": peak_rss_mb()}))

@@ -105,3 +105,21 @@ def _cooccurrence(v: SparseVectors, pairs: int = 2000, seed: int = 0) -> float:
         sa, sb = set(v.row(a)[0].tolist()), set(v.row(b)[0].tolist())
         sims.append(len(sa & sb) / len(sa | sb))
     return float(np.mean(sims))
+
+
+def synthetic_data(real: EncodedCollection, n_docs: int, seed: int = 0) -> EncodedCollection:
+    """``n_docs`` synthetic documents grown from ``real`` (lsr.bench.synth), with real's queries.
+
+    Cached on disk (a million documents take minutes to generate), next to the real encodings.
+    """
+    from lsr.bench.synth import synthesize
+
+    path = cache_dir().parent / "synth" / f"synth-{n_docs}-seed{seed}-{len(real.docs)}.npz"
+    ids = [f"s{i}" for i in range(n_docs)]
+    if path.exists():
+        _, docs = _load(path, list(real.docs.vocab))
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        docs = synthesize(real.docs, n_docs, seed=seed)
+        _save(path, ids, docs)
+    return EncodedCollection(ids, docs, real.query_ids, real.queries)

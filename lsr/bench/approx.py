@@ -1,0 +1,292 @@
+"""`lsr bench approx`: approximate search (mode="approx") against Seismic (Rust, `pyseismic-lsr`).
+
+Both systems index exactly the same vectors (rows sorted, duplicate terms summed, weights
+quantized to u8 as lsr scores them) with the same build settings, one build thread each, and
+are searched one query at a time on one thread through their Python APIs, over a sweep of
+(query_cut, heap_factor). Recall@k is against lsr's exhaustive scorer. Each system's curve is
+the cheapest point per recall over all its builds and knobs; the ratio table compares the
+cheapest points reaching recall 0.90, 0.95 and 0.97. Results: JSON, markdown and a plot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from lsr.bench.data import FULL_COLLECTIONS, real_data, synthetic_data, vector_stats
+from lsr.bench.exact import build_in_child, dir_bytes, recall, save_docs, time_queries
+from lsr.data import SparseVectors
+from lsr.index.approx import ApproxSettings
+
+QUERY_CUTS = (3, 5, 8, 10, 15, 20, 30)
+HEAP_FACTORS = (1.0, 0.9, 0.8, 0.7, 0.6)
+TARGETS = (0.90, 0.95, 0.97)
+# Seismic's recommendation for MS MARCO passages with SPLADE (8.8M docs, ~119 terms a doc over
+# 30,522 terms: a mean posting list of ~34,500) is n_postings ~4,000. Scaled to a corpus, the
+# same kept fraction of each mean list is 4000 / 34,500 of its mean list length.
+MSMARCO_N_POSTINGS, MSMARCO_MEAN_LIST = 4000, 34_500
+BUILD_MULTIPLIERS = {"real": (1, 4, 16), "synth": (1, 2)}
+
+
+def scaled_n_postings(docs: SparseVectors) -> int:
+    """Seismic's recommended n_postings scaled to this corpus's mean posting-list length."""
+    df = np.bincount(docs.indices, minlength=len(docs.vocab))
+    return max(1, round(MSMARCO_N_POSTINGS * df[df > 0].mean() / MSMARCO_MEAN_LIST))
+
+
+def canonical(v: SparseVectors) -> SparseVectors:
+    """Rows sorted by term with duplicate terms summed: the one form both systems accept."""
+    m = sp.csr_matrix((v.values, v.indices, v.indptr), shape=(len(v), len(v.vocab)))
+    m.sum_duplicates()
+    return SparseVectors(m.indptr.astype(np.int64), m.indices.astype(np.int32), m.data.astype(np.float32), v.vocab)
+
+
+def run_approx_benchmark(
+    dataset: str = "real",
+    n_docs: int = 1_000_000,
+    collections: tuple[str, ...] = FULL_COLLECTIONS,
+    n_postings: tuple[int, ...] | None = None,
+    centroid_fraction: float = 0.1,
+    summary_energy: float = 0.4,
+    max_fraction: float = 1.5,
+    query_cuts: tuple[int, ...] = QUERY_CUTS,
+    heap_factors: tuple[float, ...] = HEAP_FACTORS,
+    k: int = 10,
+    repeats: int = 2,
+    max_queries: int | None = None,
+    batch_threads: int = 2,
+    out_dir: str | Path = "evaluation/results/approx",
+    work_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Build both systems on ``dataset`` ("real" or "synth") per n_postings and sweep the knobs."""
+    import numba
+    import seismic
+
+    from lsr.encoders import SpladeEncoder
+    from lsr.index import Index
+
+    numba.set_num_threads(1)
+    real = real_data(SpladeEncoder("splade-tiny"), collections)
+    if dataset == "synth":
+        data = synthetic_data(real, n_docs)
+    elif dataset == "real":
+        data = real
+    else:
+        raise ValueError(f"dataset must be 'real' or 'synth', got {dataset!r}")
+    docs = canonical(data.docs)
+    n_q = min(len(data.query_ids), max_queries or len(data.query_ids))
+    queries = canonical(data.queries.take(range(n_q)))
+    work = Path(work_dir or tempfile.mkdtemp(prefix=f"lsr-bench-approx-{dataset}-"))
+    work.mkdir(parents=True, exist_ok=True)
+    docs_file = work / "docs.npz"
+    save_docs(docs_file, data.doc_ids, docs)
+    scaled = scaled_n_postings(docs)
+    n_postings = n_postings or tuple(scaled * m for m in BUILD_MULTIPLIERS[dataset])
+    out: dict[str, Any] = {
+        "dataset": dataset, "docs": len(docs), "queries": n_q, "k": k, "stats": {"docs": vector_stats(docs)},
+        "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "search_threads": 1, "build_threads": 1,
+                    "seismic": getattr(seismic, "__version__", "pyseismic-lsr 0.5.4")},
+        "settings": {"scaled_n_postings": scaled, "n_postings": list(n_postings), "centroid_fraction": centroid_fraction,
+                     "summary_energy": summary_energy, "max_fraction": max_fraction, "repeats": repeats,
+                     "query_cuts": list(query_cuts), "heap_factors": list(heap_factors), "quantization": "u8"},
+        "builds": [], "runs": [],
+    }
+    q_rows = [queries.take([i]) for i in range(n_q)]
+    s_terms = [np.array([str(t) for t in queries.row(i)[0]], dtype=seismic.get_seismic_string()) for i in range(n_q)]
+    s_values = [queries.row(i)[1].astype(np.float32) for i in range(n_q)]
+    truth: list[list[str]] | None = None
+    for npost in n_postings:
+        settings = ApproxSettings(n_postings=int(npost), centroid_fraction=centroid_fraction, summary_energy=summary_energy,
+                                  max_fraction=max_fraction)
+        knobs_json = json.dumps(dataclasses.asdict(settings))
+        ours_dir, seismic_file = work / f"lsr-{npost}", work / f"seismic-{npost}.index.seismic"
+        secs, rss = build_in_child(["lsr", str(docs_file), str(ours_dir), "--reorder", "dominant", "--approx", knobs_json])
+        index = Index.load(ours_dir, mmap=False)
+        out["builds"].append({"system": "lsr", "n_postings": npost, "seconds": secs, "peak_rss_mb": rss, "bytes": dir_bytes(ours_dir),
+                              "approx_seconds": index.manifest["approx"]["stats"]["build_seconds"],
+                              "bytes_approx_search": _approx_search_bytes(index), **index.manifest["approx"]["stats"]})
+        secs, rss = build_in_child(["seismic", str(docs_file), str(seismic_file), "--approx", knobs_json, "--threads", "1"])
+        out["builds"].append({"system": "seismic", "n_postings": npost, "seconds": secs, "peak_rss_mb": rss,
+                              "bytes": dir_bytes(seismic_file)})
+        searcher = seismic.SeismicIndex.load(str(seismic_file))
+        if truth is None:
+            truth = [r.ids for r in index.search_encoded(queries, k, mode="exhaustive")]
+        for cut in query_cuts:
+            for hf in heap_factors:
+                systems = {
+                    "lsr": lambda i: index.search_encoded(q_rows[i], k, mode="approx", query_cut=cut, heap_factor=hf)[0].ids,
+                    "seismic": lambda i: [d for _, _, d in searcher.search(str(i), s_terms[i], s_values[i], k, cut, hf)],
+                }
+                lat: dict[str, list[np.ndarray]] = {name: [] for name in systems}
+                res = {}
+                for _ in range(repeats):  # interleaved, so load changes hit both alike
+                    for name, fn in systems.items():
+                        fn(0)
+                        t, r = time_queries(fn, n_q)
+                        lat[name].append(t)
+                        res[name] = r
+                work_stats = index.approx_work(queries, k, query_cut=cut, heap_factor=hf)
+                for name in systems:
+                    per_query = np.median(np.stack(lat[name]), axis=0) * 1e6
+                    run = {"system": name, "n_postings": npost, "query_cut": cut, "heap_factor": hf,
+                           "mean_us": float(per_query.mean()), "p50_us": float(np.percentile(per_query, 50)),
+                           "p99_us": float(np.percentile(per_query, 99)), "recall": recall(res[name], truth, k)}
+                    if name == "lsr":
+                        run["work"] = work_stats
+                    out["runs"].append(run)
+        _throughput(out, index, searcher, queries, s_terms, s_values, npost, k, batch_threads)
+        _tune_held_out(out, index, queries, truth, npost, k, query_cuts, heap_factors)
+        del index, searcher
+    out["ratios"] = ratios(out["runs"])
+    write_results(out, Path(out_dir))
+    return out
+
+
+def _approx_search_bytes(index: Any) -> int:
+    """Bytes mode="approx" reads: its own arrays plus the forward index's row offsets and terms."""
+    return int(index.approx.nbytes + index.forward_indptr.nbytes + index.forward_terms.nbytes)
+
+
+def _cheapest(runs: list[dict], system: str, target: float, npost: int | None = None) -> dict | None:
+    ok = [r for r in runs if r["system"] == system and r["recall"] >= target and (npost is None or r["n_postings"] == npost)]
+    return min(ok, key=lambda r: r["mean_us"]) if ok else None
+
+
+def _throughput(out: dict, index: Any, searcher: Any, queries: SparseVectors, s_terms: list, s_values: list, npost: int,
+                k: int, threads: int) -> None:
+    """Queries/s of one batch on ``threads`` threads, each system at its cheapest point with recall >= 0.95."""
+    ids = np.array([str(i) for i in range(len(s_terms))], dtype=s_terms[0].dtype if s_terms else str)
+    for system in ("lsr", "seismic"):
+        point = _cheapest(out["runs"], system, 0.95, npost)
+        if point is None:
+            continue
+        cut, hf = point["query_cut"], point["heap_factor"]
+        if system == "lsr":
+            run = lambda: index.search_encoded(queries, k, mode="approx", query_cut=cut, heap_factor=hf, threads=threads)  # noqa: E731
+        else:
+            run = lambda: searcher.batch_search(ids, s_terms, s_values, k, cut, hf, num_threads=threads)  # noqa: E731
+        run()
+        best = min(_timed(run) for _ in range(3))
+        out.setdefault("throughput", []).append({"system": system, "n_postings": npost, "threads": threads, "query_cut": cut,
+                                                 "heap_factor": hf, "recall": point["recall"], "qps": len(s_terms) / best})
+
+
+def _timed(fn: Any) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _tune_held_out(out: dict, index: Any, queries: SparseVectors, truth: list[list[str]], npost: int, k: int,
+                   query_cuts: tuple[int, ...], heap_factors: tuple[float, ...]) -> None:
+    """Auto-tune (over the benchmark's knob grid) on the even-numbered queries; measure recall on the odd ones."""
+    even, odd = range(0, len(queries), 2), range(1, len(queries), 2)
+    for target in TARGETS:
+        point = index.tune(queries.take(even), target_recall=target, k=k, query_cuts=query_cuts, heap_factors=heap_factors)
+        found = [r.ids for r in index.search_encoded(queries.take(odd), k, mode="approx")]
+        out.setdefault("tuning", []).append({"n_postings": npost, "target": target, **point.knobs(), "tuned_recall": point.recall,
+                                             "held_out_recall": recall(found, [truth[i] for i in odd], k)})
+
+
+def ratios(runs: list[dict]) -> list[dict]:
+    """Per target recall: each system's cheapest point over all builds and knobs, and ours / Seismic."""
+    rows = []
+    for target in TARGETS:
+        ours, theirs = _cheapest(runs, "lsr", target), _cheapest(runs, "seismic", target)
+        row: dict[str, Any] = {"target": target, "lsr": ours, "seismic": theirs}
+        if ours and theirs:
+            row["mean_ratio"] = ours["mean_us"] / theirs["mean_us"]
+            row["p99_ratio"] = ours["p99_us"] / theirs["p99_us"]
+        rows.append(row)
+    return rows
+
+
+def write_results(out: dict, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"approx_{out['dataset']}"
+    (out_dir / f"{stem}.json").write_text(json.dumps(out, indent=2))
+    s = out["settings"]
+    fmt = lambda r: f"{r['mean_us']:.0f} / {r['p99_us']:.0f} (n_postings {r['n_postings']}, cut {r['query_cut']}, hf {r['heap_factor']}, recall {r['recall']:.3f})" if r else "not reached"  # noqa: E731
+    lines = [
+        f"# Approximate search vs Seismic: {out['dataset']} ({out['docs']:,} docs, {out['queries']} queries, k={out['k']})",
+        "",
+        "Same vectors (u8-quantized weights) and build settings for both; one build thread; one query at a time on one "
+        f"thread through each Python API; latency is the per-query median of {s['repeats']} interleaved passes, then mean "
+        "/ p99 over queries. Recall@k is against lsr's exhaustive top-k. Build settings: n_postings "
+        f"{s['n_postings']} (Seismic's MS MARCO recommendation scaled to this corpus: {s['scaled_n_postings']}), "
+        f"centroid_fraction {s['centroid_fraction']}, summary_energy {s['summary_energy']}, max_fraction {s['max_fraction']}.",
+        "",
+        "## Cheapest point reaching each recall (mean / p99 us)",
+        "",
+        "| recall >= | lsr | Seismic | lsr / Seismic mean | lsr / Seismic p99 |",
+        "|---:|---|---|---:|---:|",
+    ]
+    for r in out["ratios"]:
+        ratio = lambda key: f"{r[key]:.2f}" if key in r else ""  # noqa: E731
+        lines.append(f"| {r['target']:.2f} | {fmt(r['lsr'])} | {fmt(r['seismic'])} | {ratio('mean_ratio')} | {ratio('p99_ratio')} |")
+    lines += ["", "## Builds", "", "| system | n_postings | seconds | peak RSS MB | bytes on disk | bytes approx search reads |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for b in out["builds"]:
+        extra = f"{b['bytes_approx_search']:,} (approx part built in {b['approx_seconds']:.1f} s)" if b["system"] == "lsr" else ""
+        lines.append(f"| {b['system']} | {b['n_postings']} | {b['seconds']:.1f} | {b['peak_rss_mb']:.0f} | {b['bytes']:,} | {extra} |")
+    lines += ["", "## Batch throughput (one batch of all queries, cheapest point with recall >= 0.95)", "",
+              "| system | n_postings | threads | query_cut | heap_factor | recall | queries/s |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for t in out.get("throughput", []):
+        lines.append(f"| {t['system']} | {t['n_postings']} | {t['threads']} | {t['query_cut']} | {t['heap_factor']} | {t['recall']:.3f} | {t['qps']:.0f} |")
+    lines += ["", "## Auto-tuning (tuned on even-numbered queries, measured on odd-numbered ones)", "",
+              "| n_postings | target | query_cut | heap_factor | recall (tuning) | recall (held out) |", "|---:|---:|---:|---:|---:|---:|"]
+    for t in out.get("tuning", []):
+        lines.append(f"| {t['n_postings']} | {t['target']:.2f} | {t['query_cut']} | {t['heap_factor']} | {t['tuned_recall']:.3f} | {t['held_out_recall']:.3f} |")
+    lines += ["", "## All runs", "", "| system | n_postings | query_cut | heap_factor | mean us | p50 us | p99 us | recall | "
+              "lsr docs scored | lsr summary entries | lsr doc entries |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in out["runs"]:
+        w = r.get("work")
+        work = f"{w['docs_scored']:.0f} | {w['summary_entries']:.0f} | {w['doc_entries']:.0f}" if w else " | | "
+        lines.append(f"| {r['system']} | {r['n_postings']} | {r['query_cut']} | {r['heap_factor']} | {r['mean_us']:.0f} | "
+                     f"{r['p50_us']:.0f} | {r['p99_us']:.0f} | {r['recall']:.4f} | {work} |")
+    (out_dir / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    _plot(out, out_dir / f"{stem}.png")
+
+
+def _frontier(runs: list[dict], key: str) -> list[dict]:
+    """Points no other point beats on both latency and recall, by latency."""
+    best, front = -1.0, []
+    for r in sorted(runs, key=lambda r: (r[key], -r["recall"])):
+        if r["recall"] > best:
+            front.append(r)
+            best = r["recall"]
+    return front
+
+
+def _plot(out: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, key, label in ((axes[0], "mean_us", "mean"), (axes[1], "p99_us", "p99")):
+        for system, color in (("lsr", "tab:blue"), ("seismic", "tab:orange")):
+            runs = [r for r in out["runs"] if r["system"] == system]
+            ax.scatter([r[key] for r in runs], [r["recall"] for r in runs], s=8, alpha=0.3, color=color)
+            front = _frontier(runs, key)
+            ax.plot([r[key] for r in front], [r["recall"] for r in front], marker="o", ms=3, color=color, label=f"{system} (best per recall)")
+        for target in TARGETS:
+            ax.axhline(target, color="grey", lw=0.5, ls=":")
+        ax.set_xscale("log")
+        ax.set_xlabel(f"{label} latency per query (us, log)")
+        ax.set_ylabel(f"recall@{out['k']} vs exact")
+        ax.set_title(f"{out['dataset']}: {out['docs']:,} docs, one thread")
+        ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
