@@ -162,6 +162,18 @@ def test_bad_build_input():
         SparseVectors.from_dicts([{"t1": -1.0}], VOCAB)
 
 
+@pytest.mark.parametrize("row", [[1, 1], [2, 1]])
+def test_rows_with_repeated_or_unsorted_terms_are_rejected(row):
+    # A repeated term would be scored twice from the postings but bounded once by the block
+    # maxima, so block-max pruning could skip a winner: refuse such rows up front.
+    indices = np.array([0, 3, *row, 0, 2], dtype=np.int32)
+    vecs = SparseVectors(np.array([0, 2, 4, 6]), indices, np.ones(6, np.float32), VOCAB)
+    with pytest.raises(DataError, match=f"document 1: .*term {VOCAB[1]!r}"):
+        Index.build(vecs, ["a", "b", "c"])
+    ok = SparseVectors(np.array([0, 2, 2, 4]), np.array([0, 3, 0, 2], np.int32), np.ones(4, np.float32), VOCAB)
+    assert Index.build(ok, ["a", "b", "c"]).num_docs == 3  # a row may start lower than the last one ended
+
+
 def test_quantization_error_is_reported_and_bounded():
     rows = [{"t1": 0.123456, "t2": 3.5}, {"t1": 2.0}]
     for quantization, qmax in (("u8", 255), ("u16", 65535)):

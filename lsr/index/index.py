@@ -103,6 +103,7 @@ class Index:
             raise DataError("document ids are not unique")
         if vectors.nnz and (not np.isfinite(vectors.values).all() or vectors.values.min() < 0):
             raise DataError("document weights must be finite and >= 0")
+        _check_rows_ascend(vectors)
         vocab = list(vectors.vocab)
         order = reorder_documents(vectors, reorder)
         if reorder != "none":
@@ -540,6 +541,20 @@ _ARRAYS = (
 
 def _nbytes(index: Index) -> int:
     return sum(getattr(index, name).nbytes for name in _ARRAYS) + index.blocks.nbytes + (index.approx.nbytes if index.approx else 0)
+
+
+def _check_rows_ascend(vectors: SparseVectors) -> None:
+    """Term ids strictly ascend within each row: a repeated term would be scored twice by the
+    postings but bounded once by the block maxima, breaking exact search."""
+    steps = np.diff(vectors.indices.astype(np.int64))
+    inside = np.ones(steps.shape[0], dtype=bool)
+    starts = vectors.indptr[1:-1]
+    inside[starts[(starts > 0) & (starts <= steps.shape[0])] - 1] = False  # a step across rows
+    bad = np.flatnonzero(inside & (steps <= 0))
+    if bad.size:
+        row = int(np.searchsorted(vectors.indptr, bad[0], side="right") - 1)
+        term = vectors.vocab[int(vectors.indices[bad[0] + 1])]
+        raise DataError(f"document {row}: term ids must strictly ascend within a row (term {term!r} repeats or is out of order)")
 
 
 def _prepare_queries(queries: SparseVectors, beta: float) -> SparseVectors:
