@@ -116,15 +116,13 @@ def search_hybrid_encoded(
     for name, value in (("depth", depth), ("candidates", candidates), ("centroids", centroids + 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a {'non-negative' if name == 'centroids' else 'positive'} integer, got {value!r}")
-    if mode == "selective" and dense.settings["kind"] != "flat":
-        raise ValueError("selective search scores the stored vectors of chosen clusters; its full-search reference is kind 'flat'")
     qd = dense.check_queries(queries.dense)
     if mode != "dense" and (queries.sparse is None or len(queries.sparse) != len(qd)):
         raise DataError(f"mode {mode!r} needs a sparse encoding of every query")
+    full_fraction = 1.0 if dense.settings["kind"] == "flat" else None  # HNSW/IVF do not tell
     if mode == "dense":
         scores, rows = dense.search(qd, k, ef_search=ef_search, nprobe=nprobe)
-        fraction = 1.0 if dense.settings["kind"] == "flat" else None
-        return [_result(index, *_found(rows[i], scores[i]), fraction) for i in range(len(qd))]
+        return [_result(index, *_found(rows[i], scores[i]), full_fraction) for i in range(len(qd))]
     depth = max(depth, k)
     sparse_hits = index.search_encoded(queries.sparse, depth, threads=threads)
     if mode == "hybrid":
@@ -133,7 +131,7 @@ def search_hybrid_encoded(
     for i, hits in enumerate(sparse_hits):
         sparse = (_rows(index, hits.ids), np.asarray(hits.scores))
         if mode == "hybrid":
-            dense_list, fraction = _found(d_rows[i], d_scores[i]), (1.0 if dense.settings["kind"] == "flat" else None)
+            dense_list, fraction = _found(d_rows[i], d_scores[i]), full_fraction
         else:
             rows, scores, fraction = selective_dense(dense, qd[i], sparse[0], depth, candidates=candidates, centroids=centroids)
             dense_list = (rows, scores)
