@@ -43,6 +43,6 @@ def adi_index_dir() -> Path:
         pytest.skip(f"ADI collection not found at {ADI} (../shared/data/adi relative to the repo root)")
     from lsr.pipeline import build_index
 
-    # With a dense part, so that the dense modes (which the schema offers) can serve requests too.
-    index, _ = build_index(ADI_INDEX, corpus=ADI, model="splade-tiny", show_progress_bar=False, dense_model="all-MiniLM-L6-v2")
+    # With a dense part and the approx structure, so that every mode the schema offers can serve requests.
+    index, _ = build_index(ADI_INDEX, corpus=ADI, model="splade-tiny", show_progress_bar=False, dense_model="all-MiniLM-L6-v2", approx=True)
     return index.path

@@ -168,3 +168,18 @@ def test_cli_tune_then_search_both_modes(adi, adi_index, tmp_path):
     assert approx == json.loads(run_cli("search", *query, "--mode", "exhaustive").stdout)
     bad = run_cli("search", *query, "--mode", "approx", "--heap-factor", "2", check=False)
     assert bad.returncode == 2 and "heap_factor must be a number in [0, 1]" in bad.stderr
+
+
+def test_service_approx_mode_with_knobs(small):
+    from fastapi.testclient import TestClient
+
+    from lsr.service import create_app
+
+    index, queries = small
+    with TestClient(create_app(index)) as client:
+        body = {"vector": queries[0], "k": 5, "mode": "approx", "knobs": {"query_cut": 65536, "heap_factor": 0}}
+        r = client.post("/search", json=body)
+        assert r.status_code == 200, r.text
+        assert r.json()["ids"] == index.search(queries[0], 5, mode="exhaustive").ids
+        r = client.post("/search", json={**body, "knobs": {"heap_factor": 1.5}})
+        assert r.status_code == 422 and "heap_factor" in r.text

@@ -92,7 +92,7 @@ def test_text_query_without_a_model_is_a_clear_422(client):
         ({"vector": {"a": 1}, "k": MAX_K + 1}, ["k"]),
         ({"vector": {"a": 1}, "k": "ten"}, ["k"]),
         ({"vector": {"a": 1}, "k": 2.5}, ["k"]),
-        ({"vector": {"a": 1}, "mode": "approx"}, ["mode"]),
+        ({"vector": {"a": 1}, "mode": "fuzzy"}, ["mode"]),
         ({"vector": {"a": 1}, "explain": "maybe"}, ["explain"]),
         ({"query": ""}, ["query"]),
         ({"query": "x" * (MAX_QUERY_CHARS + 1)}, ["query"]),

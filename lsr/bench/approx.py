@@ -108,13 +108,13 @@ def run_approx_benchmark(
         settings = ApproxSettings(n_postings=int(npost), centroid_fraction=centroid_fraction, summary_energy=summary_energy,
                                   max_fraction=max_fraction)
         knobs_json = json.dumps(dataclasses.asdict(settings))
-        ours_dir, seismic_file = work / f"lsr-{npost}", work / f"seismic-{npost}.index.seismic"
+        ours_dir, seismic_file = work / f"lsr-{npost}", work / f"seismic-{npost}.index.seismic"  # Seismic adds the suffix
         secs, rss = build_in_child(["lsr", str(docs_file), str(ours_dir), "--reorder", "dominant", "--approx", knobs_json])
         index = Index.load(ours_dir, mmap=False)
         out["builds"].append({"system": "lsr", "n_postings": npost, "seconds": secs, "peak_rss_mb": rss, "bytes": dir_bytes(ours_dir),
                               "approx_seconds": index.manifest["approx"]["stats"]["build_seconds"],
                               "bytes_approx_search": _approx_search_bytes(index), **index.manifest["approx"]["stats"]})
-        secs, rss = build_in_child(["seismic", str(docs_file), str(seismic_file), "--approx", knobs_json, "--threads", "1"])
+        secs, rss = build_in_child(["seismic", str(docs_file), str(work / f"seismic-{npost}"), "--approx", knobs_json, "--threads", "1"])
         out["builds"].append({"system": "seismic", "n_postings": npost, "seconds": secs, "peak_rss_mb": rss,
                               "bytes": dir_bytes(seismic_file)})
         searcher = seismic.SeismicIndex.load(str(seismic_file))

@@ -37,6 +37,7 @@ def build_seismic(docs: str, out: str, approx: "ApproxSettings", threads: int) -
     """A Seismic index over exactly the vectors lsr scores: the u8-quantized weights, dequantized.
 
     Rows must ascend strictly (the benchmark writes them so); documents keep lsr's order and ids.
+    Seismic writes ``out`` + ".index.seismic".
     """
     import seismic
 

@@ -21,6 +21,7 @@ from lsr.index import approx_kernels
 # least the query's length visits every query term's list.
 KNOBS: dict[str, tuple[float, float]] = {"query_cut": (1, 65536), "heap_factor": (0.0, 1.0)}
 DEFAULT_KNOBS: dict[str, float] = {"query_cut": 10, "heap_factor": 0.8}
+INTEGER_KNOBS = ("query_cut",)
 
 
 @dataclass(frozen=True)
@@ -180,9 +181,9 @@ def check_knobs(knobs: Mapping[str, float]) -> dict[str, float]:
         lo, hi = KNOBS[name]
         if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not lo <= value <= hi:
             raise ValueError(f"{name} must be a number in [{lo:g}, {hi:g}], got {value!r}")
-        if name == "query_cut" and value != int(value):
-            raise ValueError(f"query_cut must be a whole number, got {value!r}")
-        out[name] = int(value) if name == "query_cut" else float(value)
+        if name in INTEGER_KNOBS and value != int(value):
+            raise ValueError(f"{name} must be a whole number, got {value!r}")
+        out[name] = int(value) if name in INTEGER_KNOBS else float(value)
     return out
 
 

@@ -38,6 +38,7 @@ from lsr.encoders.splade import machine_threads
 from lsr.errors import DataError, LsrError
 from lsr.fusion.hybrid import INTEGER_KNOBS, KNOBS as DENSE_KNOBS, encode_hybrid, options_from_knobs, search_hybrid_encoded
 from lsr.index import Index, SearchResult
+from lsr.index.approx import INTEGER_KNOBS as APPROX_INTEGER_KNOBS, KNOBS as APPROX_KNOBS
 from lsr.index.dense import DENSE_MODES
 from lsr.index.index import Query
 
@@ -73,7 +74,7 @@ class Limits:
 
 
 # ---- modes ------------------------------------------------------------------------------
-SearchMode = Literal["exact", "dense", "hybrid", "selective"]
+SearchMode = Literal["exact", "approx", "dense", "hybrid", "selective"]
 """Accepted values of ``mode``; each has an entry in ``_MODES``."""
 
 
@@ -98,6 +99,7 @@ def _dense_mode(name: str) -> _Mode:
 
 _MODES: dict[str, _Mode] = {
     "exact": _Mode(lambda index, queries, k, knobs: index.search_encoded(queries, k, mode="exact")),
+    "approx": _Mode(lambda index, queries, k, knobs: index.search_encoded(queries, k, mode="approx", **knobs), APPROX_KNOBS),
     **{name: _dense_mode(name) for name in DENSE_MODES},
 }
 
@@ -129,7 +131,7 @@ def _per_mode(batch: bool) -> dict[str, Any]:
         when: dict[str, Any] = {"required": ["mode"], "properties": {"mode": {"const": name}}}
         if name == "exact":  # the default
             when = {"anyOf": [{"not": {"required": ["mode"]}}, when]}
-        knobs = {k: {"type": "integer"} if k in INTEGER_KNOBS else {} for k in mode.knobs}
+        knobs = {k: {"type": "integer"} if k in INTEGER_KNOBS or k in APPROX_INTEGER_KNOBS else {} for k in mode.knobs}
         then: dict[str, Any] = {"properties": {"knobs": {"properties": knobs, "additionalProperties": False}}}
         if name in DENSE_MODES:
             text = {"required": ["query"], "properties": {"query": {"type": "string"}}}
@@ -587,7 +589,7 @@ def _open(source: str | os.PathLike | Index) -> Index:
     else:
         return index
     for name, mode in _MODES.items():
-        if name in DENSE_MODES and (index.dense is None or not isinstance(probe, str)):
+        if (name in DENSE_MODES and (index.dense is None or not isinstance(probe, str))) or (name == "approx" and index.approx is None):
             continue  # a mode this index cannot serve: requests for it get a clear 422
         mode.search(index, mode.encode(index, [probe]), 1, {})
         mode.search(index, mode.encode(index, [probe, probe]), 1, {})  # the parallel batch kernel
