@@ -139,20 +139,6 @@ def test_auto_tune_reaches_its_target_on_held_out_queries(small, target):
     assert recall >= target - 0.01
 
 
-def test_unsorted_input_rows_are_sorted_so_approx_adds_terms_like_the_exhaustive_scorer():
-    """Encoders may emit a row's terms out of order; scores must still match exactly."""
-    rng = np.random.default_rng(5)
-    lengths = rng.integers(1, 30, 300)
-    indptr = np.concatenate([[0], np.cumsum(lengths)])
-    terms = np.concatenate([rng.permutation(200)[:n] for n in lengths]).astype(np.int32)
-    weights = rng.gamma(1.0, size=indptr[-1]).astype(np.float32)
-    vecs = SparseVectors(indptr, terms, weights, [f"w{i}" for i in range(200)])
-    index = Index.build(vecs, [str(i) for i in range(300)], approx=UNPRUNED)
-    assert all(np.all(np.diff(index.forward_terms[a:b]) > 0) for a, b in zip(indptr[:-1], indptr[1:]))
-    queries = [{f"w{t}": float(rng.random()) for t in rng.choice(200, 15, replace=False)} for _ in range(30)]
-    assert index.search_batch(queries, 20, mode="approx", **NO_PRUNING) == index.search_batch(queries, 20, mode="exhaustive")
-
-
 def test_cli_tune_then_search_both_modes(adi, adi_index, tmp_path):
     import json
     import shutil

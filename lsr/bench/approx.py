@@ -111,9 +111,9 @@ def run_approx_benchmark(
         ours_dir, seismic_file = work / f"lsr-{npost}", work / f"seismic-{npost}.index.seismic"  # Seismic adds the suffix
         secs, rss = build_in_child(["lsr", str(docs_file), str(ours_dir), "--reorder", "dominant", "--approx", knobs_json])
         index = Index.load(ours_dir, mmap=False)
+        approx_stats = {f"approx_{name}": value for name, value in index.manifest["approx"]["stats"].items()}
         out["builds"].append({"system": "lsr", "n_postings": npost, "seconds": secs, "peak_rss_mb": rss, "bytes": dir_bytes(ours_dir),
-                              "approx_seconds": index.manifest["approx"]["stats"]["build_seconds"],
-                              "bytes_approx_search": _approx_search_bytes(index), **index.manifest["approx"]["stats"]})
+                              "bytes_approx_search": _approx_search_bytes(index), **approx_stats})
         secs, rss = build_in_child(["seismic", str(docs_file), str(work / f"seismic-{npost}"), "--approx", knobs_json, "--threads", "1"])
         out["builds"].append({"system": "seismic", "n_postings": npost, "seconds": secs, "peak_rss_mb": rss,
                               "bytes": dir_bytes(seismic_file)})
@@ -145,10 +145,55 @@ def run_approx_benchmark(
                     out["runs"].append(run)
         _throughput(out, index, searcher, queries, s_terms, s_values, npost, k, batch_threads)
         _tune_held_out(out, index, queries, truth, npost, k, query_cuts, heap_factors)
+        out["kernel"] = out.get("kernel", []) + _kernel_latency(index, queries, out["runs"], npost, k)
         del index, searcher
     out["ratios"] = ratios(out["runs"])
+    out["profile"] = time_model(out["runs"])
     write_results(out, Path(out_dir))
     return out
+
+
+def _kernel_latency(index: Any, queries: SparseVectors, runs: list[dict], npost: int, k: int) -> list[dict]:
+    """Kernel-only latency at lsr's cheapest points per target recall: the rest of the API time is
+    Python (query preparation, argument dispatch, result lists). Queries are canonical rows
+    (terms ascending, weights positive), as the kernel requires."""
+    from lsr.index import approx_kernels
+
+    qdense = np.zeros(len(index.vocab), dtype=np.float32)
+    visited = np.zeros(index.num_docs, dtype=np.uint8)
+    seen = np.empty(index.num_docs, dtype=np.int32)
+    docs, scores = np.empty(k, np.int32), np.empty(k, np.float32)
+    stats = np.zeros(approx_kernels.N_STATS, dtype=np.int64)
+    out = []
+    for target in TARGETS:
+        point = _cheapest(runs, "lsr", target, npost)
+        if point is None:
+            continue
+        args = (point["query_cut"], np.float32(point["heap_factor"]), k, *index.approx.kernel_args(), index.forward_indptr,
+                index.forward_terms, index.approx.fwd_impacts, qdense, visited, seen, docs, scores, stats)
+
+        def one(i: int) -> None:
+            approx_kernels.search_approx(*queries.row(i), *args)
+
+        one(0)
+        lat = np.median(np.stack([time_queries(one, len(queries))[0] for _ in range(2)]), axis=0) * 1e6
+        out.append({"n_postings": npost, "target": target, "query_cut": point["query_cut"], "heap_factor": point["heap_factor"],
+                    "api_mean_us": point["mean_us"], "kernel_mean_us": float(lat.mean())})
+    return out
+
+
+def time_model(runs: list[dict]) -> dict[str, float]:
+    """Least-squares fit of lsr's mean latency on its work counts: per-query overhead (us) plus
+    ns per summary entry and per forward entry of a scored document. Splits time between
+    summaries and document scoring at any point."""
+    ours = [r for r in runs if r["system"] == "lsr"]
+    if len(ours) < 3:
+        return {}
+    x = np.array([[1.0, r["work"]["summary_entries"], r["work"]["doc_entries"]] for r in ours])
+    y = np.array([r["mean_us"] for r in ours])
+    (c, a, b), *_ = np.linalg.lstsq(x, y, rcond=None)
+    return {"overhead_us": float(c), "ns_per_summary_entry": float(a * 1e3), "ns_per_doc_entry": float(b * 1e3),
+            "r2": float(1 - ((x @ [c, a, b] - y) ** 2).sum() / ((y - y.mean()) ** 2).sum())}
 
 
 def _approx_search_bytes(index: Any) -> int:
@@ -233,10 +278,25 @@ def write_results(out: dict, out_dir: Path) -> None:
     for r in out["ratios"]:
         ratio = lambda key: f"{r[key]:.2f}" if key in r else ""  # noqa: E731
         lines.append(f"| {r['target']:.2f} | {fmt(r['lsr'])} | {fmt(r['seismic'])} | {ratio('mean_ratio')} | {ratio('p99_ratio')} |")
+    p = out.get("profile") or {}
+    if p:
+        lines += ["", "## Where lsr's time goes", "",
+                  f"Fit of mean latency on work counts over all lsr runs (R^2 {p['r2']:.3f}): {p['overhead_us']:.0f} us per query "
+                  f"fixed, {p['ns_per_summary_entry']:.2f} ns per summary entry read, {p['ns_per_doc_entry']:.2f} ns per forward "
+                  "entry of a scored document.", "",
+                  "| recall >= | n_postings | cut | hf | API mean us | kernel mean us | summary entries | docs scored | doc entries | "
+                  "blocks scored | blocks skipped |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for kr in out.get("kernel", []):
+            run = next(r for r in out["runs"] if r["system"] == "lsr" and r["n_postings"] == kr["n_postings"]
+                       and r["query_cut"] == kr["query_cut"] and r["heap_factor"] == kr["heap_factor"])
+            w = run["work"]
+            lines.append(f"| {kr['target']:.2f} | {kr['n_postings']} | {kr['query_cut']} | {kr['heap_factor']} | {kr['api_mean_us']:.0f} | "
+                         f"{kr['kernel_mean_us']:.0f} | {w['summary_entries']:.0f} | {w['docs_scored']:.0f} | {w['doc_entries']:.0f} | "
+                         f"{w['blocks_scored']:.1f} | {w['blocks_skipped']:.1f} |")
     lines += ["", "## Builds", "", "| system | n_postings | seconds | peak RSS MB | bytes on disk | bytes approx search reads |",
               "|---|---:|---:|---:|---:|---:|"]
     for b in out["builds"]:
-        extra = f"{b['bytes_approx_search']:,} (approx part built in {b['approx_seconds']:.1f} s)" if b["system"] == "lsr" else ""
+        extra = f"{b['bytes_approx_search']:,} (approx part built in {b['approx_build_seconds']:.1f} s)" if b["system"] == "lsr" else ""
         lines.append(f"| {b['system']} | {b['n_postings']} | {b['seconds']:.1f} | {b['peak_rss_mb']:.0f} | {b['bytes']:,} | {extra} |")
     lines += ["", "## Batch throughput (one batch of all queries, cheapest point with recall >= 0.95)", "",
               "| system | n_postings | threads | query_cut | heap_factor | recall | queries/s |", "|---|---:|---:|---:|---:|---:|---:|"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from lsr.index.kernels import _JIT, heap_drain, heap_offer
+from lsr.index.kernels import _JIT, heap_drain, heap_offer, lower_bound
 
 # stats slots filled by search_approx (summed over a batch): what a query's time is spent on
 STAT_LISTS, STAT_SUMMARY_ENTRIES, STAT_BLOCKS_SCORED, STAT_BLOCKS_SKIPPED, STAT_DOCS_SCORED, STAT_DOC_ENTRIES = range(6)
@@ -268,13 +268,7 @@ def _summary_dots(t, q_terms, q_weights, lst_comp_ptr, comp_terms, comp_start, l
     n_entries = 0
     for i in range(q_terms.shape[0]):
         qt = q_terms[i]
-        a, z = lo, hi  # query terms ascend, so each search starts where the last one ended
-        while a < z:
-            m = (a + z) >> 1
-            if comp_terms[m] < qt:
-                a = m + 1
-            else:
-                z = m
+        a = lower_bound(comp_terms, lo, hi, qt)  # query terms ascend: each search starts where the last ended
         lo = a
         if a < hi and comp_terms[a] == qt:
             w = q_weights[i]

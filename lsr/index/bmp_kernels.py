@@ -13,7 +13,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from lsr.index.kernels import _JIT, heap_drain, heap_offer
+from lsr.index.kernels import _JIT, heap_drain, heap_offer, lower_bound
 
 N_BUCKETS = 2048
 
@@ -106,13 +106,7 @@ def _score_block(b, q_terms, q_weights, blk_indptr, blk_terms, entry_ptr, blk_of
     for i in range(q_terms.shape[0]):
         t = q_terms[i]
         # query terms ascend, so the search for the next one starts where this one ended
-        a, z = lo, hi
-        while a < z:
-            m = (a + z) >> 1
-            if blk_terms[m] < t:
-                a = m + 1
-            else:
-                z = m
+        a = lower_bound(blk_terms, lo, hi, t)
         lo = a
         if a < hi and blk_terms[a] == t:
             w = q_weights[i]

@@ -26,25 +26,3 @@ def top_two_terms(indptr, indices, values):
                 w2, second[i] = w, indices[j]
     return first, second
 
-
-@nb.njit(**_JIT)
-def rows_ascend(indptr, indices) -> bool:
-    """Whether every CSR row's indices are strictly ascending."""
-    for i in range(indptr.shape[0] - 1):
-        for j in range(indptr[i] + 1, indptr[i + 1]):
-            if indices[j] <= indices[j - 1]:
-                return False
-    return True
-
-
-@nb.njit(**_JIT)
-def sort_rows(indptr, indices, values):
-    """Copies of a CSR matrix's indices and values with every row sorted by index."""
-    out_i = indices.copy()
-    out_v = values.copy()
-    for i in range(indptr.shape[0] - 1):
-        lo, hi = indptr[i], indptr[i + 1]
-        order = np.argsort(indices[lo:hi], kind="mergesort")
-        out_i[lo:hi] = indices[lo:hi][order]
-        out_v[lo:hi] = values[lo:hi][order]
-    return out_i, out_v

@@ -24,7 +24,6 @@ from lsr.index.approx import (
 from lsr.index.blockmax import BlockMax, build_blockmax
 from lsr.index.dense import DENSE_MODES, DenseIndex
 from lsr.index.build import QUANTIZATIONS, build_postings, quantize
-from lsr.index.build_kernels import rows_ascend, sort_rows
 from lsr.index.reorder import reorder_documents
 
 if TYPE_CHECKING:
@@ -153,10 +152,6 @@ class Index:
         """
         settings = settings or ApproxSettings()
         start = time.perf_counter()
-        if not rows_ascend(self.forward_indptr, self.forward_terms):
-            # approx scores documents from the forward index and must add terms in the order the
-            # exhaustive scorer does (ascending) to return the very same scores
-            self.forward_terms, self.forward_weights = sort_rows(self.forward_indptr, self.forward_terms, self.forward_weights)
         impacts = quantize(np.asarray(self.forward_weights), self.scale, QUANTIZATIONS[self.manifest["settings"]["quantization"]])
         self.approx, stats = build_approx(
             self.forward_indptr, self.forward_terms, self.forward_weights, len(self.vocab), impacts, settings

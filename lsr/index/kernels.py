@@ -20,6 +20,18 @@ def _better(s1, d1, s2, d2) -> bool:
     return s1 > s2 or (s1 == s2 and d1 < d2)
 
 
+@nb.njit(inline="always", **_JIT)
+def lower_bound(arr, lo, hi, value) -> int:
+    """The first position in arr[lo:hi] (ascending) holding a value >= ``value`` (hi if none)."""
+    while lo < hi:
+        m = (lo + hi) >> 1
+        if arr[m] < value:
+            lo = m + 1
+        else:
+            hi = m
+    return lo
+
+
 @nb.njit(**_JIT)
 def _sift_down(heap_s, heap_d, size, i):
     """Restore the min-heap (worst hit at the root) below position i."""
