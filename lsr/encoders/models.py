@@ -23,11 +23,8 @@ DEFAULT_DENSE = MINILM
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _bundled_folder(name: str, module: str, subfolder: str, package: str, sha256: str) -> Path:
