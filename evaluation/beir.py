@@ -8,6 +8,9 @@ run with its description, score it with trec_eval semantics, and measure efficie
 
 Rows of an earlier results.json are kept unless re-run (``--fresh`` drops them), so the suite
 can be run piecewise: ``--datasets scifact --systems bm25``.
+
+Relative paths (the config, its output/runs/cache folders, datasets given as paths) are relative
+to the project root, whatever the working directory, which the suite never changes.
 """
 
 from __future__ import annotations
@@ -27,13 +30,26 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 import yaml  # noqa: E402
 
-from lsr.data.qrels import collection_name, load_collection  # noqa: E402
+from lsr.data import collection_name, load_collection  # noqa: E402
 from lsr.errors import LsrError  # noqa: E402
 from lsr.evaluation import report as rep  # noqa: E402
 from lsr.evaluation.harness import SystemSpec, evaluate_system, git_commit  # noqa: E402
 from lsr.evaluation.metrics import DEFAULT_METRICS, parse_metric  # noqa: E402
+from lsr.util import machine_threads  # noqa: E402
 
 DATASET_KEYS = {"name", "split", "ignore_identical_ids", "relevance_level", "published", "judged_only"}
+
+
+def from_root(path: str | os.PathLike) -> Path:
+    """``path`` resolved against the project root (absolute paths unchanged), not the working directory."""
+    return PROJECT_ROOT / Path(path).expanduser()
+
+
+def dataset_ref(name: str) -> str:
+    """A dataset name of the config as :func:`load_collection` takes it: a relative path that exists
+    under the project root becomes absolute; anything else (a collection name, an ir_datasets id) is kept."""
+    p = from_root(name)
+    return str(p) if p.exists() else name
 
 
 def load_config(path: Path) -> dict[str, Any]:
@@ -61,7 +77,7 @@ def environment() -> dict[str, Any]:
     env = {
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpus": machine_threads(),
         "numba_threads": numba.config.NUMBA_NUM_THREADS,
         "git_commit": git_commit(),
     }
@@ -80,10 +96,10 @@ def environment() -> dict[str, Any]:
 
 def run_checks(cfg: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     by_key = {(r["dataset"]["name"], r["system"]["name"]): r for r in rows}
-    published = {collection_name(d["name"]): d.get("published", {}) for d in cfg["datasets"]}
+    published = {collection_name(dataset_ref(d["name"])): d.get("published", {}) for d in cfg["datasets"]}
     out = []
     for check in cfg.get("checks", []):
-        datasets = list(published) if check["dataset"] == "*" else [collection_name(check["dataset"])]
+        datasets = list(published) if check["dataset"] == "*" else [collection_name(dataset_ref(check["dataset"]))]
         for ds in datasets:
             row = by_key.get((ds, check["system"]))
             metric = check["metric"]
@@ -204,10 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fresh", action="store_true", help="drop rows of an existing results.json")
     args = ap.parse_args(argv)
 
-    os.chdir(PROJECT_ROOT)
-    config_path = Path(args.config)
-    cfg = load_config(config_path)
-    out_dir = Path(args.output_dir or cfg.get("output_dir", "evaluation/results/beir"))
+    config_path = str(Path(args.config))  # as given: it is what the report's command lines show
+    cfg = load_config(from_root(config_path))
+    out_dir = from_root(args.output_dir or cfg.get("output_dir", "evaluation/results/beir"))
     out_dir.mkdir(parents=True, exist_ok=True)
     datasets = [d for d in cfg["datasets"] if not args.datasets or d["name"] in args.datasets]
     systems = [s for s in cfg["systems"] if not args.systems or s["name"] in args.systems]
@@ -226,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     for d in datasets:
         collection = load_collection(
-            d["name"], d.get("split"), ignore_identical_ids=d.get("ignore_identical_ids"),
+            dataset_ref(d["name"]), d.get("split"), ignore_identical_ids=d.get("ignore_identical_ids"),
             relevance_level=d.get("relevance_level"), judged_only=d.get("judged_only", False),
         )
         for s in systems:
@@ -243,8 +258,8 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             try:
                 row = evaluate_system(
-                    spec, collection, k=cfg.get("k", 1000), metrics=metrics, cache_dir=cfg.get("cache_dir", "indexes/beir"),
-                    runs_dir=cfg.get("runs_dir", "runs/beir"), threads=args.threads, efficiency=not args.no_efficiency,
+                    spec, collection, k=cfg.get("k", 1000), metrics=metrics, cache_dir=from_root(cfg.get("cache_dir", "indexes/beir")),
+                    runs_dir=from_root(cfg.get("runs_dir", "runs/beir")), threads=args.threads, efficiency=not args.no_efficiency,
                     rebuild=args.rebuild, command=f"python evaluation/beir.py --config {config_path} --datasets {d['name']} --systems {spec.name}",
                     log=lambda msg: print(msg, file=sys.stderr, flush=True),
                 )
@@ -257,14 +272,14 @@ def main(argv: list[str] | None = None) -> int:
             rows[key] = row
             skipped.pop(key, None)
 
-    order = {(collection_name(d["name"]), s["name"]): (i, j) for i, d in enumerate(cfg["datasets"]) for j, s in enumerate(cfg["systems"])}
+    order = {(collection_name(dataset_ref(d["name"])), s["name"]): (i, j) for i, d in enumerate(cfg["datasets"]) for j, s in enumerate(cfg["systems"])}
     ordered = sorted(rows.values(), key=lambda r: order.get((r["dataset"]["name"], r["system"]["name"]), (1e9, 1e9)))
     checks = run_checks(cfg, ordered)
     env = environment()
     plot = rep.plot_recall_latency(ordered, out_dir / "recall_latency.png")
     payload = {
         "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "config": str(config_path),
+        "config": config_path,
         "config_content": cfg,
         "environment": env,
         "results": ordered,
@@ -272,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         "skipped": list(skipped.values()),
     }
     results_file.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
-    (out_dir / "results.md").write_text(markdown(cfg, ordered, checks, list(skipped.values()), env, str(config_path), plot), encoding="utf-8")
+    (out_dir / "results.md").write_text(markdown(cfg, ordered, checks, list(skipped.values()), env, config_path, plot), encoding="utf-8")
     print(f"wrote {results_file}, {out_dir / 'results.md'}" + (f", {plot}" if plot else ""), file=sys.stderr)
     print(rep.quality_table(ordered, metrics))
     bad = [c for c in checks if not c["pass"]]

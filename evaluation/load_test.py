@@ -2,7 +2,7 @@
 
 Two phases over the same text queries:
 
-1. overhead: queries one at a time, each searched in-process (``Index.search``) and over
+1. overhead: queries one at a time, each searched in-process (``Retriever.search``) and over
    HTTP (``POST /search``) in random order, so that both see the same machine load; the
    difference of the two p50 latencies is the cost of the HTTP layer;
 2. load: N requests at concurrency C; p50/p90/p99/mean latency, throughput and errors.
@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from lsr.data import load_queries, resolve_dataset
-from lsr.index import Index
+from lsr.retrieval import Retriever
 from lsr.service import Limits
 
 RESULTS = Path(__file__).resolve().parent / "results" / "service"
@@ -100,7 +100,7 @@ def summary_ms(seconds: list[float]) -> dict[str, float]:
     }
 
 
-def measure_overhead(index: Index, url: str, queries: list[str], k: int, timeout: float) -> dict:
+def measure_overhead(index: Retriever, url: str, queries: list[str], k: int, timeout: float) -> dict:
     """In-process and HTTP latency of the same queries, one request at a time.
 
     Each query runs both ways, in random order, so that drifts in machine load hit both
@@ -183,7 +183,7 @@ def write_markdown(result: dict, path: Path) -> None:
         "",
         "| | p50 ms | p99 ms | mean ms |",
         "|---|---:|---:|---:|",
-        f"| in-process `Index.search` | {o['inprocess_ms']['p50']} | {o['inprocess_ms']['p99']} | {o['inprocess_ms']['mean']} |",
+        f"| in-process `Retriever.search` | {o['inprocess_ms']['p50']} | {o['inprocess_ms']['p99']} | {o['inprocess_ms']['mean']} |",
         f"| `POST /search` | {o['http_ms']['p50']} | {o['http_ms']['p99']} | {o['http_ms']['mean']} |",
         f"| of which in the handler (`took_ms`) | {o['server_took_ms']['p50']} | {o['server_took_ms']['p99']} | {o['server_took_ms']['mean']} |",
         "",
@@ -217,7 +217,7 @@ def write_index(out: Path) -> None:
         "# HTTP API load tests",
         "",
         "Written by `evaluation/load_test.py`; latencies in ms. *Overhead* is the p50 of `POST /search`",
-        "minus the p50 of in-process `Index.search` for the same queries, one request at a time;",
+        "minus the p50 of in-process `Retriever.search` for the same queries, one request at a time;",
         "*outside handler* is the median of each request's latency minus the server's own `took_ms`.",
         "The client runs on the same cores as the server, and other jobs may be running too",
         "(*load* is the 1-minute load average when the run started): figures are as measured.",
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
 
     source = resolve_dataset(args.queries)
     queries = [q.text for q in load_queries(source)]
-    index = Index.load(args.index)
+    index = Retriever.load(args.index)
     index.search(queries[0], args.k)  # load the model and the kernels before timing
     torch.set_num_threads(Limits().encoder_threads)  # encode in-process as the server does
 

@@ -1,4 +1,8 @@
-"""Command line: `lsr encode | index | search | tune | info | quickstart | bench | serve`. Thin by design."""
+"""Command line: `lsr encode | index | search | tune | info | quickstart | evaluate | bench | serve`.
+
+Thin by design: each command calls the pipeline or a Retriever; the search modes and their
+knob flags are generated from the registry (:mod:`lsr.retrieval.modes`).
+"""
 
 from __future__ import annotations
 
@@ -17,8 +21,6 @@ if TYPE_CHECKING:
 
 QUICKSTART_QUERIES = 3
 _APPROX_SETTINGS = ("n_postings", "max_fraction", "centroid_fraction", "summary_energy")
-# `lsr search` options of the dense modes, passed on only when given.
-_FUSION_OPTIONS = ("fusion", "normalization", "depth", "candidates", "centroids", "ef_search", "nprobe")
 
 
 def _positive(value: str) -> int:
@@ -30,10 +32,10 @@ def _positive(value: str) -> int:
 
 def cmd_encode(args: argparse.Namespace) -> None:
     from lsr.data import load_queries, resolve_dataset, write_vectors_jsonl
-    from lsr.encoders import SpladeEncoder
+    from lsr.encoders import load_encoder
     from lsr.pipeline import encode_corpus
 
-    encoder = SpladeEncoder(args.model, max_length=args.max_length, query_max_length=args.query_max_length)
+    encoder = load_encoder(_model(args), max_length=args.max_length, query_max_length=args.query_max_length)
     if args.corpus:
         ids, vectors = encode_corpus(args.corpus, encoder, batch_size=args.batch_size)
     else:
@@ -50,12 +52,27 @@ def cmd_index(args: argparse.Namespace) -> None:
     dense = {"kind": args.dense_kind, "clusters": args.dense_clusters, "hnsw_m": args.hnsw_m,
              "ef_construction": args.ef_construction, "ivf_lists": args.ivf_lists}
     _, summary = build_index(
-        args.out, corpus=args.corpus, model=args.model, vectors=args.vectors, quantization=args.quantization,
-        block_size=args.block_size, reorder=args.reorder, batch_size=args.batch_size, max_length=args.max_length,
-        dense_model=args.dense_model, dense_options={k: v for k, v in dense.items() if v is not None},
+        args.out, corpus=args.corpus, model=_model(args), vectors=args.vectors, quantization=args.quantization,
+        block_size=args.block_size, reorder=args.reorder, batch_size=args.batch_size,
+        encoder_options={"max_length": args.max_length}, dense_model=args.dense_model, dense_options={k: v for k, v in dense.items() if v is not None},
         approx=_approx_settings(args) if args.approx else False,
     )
     print(json.dumps(summary, indent=2))
+
+
+def _model(args: argparse.Namespace) -> str | None:
+    """--model, defaulting to the bundled SPLADE where text is encoded (an index of --vectors
+    records a query encoder only when one is named)."""
+    from lsr.encoders.models import DEFAULT_SPLADE
+
+    return args.model if args.model is not None or getattr(args, "vectors", None) else DEFAULT_SPLADE
+
+
+def _knobs(args: argparse.Namespace) -> dict:
+    """The knob flags given (each mode rejects the knobs it does not have, by name)."""
+    from lsr.retrieval.modes import all_knobs
+
+    return {name: getattr(args, name) for name in all_knobs() if getattr(args, name, None) is not None}
 
 
 def _approx_settings(args: argparse.Namespace) -> "ApproxSettings":
@@ -70,37 +87,38 @@ def _approx_settings(args: argparse.Namespace) -> "ApproxSettings":
 
 def cmd_tune(args: argparse.Namespace) -> None:
     from lsr.data import load_queries, resolve_dataset
-    from lsr.index import Index
+    from lsr.retrieval import Retriever
 
-    index = Index.load(args.index, mmap=False)
-    if index.approx is None or args.rebuild:
-        index.add_approx(_approx_settings(args))
+    retriever = Retriever.load(args.index, mmap=False)
+    if retriever.index.approx is None or args.rebuild:
+        retriever.index.add_approx(_approx_settings(args))
     queries = load_queries(resolve_dataset(args.queries))
-    point = index.tune(index.encode_queries([q.text for q in queries]), target_recall=args.target, k=args.k)
-    index.save(args.index)
-    print(json.dumps({"approx": index.manifest["approx"], "chosen": dataclasses.asdict(point)}, indent=2))
+    point = retriever.tune([q.text for q in queries], target_recall=args.target, k=args.k)
+    retriever.save(args.index)
+    print(json.dumps({"approx": retriever.manifest["approx"], "chosen": dataclasses.asdict(point)}, indent=2))
 
 
 def cmd_search(args: argparse.Namespace) -> None:
-    from lsr.data import load_queries, resolve_dataset
-    from lsr.index import Index
+    from lsr.data import SparseVectors, load_queries, resolve_dataset
+    from lsr.data.files import parse_object
+    from lsr.retrieval import Retriever
 
-    index = Index.load(args.index)
-    # Dense-mode options go on only when given: a sparse mode rejects them by name.
-    fusion = {name: getattr(args, name) for name in _FUSION_OPTIONS if getattr(args, name) is not None}
-    approx = {name: getattr(args, name) for name in ("query_cut", "heap_factor") if getattr(args, name) is not None}
-    knobs = {"mode": args.mode, "alpha": args.alpha, "beta": args.beta, **approx, **fusion}
-    if args.query is not None:
-        result = index.search(args.query, k=args.k, **knobs)
+    retriever = Retriever.load(args.index)
+    knobs = _knobs(args)
+    if args.query is not None or args.vector is not None:
+        query = args.query if args.query is not None else parse_object(args.vector, "--vector")
+        if isinstance(query, dict):
+            SparseVectors.from_dicts([query], source="--vector")  # weights checked, the line named
+        result = retriever.search(query, k=args.k, mode=args.mode, **knobs)
         if args.json:
             hits = [{"rank": r, "id": i, "score": s} for r, (i, s) in enumerate(zip(result.ids, result.scores), 1)]
-            print(json.dumps({"query": args.query, "hits": hits}, indent=2))
+            print(json.dumps({"query": query, "hits": hits}, indent=2))
         else:
             for r, (doc_id, score) in enumerate(zip(result.ids, result.scores), 1):
                 print(f"{r:>4}  {score:10.4f}  {doc_id}")
         return
     queries = load_queries(resolve_dataset(args.queries))
-    results = index.search_batch([q.text for q in queries], k=args.k, **knobs)
+    results = retriever.search_batch([q.text for q in queries], k=args.k, mode=args.mode, **knobs)
     lines = [
         f"{q.id} Q0 {doc_id} {r} {score:.6f} {args.tag}\n"
         for q, result in zip(queries, results)
@@ -114,9 +132,9 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> None:
-    from lsr.index import Index
+    from lsr.index import SparseIndex
 
-    info = Index.load(args.index, verify=args.verify).info()
+    info = SparseIndex.load(args.index, verify=args.verify).info()
     if args.json:
         print(json.dumps(info, indent=2))
         return
@@ -127,14 +145,16 @@ def cmd_info(args: argparse.Namespace) -> None:
 def cmd_quickstart(args: argparse.Namespace) -> None:
     from lsr.data import load_queries, resolve_dataset
     from lsr.pipeline import build_index
+    from lsr.retrieval import Retriever
 
     data = resolve_dataset(args.dataset)
-    out = Path(args.out or f"indexes/{Path(args.dataset).name}-{Path(args.model).name}")
-    print(f"collection {data}; model {args.model}; index -> {out}")
-    index, summary = build_index(out, corpus=data, model=args.model, batch_size=args.batch_size)
+    model = _model(args)
+    out = Path(args.out or f"indexes/{Path(args.dataset).name}-{Path(model).name}")
+    print(f"collection {data}; model {model}; index -> {out}")
+    index, summary = build_index(out, corpus=data, model=model, batch_size=args.batch_size, encoder_options={"max_length": args.max_length})
     print(json.dumps(summary, indent=2))
     queries = load_queries(data)[:QUICKSTART_QUERIES]
-    for q, result in zip(queries, index.search_batch([q.text for q in queries], k=args.k)):
+    for q, result in zip(queries, Retriever(index).search_batch([q.text for q in queries], k=args.k)):
         print(f"\nquery {q.id}: {q.text[:100]}")
         for r, (doc_id, score) in enumerate(zip(result.ids, result.scores), 1):
             print(f"{r:>4}  {score:8.3f}  {doc_id}")
@@ -145,7 +165,7 @@ def cmd_bench_encode(args: argparse.Namespace) -> None:
     from lsr.bench.encode import run_encode_benchmark
 
     result = run_encode_benchmark(
-        dataset=args.dataset, model=args.model, n_docs=args.n_docs, batch_size=args.batch_size,
+        dataset=args.dataset, model=_model(args), n_docs=args.n_docs, batch_size=args.batch_size,
         max_length=args.max_length, threads=args.threads, repeats=args.repeats, out_dir=args.out_dir,
     )
     print(json.dumps(result, indent=2))
@@ -176,9 +196,9 @@ def cmd_bench_synth(args: argparse.Namespace) -> None:
     from lsr.bench.data import real_data, vector_stats
     from lsr.bench.synth import synthesize
     from lsr.data import write_vectors_jsonl
-    from lsr.encoders import SpladeEncoder
+    from lsr.encoders import load_encoder
 
-    real = real_data(SpladeEncoder(args.model))
+    real = real_data(load_encoder(args.model))
     synth = synthesize(real.docs, args.n_docs, seed=args.seed)
     stats = {"real": vector_stats(real.docs), "synthetic": vector_stats(synth)}
     if args.out:
@@ -186,11 +206,22 @@ def cmd_bench_synth(args: argparse.Namespace) -> None:
     print(json.dumps(stats, indent=2))
 
 
+def add_mode_arguments(p: argparse.ArgumentParser, default: str = "exact") -> None:
+    """--mode and one flag per knob of the registry (each mode takes only its own)."""
+    from lsr.retrieval.modes import MODES, all_knobs
+
+    p.add_argument("--mode", choices=list(MODES), default=default,
+                   help="; ".join(f"{m.name}: {m.help}" for m in MODES.values()))
+    g = p.add_argument_group("mode knobs (each mode takes only its own)")
+    for knob in all_knobs().values():
+        modes = ", ".join(m.name for m in MODES.values() if knob in m.knobs)
+        kind = {"choices": list(knob.choices)} if knob.choices else {"type": int if knob.integer else float}
+        g.add_argument(f"--{knob.name.replace('_', '-')}", dest=knob.name, help=f"{modes}: {knob.help} (default {knob.default})", **kind)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from lsr.encoders import DEFAULT_SPLADE
-    from lsr.fusion.fuse import FUSIONS, NORMALIZATIONS
-    from lsr.index.dense import DENSE_MODES, KINDS as DENSE_KINDS
-    from lsr.index.index import MODES
+    from lsr.encoders.models import DEFAULT_SPLADE
+    from lsr.index.dense import KINDS as DENSE_KINDS
     from lsr.index.reorder import REORDERINGS
 
     parser = argparse.ArgumentParser(prog="lsr", description="Learned sparse retrieval: encode, index, search.")
@@ -204,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument("--summary-energy", type=float, help="fraction of a block summary's mass kept (default 0.4)")
 
     def model_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--model", default=DEFAULT_SPLADE, help="HF id, local folder, or 'splade-tiny' (bundled)")
+        p.add_argument("--model", help=f"'bm25', a SPLADE HF id or local folder, or 'splade-tiny' (bundled; the default: {DEFAULT_SPLADE}); "
+                       "with --vectors: the query encoder to record (none if omitted)")
         p.add_argument("--batch-size", type=_positive, default=32)
         p.add_argument("--max-length", type=_positive, default=256, help="document max tokens")
 
@@ -241,21 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", required=True)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--query", help="query text")
+    src.add_argument("--vector", help='query term weights as JSON: \'{"term": weight, ...}\'')
     src.add_argument("--queries", help="collection name, BEIR folder, queries.jsonl or qid<TAB>text file")
     p.add_argument("-k", type=_positive, default=10)
-    p.add_argument("--mode", choices=MODES + DENSE_MODES, default="exact", help="dense modes need an index built with --dense-model")
-    p.add_argument("--alpha", type=float, help="sparse modes: block-max pruning aggressiveness (default 1 = safe); "
-                   "hybrid/selective with --fusion linear: the dense weight (default 0.5)")
-    p.add_argument("--fusion", choices=FUSIONS, help="hybrid/selective: reciprocal rank fusion (default) or linear interpolation")
-    p.add_argument("--normalization", choices=NORMALIZATIONS, help="linear fusion: score normalization (default minmax)")
-    p.add_argument("--depth", type=_positive, help="hybrid/selective: candidates per side before fusing (default 100)")
-    p.add_argument("--candidates", type=_positive, help="selective: score the clusters of the sparse top N (default 10)")
-    p.add_argument("--centroids", type=int, help="selective: and the N clusters with the closest centroids (default 4)")
-    p.add_argument("--ef-search", type=_positive, help="dense kind hnsw: search beam width")
-    p.add_argument("--nprobe", type=_positive, help="dense kind ivf: lists probed")
-    p.add_argument("--beta", type=float, default=1.0, help="fraction of heaviest query terms kept (1 = all)")
-    p.add_argument("--query-cut", type=int, help="approx: walk the lists of this many heaviest query terms (default: tuned)")
-    p.add_argument("--heap-factor", type=float, help="approx: skip blocks whose summary scores below this x the k-th score")
+    add_mode_arguments(p)
     p.add_argument("--json", action="store_true", help="JSON output (single query)")
     p.add_argument("--run-out", help="TREC run file to write (batch); default stdout")
     p.add_argument("--tag", default="lsr", help="run tag in the TREC run")

@@ -1,4 +1,5 @@
-"""End-to-end steps shared by the CLI and the quickstart: corpus -> vectors -> index."""
+"""The one corpus -> index pipeline, for any encoder: the CLI, the quickstart and the
+evaluation harness all build through :func:`build_index`."""
 
 from __future__ import annotations
 
@@ -12,12 +13,15 @@ from typing import Any
 import numpy as np
 
 from lsr.data import SparseVectors, iter_corpus, read_vectors_jsonl, resolve_dataset
-from lsr.encoders import DEFAULT_SPLADE, SpladeEncoder
-from lsr.index import Index
+from lsr.encoders.base import Encoder
+from lsr.encoders.models import DEFAULT_SPLADE
+from lsr.encoders.registry import load_encoder
+from lsr.index import SparseIndex
 from lsr.index.approx import ApproxSettings
+from lsr.index.dense import add_dense
 
 
-def encode_corpus(corpus: str | os.PathLike, encoder: SpladeEncoder, *, batch_size: int | None = None, show_progress_bar: bool = True) -> tuple[list[str], SparseVectors]:
+def encode_corpus(corpus: str | os.PathLike, encoder: Encoder, *, batch_size: int | None = None, show_progress_bar: bool = True) -> tuple[list[str], SparseVectors]:
     """Ids and document vectors of a collection (a name, a folder or a corpus.jsonl).
 
     The whole corpus is validated before encoding starts, so a bad line fails fast.
@@ -36,11 +40,9 @@ def encode_dense_corpus(
     documents encoded with the same settings, and written to it otherwise: dense encoding is
     the slow step of a dense index, and evaluations rebuild indexes often.
     """
-    from lsr.encoders.dense import DenseEncoder
-
     docs = list(iter_corpus(resolve_dataset(corpus)))
     ids = [d.id for d in docs]
-    encoder = DenseEncoder(model)
+    encoder = load_encoder(model, dense=True)
     settings = {**encoder.settings(), "model": model}
     if cache is not None and Path(cache).is_file():
         with np.load(cache) as z:
@@ -56,7 +58,7 @@ def encode_dense_corpus(
 
 
 def add_dense_from_corpus(
-    index: Index,
+    index: SparseIndex,
     corpus: str | os.PathLike,
     model: str,
     *,
@@ -67,70 +69,71 @@ def add_dense_from_corpus(
 ) -> float:
     """Encode ``corpus`` with the dense ``model`` and give ``index`` a dense part (not saved);
     returns the seconds it took. ``options`` go to :meth:`lsr.index.dense.DenseIndex.build`."""
-    from lsr.index.dense import add_dense
-
     start = time.perf_counter()
     ids, vectors, settings = encode_dense_corpus(corpus, model, cache=cache, batch_size=batch_size, show_progress_bar=show_progress_bar)
     add_dense(index, vectors, ids, model=model, encoder_settings=settings, **(options or {}))
     return round(time.perf_counter() - start, 2)
 
 
-def _encoder_settings(encoder: SpladeEncoder) -> dict:
-    return {"max_length": encoder.max_length, "query_max_length": encoder.query_max_length, "top_k": encoder.top_k}
-
-
 def build_index(
-    out: str | os.PathLike,
+    out: str | os.PathLike | None,
     *,
     corpus: str | os.PathLike | None = None,
-    model: str = DEFAULT_SPLADE,
     vectors: str | os.PathLike | None = None,
+    model: str | None = DEFAULT_SPLADE,
+    encoder_options: Mapping[str, Any] | None = None,
     quantization: str = "u16",
     block_size: int = 32,
     reorder: str = "none",
     batch_size: int | None = None,
-    max_length: int = 256,
     show_progress_bar: bool = True,
     dense_model: str | None = None,
     dense_options: Mapping[str, Any] | None = None,
     dense_cache: str | os.PathLike | None = None,
     approx: bool | ApproxSettings = False,
-) -> tuple[Index, dict]:
-    """Encode ``corpus`` with ``model`` (or read precomputed ``vectors``) and save an index at ``out``.
+) -> tuple[SparseIndex, dict]:
+    """Encode ``corpus`` with ``model`` (any encoder :func:`load_encoder` knows: a SPLADE model,
+    ``bm25``...; ``encoder_options`` configure it), or read precomputed ``vectors``, and save
+    an index at ``out`` (not saved when None).
 
-    ``dense_model`` also encodes the corpus with that dense model and stores a faiss index
-    beside the sparse one (``dense_options`` go to :meth:`lsr.index.dense.DenseIndex.build`;
-    ``dense_cache`` see :func:`encode_dense_corpus`); ``approx`` builds the structure of
-    ``mode="approx"`` (see :meth:`Index.build`). Returns the index and a build summary
-    (documents, empty documents, timings).
+    With ``vectors``, ``model`` (None for none) is recorded as the query encoder, so that a
+    corpus encoded elsewhere can be searched by text. ``dense_model`` also encodes the corpus
+    with that dense model and stores a faiss index beside the sparse one (``dense_options`` go
+    to :meth:`lsr.index.dense.DenseIndex.build`; ``dense_cache`` see
+    :func:`encode_dense_corpus`); ``approx`` builds the structure of ``mode="approx"``.
+    Returns the index and a build summary (documents, empty documents, timings).
     """
     if dense_model is not None and corpus is None:
         raise ValueError("a dense part is encoded from the corpus: give corpus, not vectors")
     if (corpus is None) == (vectors is None):
         raise ValueError("give exactly one of corpus or vectors")
     t0 = time.perf_counter()
+    settings = dict(encoder_options or {})
     if vectors is not None:
         ids, vecs = read_vectors_jsonl(vectors)
-        model_name, settings = None, {}
     else:
-        encoder = SpladeEncoder(model, max_length=max_length)
+        if model is None:
+            raise ValueError("encoding a corpus needs a model")
+        encoder = load_encoder(model, **settings)
         ids, vecs = encode_corpus(corpus, encoder, batch_size=batch_size, show_progress_bar=show_progress_bar)
-        model_name, settings = model, _encoder_settings(encoder)
+        settings = encoder.settings()
     t1 = time.perf_counter()
-    index = Index.build(
-        vecs, ids, quantization=quantization, block_size=block_size, reorder=reorder, model=model_name,
+    index = SparseIndex.build(
+        vecs, ids, quantization=quantization, block_size=block_size, reorder=reorder, model=model,
         encoder_settings=settings, approx=approx,
     )
+    index.manifest["stats"]["encode_seconds"] = round(t1 - t0, 3)
     dense_seconds = None
     if dense_model is not None:
         dense_seconds = add_dense_from_corpus(
             index, corpus, dense_model, options=dense_options, cache=dense_cache, batch_size=batch_size, show_progress_bar=show_progress_bar
         )
-    path = index.save(Path(out))
+    if out is not None:
+        index.save(Path(out))
     t2 = time.perf_counter()
-    index.manifest["stats"]["encode_seconds"] = round(t1 - t0, 3)
     summary = {
-        "path": str(path),
+        "path": str(index.path) if index.path else None,
+        "model": model,
         **{k: index.manifest["stats"][k] for k in ("num_docs", "empty_docs", "num_postings", "vocab_size")},
         "encode_seconds": round(t1 - t0, 2),
         "docs_per_second": round(len(ids) / (t1 - t0), 1) if vectors is None and t1 > t0 else None,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from lsr.data import SparseVectors
-from lsr.index import Index
+from lsr.index import SparseIndex
 
 ADI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "adi"
 
@@ -34,7 +34,7 @@ ADI_INDEX = _WORKDIR / "adi"
 @functools.cache
 def tiny_index_dir() -> Path:
     vectors = SparseVectors.from_dicts(list(TINY_DOCS.values()))
-    return Index.build(vectors, list(TINY_DOCS)).save(_WORKDIR / "tiny")
+    return SparseIndex.build(vectors, list(TINY_DOCS)).save(_WORKDIR / "tiny")
 
 
 @functools.cache

@@ -9,15 +9,18 @@ from hypothesis import strategies as st
 
 from lsr.data import SparseVectors, load_queries
 from lsr.errors import DataError
-from lsr.index import Index
-from lsr.index.approx import KNOBS, ApproxSettings
+from lsr.index import SparseIndex
+from lsr.index.approx import ApproxSettings
+from lsr.index.modes import APPROX
+from lsr.retrieval import Retriever
 
 VOCAB = [f"t{i}" for i in range(12)]
-NO_PRUNING = {"query_cut": int(KNOBS["query_cut"][1]), "heap_factor": 0.0}
+QUERY_CUT, HEAP_FACTOR = APPROX.knobs
+NO_PRUNING = {"query_cut": int(QUERY_CUT.hi), "heap_factor": 0.0}
 UNPRUNED = ApproxSettings(n_postings=None, centroid_fraction=0.3)
 
 
-def random_index(n_docs: int, n_terms: int, seed: int, approx: ApproxSettings | bool = True, topics: int = 20) -> tuple[Index, list[dict]]:
+def random_index(n_docs: int, n_terms: int, seed: int, approx: ApproxSettings | bool = True, topics: int = 20) -> tuple[Retriever, list[dict]]:
     """Documents drawn around a few topics (so clustering has structure), and queries like them."""
     rng = np.random.default_rng(seed)
     vocab = [f"w{i}" for i in range(n_terms)]
@@ -29,40 +32,49 @@ def random_index(n_docs: int, n_terms: int, seed: int, approx: ApproxSettings | 
         return {vocab[t]: float(rng.gamma(1.0)) for t in terms}
 
     rows = [row(int(rng.integers(5, 40))) for _ in range(n_docs)]
-    index = Index.build(SparseVectors.from_dicts(rows, vocab), [f"d{i}" for i in range(n_docs)], quantization="u8", approx=approx)
+    index = Retriever.build(SparseVectors.from_dicts(rows, vocab), [f"d{i}" for i in range(n_docs)], quantization="u8", approx=approx)
     return index, [row(12) for _ in range(400)]
 
 
 @pytest.fixture(scope="module")
-def small() -> tuple[Index, list[dict]]:
+def small() -> tuple[Retriever, list[dict]]:
     return random_index(3000, 400, seed=3, approx=ApproxSettings(n_postings=60, centroid_fraction=0.1))
 
 
 @pytest.mark.parametrize(
     "knobs, message",
     [
-        ({"query_cut": 0}, "query_cut must be a number in"),
-        ({"query_cut": 2.5}, "query_cut must be a whole number"),
-        ({"query_cut": 10**6}, "query_cut must be a number in"),
-        ({"heap_factor": -0.1}, "heap_factor must be a number in"),
-        ({"heap_factor": 1.5}, "heap_factor must be a number in"),
-        ({"heap_factor": float("nan")}, "heap_factor must be a number in"),
-        ({"heap_factor": True}, "heap_factor must be a number in"),
+        ({"query_cut": 0}, r"query_cut must be in \[1, 65536\], got 0"),
+        ({"query_cut": 2.5}, r"query_cut must be a whole number in \[1, 65536\]"),
+        ({"query_cut": 10**6}, r"query_cut must be in \[1, 65536\]"),
+        ({"heap_factor": -0.1}, r"heap_factor must be in \[0, 1\], got -0.1"),
+        ({"heap_factor": 1.5}, r"heap_factor must be in \[0, 1\], got 1.5"),
+        ({"heap_factor": float("nan")}, r"heap_factor must be a number in \[0, 1\]"),
+        ({"heap_factor": True}, r"heap_factor must be a number in \[0, 1\]"),
+        ({"alpha": 0.5}, "mode 'approx' has no knob 'alpha' \\(its knobs: query_cut, heap_factor\\)"),
     ],
 )
 def test_knobs_outside_their_range_are_clear_errors(small, knobs, message):
     index, queries = small
     with pytest.raises(ValueError, match=message):
         index.search(queries[0], 10, mode="approx", **knobs)
+    with pytest.raises(ValueError, match=message):  # the numeric layer checks them the same way
+        index.index.search(index.encode_queries(queries[:1]), 10, mode="approx", **knobs)
 
 
 def test_bad_modes_and_settings_are_clear_errors(small):
     index, queries = small
-    with pytest.raises(ValueError, match="apply to mode='approx'"):
+    with pytest.raises(ValueError, match="mode 'exact' has no knob 'heap_factor'"):
         index.search(queries[0], 10, mode="exact", heap_factor=0.5)
+    with pytest.raises(ValueError, match="mode 'exhaustive' has no knob 'query_cut'"):
+        index.search(queries[0], 10, mode="exhaustive", query_cut=5)
     plain, _ = random_index(50, 30, seed=1, approx=False)
-    with pytest.raises(DataError, match="no approximate-search structure"):
+    with pytest.raises(DataError, match="mode 'approx' needs the approx part.*lsr index --approx"):
         plain.search({"w1": 1.0}, 10, mode="approx")
+    with pytest.raises(DataError, match="no approximate-search structure"):
+        plain.index.search(plain.encode_queries([{"w1": 1.0}]), 10, mode="approx")
+    with pytest.raises(DataError, match="no approximate-search structure"):
+        plain.tune([{"w1": 1.0}], target_recall=0.9)
     for bad in ({"n_postings": 0}, {"centroid_fraction": 0.0}, {"summary_energy": 1.2}, {"max_fraction": 0.5}, {"doc_cut": 0}):
         with pytest.raises(ValueError, match=f"approx setting {next(iter(bad))} must be"):
             ApproxSettings(**bad)
@@ -83,33 +95,49 @@ small_weights = st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.0, 3.0])
 def test_no_pruning_knobs_return_the_exhaustive_top_k_with_ties(rows, query, k, centroid_fraction):
     """Few distinct weights make many exact ties: ids, order and scores must all match."""
     vecs = SparseVectors.from_dicts(rows, VOCAB)
-    index = Index.build(vecs, [f"d{i}" for i in range(len(rows))], approx=ApproxSettings(n_postings=None, centroid_fraction=centroid_fraction))
+    index = Retriever.build(vecs, [f"d{i}" for i in range(len(rows))], approx=ApproxSettings(n_postings=None, centroid_fraction=centroid_fraction))
     expected = index.search(query, k, mode="exhaustive")
     assert index.search(query, k, mode="approx", **NO_PRUNING) == expected
     assert index.search_batch([query, {}], k, mode="approx", **NO_PRUNING)[0] == expected
 
 
 def test_no_pruning_knobs_return_the_exhaustive_top_k_on_adi(adi, adi_index):
-    index = Index.load(adi_index)
-    index.add_approx(UNPRUNED)
+    index = Retriever.load(adi_index)
+    index.index.add_approx(UNPRUNED)
     texts = [q.text for q in load_queries(adi)]
     for k in (1, 10, 100):
         assert index.search_batch(texts, k, mode="approx", **NO_PRUNING) == index.search_batch(texts, k, mode="exhaustive")
     assert index.search(texts[0], 10, mode="approx", **NO_PRUNING) == index.search(texts[0], 10, mode="exhaustive")
 
 
+def recall_at_k(found, truth) -> float:
+    """Mean recall of ``found`` against the exhaustive top-k ``truth`` (queries with hits only)."""
+    return float(np.mean([len(set(f.ids) & set(t.ids)) / len(t.ids) for f, t in zip(found, truth) if t.ids]))
+
+
 def test_pruning_knobs_trade_recall_for_work(small):
     index, queries = small
-    q = index.encode_queries(queries[:100])
-    loose = index.approx_work(q, 10, query_cut=65536, heap_factor=0.0)
-    tight = index.approx_work(q, 10, query_cut=3, heap_factor=1.0)
+    texts = queries[:100]
+    q = index.encode_queries(texts)
+    truth = index.search_batch(texts, 10, mode="exhaustive")
+    full = [dict(zip(e.ids, e.scores)) for e in index.search_batch(texts, 3000, mode="exhaustive")]
+    # from no pruning to very tight: work falls and recall@10 against the exhaustive top-10 with it
+    ladder = [(65536, 0.0), (10, 0.8), (5, 0.9), (3, 1.0), (1, 1.0)]
+    work, recall = [], []
+    for cut, hf in ladder:
+        work.append(index.index.approx_work(q, 10, query_cut=cut, heap_factor=hf))
+        found = index.search_batch(texts, 10, mode="approx", query_cut=cut, heap_factor=hf)
+        recall.append(recall_at_k(found, truth))
+        # the scores returned are true scores even when the set is approximate, ranked by them
+        for r, exact in zip(found, full):
+            assert r.scores == [exact[d] for d in r.ids] and r.scores == sorted(r.scores, reverse=True)
+    loose, tight = work[0], work[3]
     assert tight["docs_scored"] < loose["docs_scored"] and tight["blocks_skipped"] > 0 == loose["blocks_skipped"]
-    # the scores returned are true scores even when the set is approximate
-    exact = {d: s for r in index.search_batch(queries[:100], 3000, mode="exhaustive") for d, s in zip(r.ids, r.scores)}
-    for r, e in zip(index.search_batch(queries[:100], 10, mode="approx", query_cut=3, heap_factor=1.0),
-                    index.search_batch(queries[:100], 3000, mode="exhaustive")):
-        assert r.scores == [dict(zip(e.ids, e.scores))[d] for d in r.ids]
-    assert exact
+    assert all(a["docs_scored"] >= b["docs_scored"] and a["doc_entries"] >= b["doc_entries"] for a, b in zip(work, work[1:]))
+    assert all(a >= b for a, b in zip(recall, recall[1:])), recall
+    assert recall[0] >= 0.99  # no search-time pruning: only the build's pruning of the lists costs anything
+    assert 0.8 <= recall[3] < recall[0], recall  # query_cut=3, heap_factor=1: cheaper, and it shows
+    assert recall[-1] < recall[3]  # one list only: much cheaper still, and worse
 
 
 def test_saved_index_answers_both_modes_and_keeps_tuned_knobs(tmp_path, small):
@@ -117,12 +145,12 @@ def test_saved_index_answers_both_modes_and_keeps_tuned_knobs(tmp_path, small):
     q = index.encode_queries(queries[:40])
     tuned = index.tune(q, target_recall=0.9)
     index.save(tmp_path / "ix")
-    loaded = Index.load(tmp_path / "ix", verify=True)
-    assert loaded.approx_knobs() == tuned.knobs()
+    loaded = Retriever.load(tmp_path / "ix", verify=True)
+    assert loaded.index.approx_knobs() == tuned.knobs()
     for mode in ("exact", "approx"):
         assert loaded.search_batch(queries[:40], 10, mode=mode) == index.search_batch(queries[:40], 10, mode=mode)
     assert loaded.info()["approx"]["tuned"]["knobs"] == tuned.knobs()
-    loaded.add_approx(ApproxSettings(n_postings=30))  # a rebuild drops knobs tuned on the old structure
+    loaded.index.add_approx(ApproxSettings(n_postings=30))  # a rebuild drops knobs tuned on the old structure
     assert "tuned" not in loaded.manifest["approx"]
 
 
@@ -153,7 +181,7 @@ def test_cli_tune_then_search_both_modes(adi, adi_index, tmp_path):
     approx = json.loads(run_cli("search", *query, "--mode", "approx", "--query-cut", "65536", "--heap-factor", "0").stdout)
     assert approx == json.loads(run_cli("search", *query, "--mode", "exhaustive").stdout)
     bad = run_cli("search", *query, "--mode", "approx", "--heap-factor", "2", check=False)
-    assert bad.returncode == 2 and "heap_factor must be a number in [0, 1]" in bad.stderr
+    assert bad.returncode == 2 and "heap_factor must be in [0, 1], got 2" in bad.stderr
 
 
 def test_service_approx_mode_with_knobs(small):

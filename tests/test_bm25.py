@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 from lsr.encoders import BM25Encoder, LuceneEnglishAnalyzer, load_encoder
-from lsr.encoders.bm25 import LUCENE_ENGLISH_STOPWORDS, build_bm25_index, byte_to_length, length_to_byte
+from lsr.encoders.bm25 import LUCENE_ENGLISH_STOPWORDS, byte_to_length, length_to_byte
 from lsr.encoders.porter import porter_stem
-from lsr.index import Index
+from lsr.index import SparseIndex
+from lsr.pipeline import build_index
+from lsr.retrieval import Retriever
 
 from conftest import shared_dataset
 
@@ -110,14 +112,14 @@ def test_scores_equal_direct_formula(norms):
     enc = BM25Encoder(k1=1.2, b=0.75, norms=norms)
     vecs = enc.encode_documents(texts)
     ids = [f"d{i}" for i in range(len(texts))]
-    index = Index.build(vecs, ids, model="bm25", encoder_settings=enc.settings())
+    index = Retriever.build(vecs, ids, model="bm25", encoder_settings=enc.settings())  # the encoder is loaded from what is recorded
     analyzer = LuceneEnglishAnalyzer()
     docs_terms = [analyzer(t) for t in texts]
     for query in ["apple plum plum", "berry", "mango olive peach grape"]:
         expected = _direct_bm25(docs_terms, analyzer(query), 1.2, 0.75, exact_norms=norms == "exact")
         got = index.search(query, k=len(ids))
         got_scores = dict(zip(got.ids, got.scores))
-        tolerance = 4 * len(set(analyzer(query))) * index.scale + 1e-5  # u16 quantization of each impact
+        tolerance = 4 * len(set(analyzer(query))) * index.index.scale + 1e-5  # u16 quantization of each impact
         for i, doc in enumerate(ids):
             assert abs(got_scores.get(doc, 0.0) - expected[i]) <= tolerance
         order = [ids[i] for i in np.argsort(-np.asarray(expected), kind="stable") if expected[i] > 0]
@@ -139,9 +141,9 @@ def test_saved_bm25_index_answers_text_queries(tmp_path: Path):
     corpus = tmp_path / "corpus.jsonl"
     docs = [("a", "Cats", "The cats are sleeping on the sofa."), ("b", "", "Dogs bark at cats."), ("c", "Birds", "Birds sing.")]
     corpus.write_text("".join(json.dumps({"_id": i, "title": t, "text": x}) + "\n" for i, t, x in docs))
-    _, summary = build_bm25_index(tmp_path / "idx", corpus)
-    assert summary["num_docs"] == 3
-    index = Index.load(tmp_path / "idx")
+    built, summary = build_index(tmp_path / "idx", corpus=corpus, model="bm25")
+    assert isinstance(built, SparseIndex) and summary["num_docs"] == 3 and summary["model"] == "bm25"
+    index = Retriever.load(tmp_path / "idx")
     assert index.manifest["model"] == "bm25"
     assert index.manifest["encoder"]["analyzer"]["stemmer"] == "porter"
     hits = index.search("sleeping cat", k=3)
@@ -155,17 +157,24 @@ def test_saved_bm25_index_answers_text_queries(tmp_path: Path):
 def test_load_encoder():
     enc = load_encoder("bm25", vocab=["cat", "dog"], k1=1.0, b=0.5, doc_count=10, analyzer={"name": "lucene-english", "stemmer": "none"})
     assert (enc.k1, enc.b, enc.analyzer.stemmer) == (1.0, 0.5, "none")
-    with pytest.raises(ValueError, match="vocab"):
-        load_encoder("bm25")
+    assert enc.encode_queries(["dog and cats dog"]).to_dict(0) == {"dog": 2.0}  # over the vocab given (no stemming: "cats" unknown)
+    # without a vocabulary it is a document encoder: it fixes its vocabulary from the corpus...
+    docs = load_encoder("bm25", k1=1.0, b=0.5)
+    with pytest.raises(ValueError, match="needs the index vocabulary"):
+        docs.encode_queries(["cat"])  # ...and, before that, cannot encode queries (they would match nothing)
+    vecs = docs.encode_documents(["the cat sat", "a dog barked"])
+    assert docs.vocab == list(vecs.vocab) and set(docs.vocab) == {"cat", "sat", "dog", "bark"}
+    assert docs.encode_queries(["cats"]).to_dict(0) == {"cat": 1.0}
 
 
 def test_scifact_bm25_matches_pyserini_published(tmp_path: Path):
     """Our BM25 on SciFact vs pyserini's published BEIR flat BM25 (nDCG@10 0.6789)."""
     root = shared_dataset("scifact")
-    from lsr.data.qrels import load_collection
+    from lsr.data import load_collection
     from lsr.evaluation.metrics import evaluate
 
-    index, _ = build_bm25_index(None, root)
+    built, _ = build_index(None, corpus=root, model="bm25", show_progress_bar=False)
+    index = Retriever(built)
     c = load_collection(root)
     results = index.search_batch([q.text for q in c.queries], k=100)
     run = {q.id: dict(zip(r.ids, r.scores)) for q, r in zip(c.queries, results)}

@@ -6,7 +6,7 @@ import json
 
 from conftest import run_cli
 
-from lsr.index import Index
+from lsr.retrieval import Retriever
 
 
 def test_index_search_info(adi_index, tmp_path):
@@ -34,7 +34,7 @@ def test_search_finds_relevant_documents(adi_index, adi):
         if int(rel) > 0:
             qrels.setdefault(qid, set()).add(did)
     queries = [json.loads(line) for line in (adi / "queries.jsonl").read_text().splitlines() if line.strip()]
-    index = Index.load(adi_index)
+    index = Retriever.load(adi_index)
     results = index.search_batch([q["text"] for q in queries], k=10)
     judged = [(q["_id"], r) for q, r in zip(queries, results) if q["_id"] in qrels]
     hit_rate = sum(bool(qrels[qid] & set(r.ids)) for qid, r in judged) / len(judged)
@@ -48,8 +48,8 @@ def test_encode_then_index_from_vectors_gives_the_same_results(adi_index, adi, t
     assert set(first) == {"id", "vector"} and all(isinstance(w, float) for w in first["vector"].values())
     run_cli("index", "--vectors", str(vectors), "--out", str(tmp_path / "from_vectors"))
     query = {"library": 1.0, "computer": 0.5}
-    a = Index.load(adi_index).search(query, 10)
-    b = Index.load(tmp_path / "from_vectors").search(query, 10)
+    a = Retriever.load(adi_index).search(query, 10)
+    b = Retriever.load(tmp_path / "from_vectors").search(query, 10)
     assert a.ids == b.ids
 
     qvecs = tmp_path / "queries.jsonl"
@@ -89,3 +89,92 @@ def test_cli_errors(tmp_path, adi_index):
     (newer / "manifest.json").write_text(json.dumps({**manifest, "format_version": 2, "files": {}}))
     proc = run_cli("info", "--index", str(newer), check=False)
     assert proc.returncode == 2 and "newer than this lsr reads" in proc.stderr
+
+
+def _ranked_run(path) -> dict[str, list[str]]:
+    """Document ids of each query of a TREC run file, in rank order."""
+    ranked: dict[str, list[tuple[int, str]]] = {}
+    for line in path.read_text().splitlines():
+        qid, _, doc_id, rank, _, _ = line.split()
+        ranked.setdefault(qid, []).append((int(rank), doc_id))
+    return {qid: [d for _, d in sorted(hits)] for qid, hits in ranked.items()}
+
+
+def test_bm25_index_search_matches_lsr_evaluate(adi, tmp_path):
+    """`lsr index --model bm25` then `lsr search` ranks a query as `lsr evaluate --model bm25` does."""
+    summary = json.loads(run_cli("index", "--corpus", "adi", "--model", "bm25", "--out", str(tmp_path / "bm25")).stdout)
+    assert summary["num_docs"] == 82 and summary["model"] == "bm25"
+    info = json.loads(run_cli("info", "--index", str(tmp_path / "bm25"), "--json").stdout)
+    assert info["model"] == "bm25" and info["encoder"]["analyzer"]["stemmer"] == "porter"
+
+    report = json.loads(run_cli("evaluate", "--dataset", "adi", "--model", "bm25", "-k", "10", "--no-efficiency", "--json",
+                                "--cache-dir", str(tmp_path / "cache"), "--runs-dir", str(tmp_path / "runs")).stdout)
+    assert report["metrics"]["nDCG@10"] > 0
+    evaluated = _ranked_run(tmp_path / "runs" / "adi" / "bm25.trec")
+    queries = [json.loads(line) for line in (adi / "queries.jsonl").read_text().splitlines() if line.strip()]
+    for q in queries[:3]:
+        out = json.loads(run_cli("search", "--index", str(tmp_path / "bm25"), "--query", q["text"], "-k", "10", "--json").stdout)
+        ids = [h["id"] for h in out["hits"]]
+        assert ids and ids == evaluated[q["_id"]], q["_id"]
+    # every query, as a batch through the CLI, against the Python evaluation harness
+    from lsr.data import load_collection
+    from lsr.evaluation.harness import SystemSpec, evaluate_system
+
+    run_cli("search", "--index", str(tmp_path / "bm25"), "--queries", "adi", "-k", "10", "--run-out", str(tmp_path / "cli.trec"))
+    evaluate_system(SystemSpec(name="bm25-py", model="bm25"), load_collection("adi"), k=10, cache_dir=tmp_path / "cache",
+                    runs_dir=tmp_path / "runs", efficiency=False, log=lambda _: None)
+    harness = _ranked_run(tmp_path / "runs" / "adi" / "bm25-py.trec")
+    assert _ranked_run(tmp_path / "cli.trec") == harness == evaluated and len(harness) == 35
+
+
+def test_index_from_vectors_records_the_model_it_is_given(adi_index, adi, tmp_path):
+    vectors = tmp_path / "vectors.jsonl"
+    run_cli("encode", "--corpus", str(adi), "--out", str(vectors))
+    with_model, without = tmp_path / "with_model", tmp_path / "without"
+    summary = json.loads(run_cli("index", "--vectors", str(vectors), "--model", "splade-tiny", "--out", str(with_model)).stdout)
+    assert summary["model"] == "splade-tiny"
+    assert json.loads(run_cli("info", "--index", str(with_model), "--json").stdout)["model"] == "splade-tiny"
+    assert Retriever.load(with_model).model == "splade-tiny"
+
+    text = ["--query", "automatic indexing of documents", "-k", "10", "--json"]
+    searched = json.loads(run_cli("search", "--index", str(with_model), *text).stdout)["hits"]
+    reference = json.loads(run_cli("search", "--index", str(adi_index), *text).stdout)["hits"]
+    assert len(searched) == 10 and [h["id"] for h in searched] == [h["id"] for h in reference]
+    for a, b in zip(searched, reference):  # the vectors file rounds weights to 5 decimals
+        assert abs(a["score"] - b["score"]) <= 1e-3 * b["score"]
+
+    run_cli("index", "--vectors", str(vectors), "--out", str(without))
+    assert json.loads(run_cli("info", "--index", str(without), "--json").stdout)["model"] is None
+    proc = run_cli("search", "--index", str(without), *text, check=False)
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lsr: error: this index records no query encoder") and "--model" in lines[0]
+    vector = {"library": 1.0, "computer": 0.5}
+    out = json.loads(run_cli("search", "--index", str(without), "--vector", json.dumps(vector), "-k", "5", "--json").stdout)
+    expected = Retriever.load(adi_index).search(vector, 5)
+    assert out["query"] == vector and [h["id"] for h in out["hits"]] == expected.ids and len(expected.ids) == 5
+    bad = run_cli("search", "--index", str(without), "--vector", "[1, 2]", check=False)
+    assert bad.returncode == 2 and bad.stderr.startswith("lsr: error: --vector") and "JSON object" in bad.stderr
+
+
+def test_evaluate_approx_and_exhaustive_modes(adi, tmp_path):
+    """`lsr evaluate --mode` takes the sparse registry modes: exhaustive scores as exact does;
+    approx builds (and caches) its structure and reports its recall against exact search."""
+    reports = {}
+    for mode in ("exact", "exhaustive", "approx"):
+        out = tmp_path / f"{mode}.json"
+        proc = run_cli("evaluate", "--dataset", "adi", "--model", "splade-tiny", "--mode", mode, "--no-efficiency",
+                       "--cache-dir", str(tmp_path / "cache"), "--runs-dir", str(tmp_path / "runs" / mode), "--output", str(out))
+        assert proc.returncode == 0
+        for metric in ("nDCG@10", "R@100"):
+            assert any(line.strip().startswith(f"{metric}: ") for line in proc.stdout.splitlines()), proc.stdout
+        reports[mode] = json.loads(out.read_text())
+        assert reports[mode]["system"]["mode"] == mode
+        assert (tmp_path / "runs" / mode / "adi" / "splade-tiny.trec").is_file()
+    exact, exhaustive, approx = reports["exact"], reports["exhaustive"], reports["approx"]
+    assert set(exact["metrics"]) == set(exhaustive["metrics"]) and 0 < exact["metrics"]["nDCG@10"] <= 1
+    assert exhaustive["metrics"] == exact["metrics"]
+    assert exhaustive["efficiency"]["recall_vs_exact"] == 1.0
+    assert (tmp_path / "cache" / "adi" / "splade-tiny+approx" / "manifest.json").is_file()
+    assert 0.9 <= approx["efficiency"]["recall_vs_exact"] <= 1.0
+    assert all(0 <= v <= 1 for v in approx["metrics"].values()) and set(approx["metrics"]) == set(exact["metrics"])

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from lsr.data import SparseVectors, load_corpus, load_queries, read_vectors_jsonl, resolve_dataset, write_vectors_jsonl
+from lsr.data.beir import find_shared
 from lsr.errors import DataError
 
 
@@ -25,8 +28,8 @@ def test_corpus_loads_title_and_text(tmp_path):
         json.dumps({"_id": "e", "title": "", "text": "   "}),
     ])
     docs = load_corpus(tmp_path)
-    assert [d.id for d in docs] == ["a", "7", "e"]
-    assert docs[0].contents == "T body" and docs[1].contents == "no title"
+    assert [(d.id, d.title, d.text, d.contents) for d in docs] == [
+        ("a", "T", "body", "T body"), ("7", "", "no title", "no title"), ("e", "", "   ", "   ")]  # empty documents are kept
     assert load_corpus(f) == docs
 
 
@@ -39,20 +42,30 @@ def test_corpus_loads_title_and_text(tmp_path):
         ('{"_id": "a", "text": "again"}', "corpus.jsonl:2: duplicate document id 'a' (first on line 1)"),
         ('["not", "an", "object"]', "corpus.jsonl:2: expected a JSON object"),
         ('{"_id": "b", "text": 3}', "corpus.jsonl:2: 'title' and 'text' must be strings"),
-        ('{"_id": "b\\tc", "text": "x"}', "contains a tab or newline"),
+        ('{"_id": "b\\tc", "text": "x"}', "corpus.jsonl:2: id 'b\\tc' contains a tab or newline"),
     ],
 )
 def test_corpus_errors_name_file_and_line(tmp_path, bad_line, message):
     write_lines(tmp_path / "corpus.jsonl", ['{"_id": "a", "text": "ok"}', bad_line])
-    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(DataError, match=re.escape(message)):
         load_corpus(tmp_path)
 
 
 def test_queries_jsonl_and_tsv(tmp_path):
     write_lines(tmp_path / "queries.jsonl", [json.dumps({"_id": "q1", "text": "hello"})])
     assert [(q.id, q.text) for q in load_queries(tmp_path)] == [("q1", "hello")]
-    tsv = write_lines(tmp_path / "q.tsv", ["1\tfirst query", "2\tsecond"])
-    assert [q.id for q in load_queries(tsv)] == ["1", "2"]
+    tsv = write_lines(tmp_path / "q.tsv", ["1\tfirst query", "2\tsecond\twith a tab"])
+    expected = [("1", "first query"), ("2", "second\twith a tab")]  # only the first tab separates
+    assert [(q.id, q.text) for q in load_queries(tsv)] == expected
+    with gzip.open(tmp_path / "q.tsv.gz", "wt") as f:
+        f.write(tsv.read_text())
+    with gzip.open(tmp_path / "q.jsonl.gz", "wt") as f:
+        f.write("".join(json.dumps({"_id": i, "text": t}) + "\n" for i, t in expected))
+    for gz in ("q.tsv.gz", "q.jsonl.gz"):
+        assert [(q.id, q.text) for q in load_queries(tmp_path / gz)] == expected, gz
+    write_lines(tmp_path / "queries.jsonl", [json.dumps({"_id": "q1", "text": 3})])
+    with pytest.raises(DataError, match="queries.jsonl:1: query 'text' must be a string"):
+        load_queries(tmp_path)
     write_lines(tsv, ["1\tfirst", "1\tagain"])
     with pytest.raises(DataError, match="q.tsv:2: duplicate query id '1'"):
         load_queries(tsv)
@@ -64,8 +77,10 @@ def test_queries_jsonl_and_tsv(tmp_path):
 def test_resolve_dataset_explicit_path_then_shared(tmp_path, monkeypatch):
     assert resolve_dataset(tmp_path) == tmp_path
     (tmp_path / "mini").mkdir()
+    (tmp_path / "file").write_text("")
     monkeypatch.setenv("LSR_DATA_DIR", str(tmp_path))
-    assert resolve_dataset("mini") == tmp_path / "mini"
+    assert resolve_dataset("mini") == find_shared("mini") == tmp_path.resolve() / "mini"
+    assert find_shared("file") is None and find_shared("absent") is None  # folders only
     with pytest.raises(DataError, match="not found"):
         resolve_dataset("no-such-collection-anywhere")
 
@@ -75,10 +90,25 @@ def test_vectors_roundtrip(tmp_path):
     assert vecs.vocab == ["b", "a", "c"]
     assert vecs.to_dicts() == [{"b": 1.5, "a": 0.25}, {}, {"c": 2.0}]
     write_vectors_jsonl(tmp_path / "v.jsonl", ["d1", "d2", "d3"], vecs)
+    assert [json.loads(line) for line in (tmp_path / "v.jsonl").read_text().splitlines()] == [
+        {"id": "d1", "vector": {"b": 1.5, "a": 0.25}}, {"id": "d2", "vector": {}}, {"id": "d3", "vector": {"c": 2.0}}]
     ids, back = read_vectors_jsonl(tmp_path / "v.jsonl")
     assert ids == ["d1", "d2", "d3"]
     assert back.to_dicts() == vecs.to_dicts()
-    assert np.array_equal(back.take([2, 0]).indptr, [0, 1, 3])
+    taken = back.take([2, 0])
+    assert np.array_equal(taken.indptr, [0, 1, 3]) and taken.to_dicts() == [{"c": 2.0}, {"b": 1.5, "a": 0.25}]
+
+
+def test_vectors_concat():
+    vocab = ["a", "b", "c"]
+    first = SparseVectors.from_dicts([{"a": 1.0}, {"b": 2.0, "c": 3.0}], vocab)
+    second = SparseVectors.from_dicts([{}, {"c": 4.0}], vocab)
+    both = SparseVectors.concat([first, second])
+    assert both.indptr.tolist() == [0, 1, 3, 3, 4] and both.indices.tolist() == [0, 1, 2, 2]
+    assert (both.indptr.dtype, both.indices.dtype, both.values.dtype) == (np.int64, np.int32, np.float32)
+    assert both.to_dicts() == first.to_dicts() + second.to_dicts()
+    with pytest.raises(ValueError, match="nothing to concatenate"):
+        SparseVectors.concat([])
 
 
 @pytest.mark.parametrize(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from lsr.data.qrels import Qrels, read_run, write_qrels, write_run
-from lsr.errors import DataError, LsrError
+from lsr.data import Qrels, read_run, write_qrels, write_run
+from lsr.errors import DataError
 from lsr.cli import main as lsr_main
 from lsr.evaluation.metrics import evaluate, parse_metric, recall_against, trec_eval_order
 
@@ -143,9 +144,66 @@ def test_cli_bm25_end_to_end(adi: Path, dirs, tmp_path: Path, capsys):
     assert json.loads(out.read_text())["metrics"] == report["metrics"]
 
 
+def test_cli_approx_and_exhaustive_modes(adi: Path, dirs, tmp_path: Path, capsys):
+    """Every sparse mode evaluates; the non-exact ones also report their recall against exact search."""
+    reports = {}
+    for mode in ("exact", "exhaustive", "approx"):
+        out = tmp_path / f"{mode}.json"
+        assert lsr_main(["evaluate", "--dataset", str(adi), "--model", "bm25", "--mode", mode, "--name", f"bm25-{mode}",
+                         "--output", str(out), *dirs]) == 0
+        printed = capsys.readouterr().out
+        assert "nDCG@10" in printed and "recall_vs_exact" in printed
+        reports[mode] = json.loads(out.read_text())
+    for mode, report in reports.items():
+        assert set(report["metrics"]) == {"nDCG@10", "RR@10", "R@100", "R@1000", "Judged@10"}, mode
+        assert report["system"]["mode"] == mode and report["evaluation"]["num_queries"] == 35
+        assert report["efficiency"]["latency_ms_p50"] > 0 and report["efficiency"]["qps"] > 0
+    assert reports["exact"]["efficiency"]["recall_vs_exact"] == 1.0
+    # exhaustive scoring is the reference exact search equals: same run, same metrics
+    assert reports["exhaustive"]["efficiency"]["recall_vs_exact"] == 1.0
+    assert reports["exhaustive"]["efficiency"]["recall_vs_exact_k"] == 10
+    assert reports["exhaustive"]["metrics"] == reports["exact"]["metrics"]
+    runs = tmp_path / "runs" / "adi"
+    assert read_run(runs / "bm25-exhaustive.trec") == read_run(runs / "bm25-exact.trec")
+    # approx: its own index with the approx structure, cached as <name>+approx
+    approx = reports["approx"]
+    assert 0.5 < approx["efficiency"]["recall_vs_exact"] <= 1.0 and approx["efficiency"]["recall_vs_exact_k"] == 10
+    assert approx["metrics"]["nDCG@10"] > 0.3
+    assert Path(approx["system"]["index"]["path"]).name == "bm25-approx+approx"
+    assert (tmp_path / "cache" / "adi" / "bm25-approx+approx" / "manifest.json").is_file()
+    assert not (tmp_path / "cache" / "adi" / "bm25-exact+approx").exists()
+    # knobs reach the search, and are checked against the mode's
+    out = tmp_path / "knobs.json"
+    assert lsr_main(["evaluate", "--dataset", str(adi), "--model", "bm25", "--mode", "approx", "--name", "bm25-approx",
+                     "--knob", "query_cut=1", "--knob", "heap_factor=1", "--no-efficiency", "--output", str(out), *dirs]) == 0
+    narrow = json.loads(out.read_text())
+    assert narrow["system"]["knobs"] == {"query_cut": 1, "heap_factor": 1}
+    assert narrow["efficiency"]["recall_vs_exact"] < approx["efficiency"]["recall_vs_exact"]
+    capsys.readouterr()
+    assert lsr_main(["evaluate", "--dataset", str(adi), "--model", "bm25", "--mode", "approx", "--name", "bm25-approx",
+                     "--knob", "heap_factor=2", *dirs]) == 2
+    assert "lsr: error: heap_factor must be in [0, 1], got 2" in capsys.readouterr().err
+    assert lsr_main(["evaluate", "--dataset", str(adi), "--model", "bm25", "--mode", "exhaustive", "--name", "bm25-exhaustive",
+                     "--knob", "alpha=0.5", *dirs]) == 2
+    assert "lsr: error: mode 'exhaustive' has no knob 'alpha' (its knobs: beta)" in capsys.readouterr().err
+
+
+def test_cli_unknown_mode_lists_the_modes(adi: Path, dirs, capsys):
+    from lsr.retrieval.modes import MODES
+
+    with pytest.raises(SystemExit) as exit_:
+        lsr_main(["evaluate", "--dataset", str(adi), "--model", "bm25", "--mode", "fast", *dirs])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --mode: invalid choice: 'fast'" in err
+    listed = err[err.index("choose from"):]
+    assert all(repr(m) in listed or f" {m}" in listed for m in MODES), err
+    # a dense mode needs a dense part, which a bm25 system lacks: said before anything is built
+    assert lsr_main(["evaluate", "--dataset", str(adi), "--model", "bm25", "--mode", "hybrid", *dirs]) == 2
+    assert "mode 'hybrid' needs a dense part: give params.dense" in capsys.readouterr().err
+
+
 def test_cli_bad_input(adi: Path, dirs, tmp_path: Path, capsys):
-    assert lsr_main(["evaluate", "--dataset", str(adi), "--model", "bm25", "--mode", "approx", *dirs]) == 2
-    assert "not available yet" in capsys.readouterr().err
     assert lsr_main(["evaluate", "--dataset", str(adi), "--model", "bm25", "--qrels", str(tmp_path / "none.tsv"), *dirs]) == 2
     assert "no qrels file" in capsys.readouterr().err
     run = tmp_path / "alien.trec"
@@ -168,19 +226,18 @@ def test_cli_needs_a_corpus_to_build(dirs, capsys):
 
 
 def test_cli_index_and_query_encodings(adi: Path, dirs, tmp_path: Path):
-    from lsr.data.qrels import load_collection
-    from lsr.encoders.bm25 import build_bm25_index
+    from lsr.data import load_collection
     from lsr.encoders.query_encodings import write_query_encodings
+    from lsr.pipeline import build_index
+    from lsr.retrieval import Retriever
 
-    build_bm25_index(tmp_path / "idx", adi)
+    build_index(tmp_path / "idx", corpus=adi, model="bm25", show_progress_bar=False)
     c = load_collection(adi)
     enc = tmp_path / "enc.tsv"
     # bag-of-words encodings of half the queries, in Anserini's format
-    from lsr.index import Index
-
-    index = Index.load(tmp_path / "idx")
+    retriever = Retriever.load(tmp_path / "idx")
     half = c.queries[: len(c.queries) // 2]
-    write_query_encodings(enc, [q.id for q in half], [index.encoder.query_terms(q.text) for q in half], scale=1)
+    write_query_encodings(enc, [q.id for q in half], [retriever.encoder.query_terms(q.text) for q in half], scale=1)
     out_text, out_enc = tmp_path / "text.json", tmp_path / "enc.json"
     assert lsr_main(["evaluate", "--dataset", str(adi), "--index", str(tmp_path / "idx"), "--output", str(out_text), *dirs]) == 0
     assert lsr_main(["evaluate", "--dataset", str(adi), "--index", str(tmp_path / "idx"), "--query-encodings", str(enc),
@@ -193,9 +250,15 @@ def test_cli_index_and_query_encodings(adi: Path, dirs, tmp_path: Path):
     assert text["metrics"]["nDCG@10"] > encoded["metrics"]["nDCG@10"]
 
 
-def test_suite_runner(adi: Path, tmp_path: Path):
+def test_suite_runner(adi: Path, tmp_path: Path, monkeypatch):
     import importlib.util
+    import os
 
+    # Start outside the project: a suite that chdir'ed to its root would then be caught below.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cwd = os.getcwd()
     spec = importlib.util.spec_from_file_location("beir_suite", PROJECT_ROOT / "evaluation" / "beir.py")
     suite = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(suite)
@@ -211,6 +274,10 @@ def test_suite_runner(adi: Path, tmp_path: Path):
     cfg = tmp_path / "suite.yaml"
     cfg.write_text(yaml.safe_dump(config))
     assert suite.main(["--config", str(cfg), "--no-efficiency"]) == 0
+    assert os.getcwd() == cwd
+    assert list(elsewhere.iterdir()) == []  # every output went where the config said
+    assert suite.from_root("configs/beir.yaml") == PROJECT_ROOT / "configs" / "beir.yaml"  # relative: to the project
+    assert suite.from_root(cfg) == cfg
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert [(r["dataset"]["name"], r["system"]["name"]) for r in results["results"]] == [("adi", "bm25"), ("adi", "bm25-exact-norms")]
     assert len(results["checks"]) == 2 and all(c["pass"] for c in results["checks"])
@@ -221,6 +288,7 @@ def test_suite_runner(adi: Path, tmp_path: Path):
     assert len(json.loads((tmp_path / "out" / "results.json").read_text())["results"]) == 2
     with pytest.raises(SystemExit):
         suite.main(["--config", str(cfg), "--systems", "nope"])
+    assert os.getcwd() == cwd
 
 
 def test_committed_config_is_valid():
@@ -244,14 +312,21 @@ def test_report_tables_and_plot(tmp_path: Path):
     assert plot_recall_latency([row], tmp_path / "p.png").stat().st_size > 1000
 
 
-def test_mode_registry():
-    from lsr.evaluation.harness import check_mode
+def test_harness_takes_the_registry_modes(adi: Path, tmp_path: Path):
+    import argparse
 
-    check_mode("exact")
-    with pytest.raises(LsrError, match="not available yet"):
-        check_mode("approx")
-    with pytest.raises(LsrError, match="unknown mode"):
-        check_mode("fast")
+    from lsr.data import load_collection
+    from lsr.evaluation.cli import add_evaluate_parser
+    from lsr.evaluation.harness import SystemSpec, evaluate_system
+    from lsr.retrieval.modes import MODES
+
+    parser = add_evaluate_parser(argparse.ArgumentParser().add_subparsers())
+    [mode_flag] = [a for a in parser._actions if "--mode" in a.option_strings]
+    assert list(mode_flag.choices) == list(MODES) and mode_flag.default == "exact"
+    spec = SystemSpec(name="x", model="bm25", mode="fast")
+    with pytest.raises(ValueError, match=re.escape(f"unknown mode 'fast'; modes: {', '.join(MODES)}")):
+        evaluate_system(spec, load_collection(adi), cache_dir=tmp_path / "cache", runs_dir=tmp_path / "runs")
+    assert not (tmp_path / "cache").exists()  # refused before building anything
 
 
 # ---- pyserini, the reference (optional extra) -----------------------------------------------

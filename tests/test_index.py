@@ -1,4 +1,7 @@
-"""Exact search equals a brute-force scorer; storage is atomic, versioned and verified."""
+"""Exact search equals a brute-force scorer; storage is atomic, versioned and verified.
+
+The tests search through a :class:`Retriever` (string ids, ``{term: weight}`` queries) and, where
+the numeric layer itself is under test, through its :class:`SparseIndex` directly."""
 
 from __future__ import annotations
 
@@ -11,7 +14,9 @@ from hypothesis import strategies as st
 
 from lsr.data import SparseVectors
 from lsr.errors import DataError, IndexFormatError
-from lsr.index import Index
+from lsr.index import SparseIndex
+from lsr.index.approx import ApproxSettings
+from lsr.retrieval import Retriever
 
 VOCAB = [f"t{i}" for i in range(12)]
 
@@ -39,7 +44,7 @@ def brute_force(rows: list[dict[str, float]], query: dict[str, float], k: int, q
 
 def build(rows, quantization="u16", block_size=64, reorder="none"):
     vecs = SparseVectors.from_dicts(rows, VOCAB)
-    return Index.build(vecs, [f"d{i}" for i in range(len(rows))], quantization=quantization, block_size=block_size, reorder=reorder)
+    return Retriever.build(vecs, [f"d{i}" for i in range(len(rows))], quantization=quantization, block_size=block_size, reorder=reorder)
 
 
 LAYOUTS = st.sampled_from([(64, "none"), (4, "none"), (3, "dominant"), (1, "dominant")])
@@ -103,7 +108,7 @@ def test_batch_equals_single_on_real_sized_random_data():
     rng = np.random.default_rng(7)
     vocab = [f"w{i}" for i in range(500)]
     rows = [{vocab[t]: float(rng.gamma(1.0)) for t in rng.choice(500, rng.integers(0, 60), replace=False)} for _ in range(3000)]
-    index = Index.build(SparseVectors.from_dicts(rows, vocab), [str(i) for i in range(3000)])
+    index = Retriever.build(SparseVectors.from_dicts(rows, vocab), [str(i) for i in range(3000)])
     queries = [{vocab[t]: float(rng.random()) for t in rng.choice(500, 12, replace=False)} for _ in range(50)]
     for mode in MODES:
         single = [index.search(q, k=100, mode=mode) for q in queries]
@@ -112,23 +117,74 @@ def test_batch_equals_single_on_real_sized_random_data():
     assert single == [index.search(q, k=100) for q in queries]  # exhaustive == block-max pruning
 
 
-def test_approximate_knobs_return_true_scores_and_validate():
+def _recall(found, truth) -> float:
+    """Mean recall@k of ``found`` against the exact top-k ``truth`` (queries with hits only)."""
+    return float(np.mean([len(set(f.ids) & set(t.ids)) / len(t.ids) for f, t in zip(found, truth) if t.ids]))
+
+
+def test_alpha_beta_pruning_recall_against_exact_search():
+    """BMP's alpha (block pruning) and beta (query-term pruning), measured against exhaustive
+    search over 50 queries: safe at 1/1, recall above stated floors when pruning, and what is
+    returned is ranked consistently with true scores."""
     rng = np.random.default_rng(3)
     vocab = [f"w{i}" for i in range(300)]
     rows = [{vocab[t]: float(rng.gamma(1.0)) for t in rng.choice(300, 30, replace=False)} for _ in range(2000)]
-    index = Index.build(SparseVectors.from_dicts(rows, vocab), [str(i) for i in range(2000)], block_size=16, reorder="dominant")
-    query = {vocab[t]: float(rng.random()) for t in rng.choice(300, 20, replace=False)}
-    exact = index.search(query, 50, mode="exhaustive")
-    truth = dict(zip(exact.ids, exact.scores))
-    full = dict(zip(*(lambda r: (r.ids, r.scores))(index.search(query, 2000, mode="exhaustive"))))
-    for alpha, beta in ((0.8, 1.0), (1.0, 0.5), (0.7, 0.5)):
-        approx = index.search(query, 50, alpha=alpha, beta=beta)
-        assert len(approx) == 50 and len(set(approx.ids) & set(truth)) > 0
-        if beta == 1.0:  # alpha alone prunes whole blocks; the scores it returns stay exact
-            assert all(full[i] == pytest.approx(s, rel=1e-6) for i, s in zip(approx.ids, approx.scores))
-    for bad in ({"alpha": 0.0}, {"beta": 1.5}, {"alpha": -1}, {"mode": "fast"}):
-        with pytest.raises(ValueError, match="must be"):
-            index.search(query, 5, **bad)
+    index = Retriever.build(SparseVectors.from_dicts(rows, vocab), [str(i) for i in range(2000)], block_size=16, reorder="dominant")
+    queries = [{vocab[t]: float(rng.random()) for t in rng.choice(300, 20, replace=False)} for _ in range(50)]
+    k = 50
+    truth = index.search_batch(queries, k, mode="exhaustive")
+    full = [dict(zip(r.ids, r.scores)) for r in index.search_batch(queries, 2000, mode="exhaustive")]
+
+    safe = index.search_batch(queries, k, alpha=1.0, beta=1.0)
+    assert _recall(safe, truth) == 1.0
+    assert safe == truth  # same ids, order and scores
+
+    def check_ranked(results, reference):
+        for r, ref in zip(results, reference):
+            assert len(r) == k and len(set(r.ids)) == k
+            assert r.scores == sorted(r.scores, reverse=True)
+            assert set(r.ids) <= set(ref)  # only documents that match the (kept) terms
+            np.testing.assert_allclose(r.scores, [ref[d] for d in r.ids], rtol=1e-6)
+
+    # alpha < 1 prunes whole blocks; every score it returns is the document's exact score
+    recalls = {}
+    for alpha, floor in ((0.5, 0.95), (0.3, 0.6)):
+        found = index.search_batch(queries, k, alpha=alpha)
+        check_ranked(found, full)
+        recalls[alpha] = _recall(found, truth)
+        assert floor <= recalls[alpha] <= 1.0, (alpha, recalls[alpha])
+    assert recalls[0.3] < 1.0 and recalls[0.3] <= recalls[0.5]  # the knob does prune, more as it falls
+
+    # beta < 1 keeps the heaviest ceil(beta * n) query terms: scores are those of that pruned
+    # query (never above the full query's), and with alpha = 1 it is its exact top-k
+    def pruned(q: dict[str, float], beta: float) -> dict[str, float]:
+        keep = int(np.ceil(beta * len(q)))
+        return dict(sorted(q.items(), key=lambda tw: -np.float32(tw[1]))[:keep])
+
+    for alpha, beta, floor in ((1.0, 0.5, 0.7), (0.7, 0.5, 0.7)):
+        found = index.search_batch(queries, k, alpha=alpha, beta=beta)
+        pruned_full = [dict(zip(r.ids, r.scores)) for r in index.search_batch([pruned(q, beta) for q in queries], 2000, mode="exhaustive")]
+        check_ranked(found, pruned_full)
+        assert all(s <= f[d] * (1 + 1e-6) for r, f in zip(found, full) for d, s in zip(r.ids, r.scores))
+        if alpha == 1.0:
+            assert found == index.search_batch([pruned(q, beta) for q in queries], k, mode="exhaustive")
+            assert index.search_batch(queries, k, mode="exhaustive", beta=beta) == found
+        recall = _recall(found, truth)
+        assert floor <= recall < 1.0, (alpha, beta, recall)
+
+
+def test_search_knobs_and_modes_are_validated():
+    index = build([{"t1": 1.0}, {"t2": 1.0}])
+    for bad, message in (({"alpha": 0.0}, "alpha must be in"), ({"beta": 1.5}, "beta must be in"), ({"alpha": -1}, "alpha must be in"),
+                         ({"alpha": "x"}, "alpha must be a number")):
+        with pytest.raises(ValueError, match=message):
+            index.search({"t1": 1.0}, 5, **bad)
+    with pytest.raises(ValueError, match="unknown mode 'fast'"):
+        index.search({"t1": 1.0}, 5, mode="fast")
+    with pytest.raises(ValueError, match="mode 'exhaustive' has no knob 'alpha'"):
+        index.search({"t1": 1.0}, 5, mode="exhaustive", alpha=0.5)
+    with pytest.raises(ValueError, match="mode 'exact' has no knob 'heap_factor'"):
+        index.index.search(index.encode_queries([{"t1": 1.0}]), 5, mode="exact", heap_factor=0.5)
 
 
 def test_empty_query_and_empty_docs():
@@ -153,11 +209,11 @@ def test_k_larger_than_corpus_returns_all_matches():
 def test_bad_build_input():
     vecs = SparseVectors.from_dicts([{"t1": 1.0}, {"t2": 1.0}], VOCAB)
     with pytest.raises(DataError, match="not unique"):
-        Index.build(vecs, ["a", "a"])
+        SparseIndex.build(vecs, ["a", "a"])
     with pytest.raises(DataError, match="2 vectors"):
-        Index.build(vecs, ["a"])
+        SparseIndex.build(vecs, ["a"])
     with pytest.raises(ValueError, match="quantization must be one of"):
-        Index.build(vecs, ["a", "b"], quantization="u4")
+        SparseIndex.build(vecs, ["a", "b"], quantization="u4")
     with pytest.raises(DataError, match="must be finite and >= 0"):
         SparseVectors.from_dicts([{"t1": -1.0}], VOCAB)
 
@@ -169,9 +225,9 @@ def test_rows_with_repeated_or_unsorted_terms_are_rejected(row):
     indices = np.array([0, 3, *row, 0, 2], dtype=np.int32)
     vecs = SparseVectors(np.array([0, 2, 4, 6]), indices, np.ones(6, np.float32), VOCAB)
     with pytest.raises(DataError, match=f"document 1: .*term {VOCAB[1]!r}"):
-        Index.build(vecs, ["a", "b", "c"])
+        SparseIndex.build(vecs, ["a", "b", "c"])
     ok = SparseVectors(np.array([0, 2, 2, 4]), np.array([0, 3, 0, 2], np.int32), np.ones(4, np.float32), VOCAB)
-    assert Index.build(ok, ["a", "b", "c"]).num_docs == 3  # a row may start lower than the last one ended
+    assert SparseIndex.build(ok, ["a", "b", "c"]).num_docs == 3  # a row may start lower than the last one ended
 
 
 def test_quantization_error_is_reported_and_bounded():
@@ -185,12 +241,13 @@ def test_weights_that_quantize_to_zero_leave_the_input_and_forward_index_intact(
     rows = [{"t1": 0.001, "t2": 3.0, "t3": 0.0004}, {"t1": 0.002, "t4": 1.0}, {"t5": 0.0001}]
     vecs = SparseVectors.from_dicts(rows, VOCAB)
     before = vecs.to_dicts()
-    index = Index.build(vecs, ["a", "b", "c"], quantization="u8", reorder="dominant")
+    index = Retriever.build(vecs, ["a", "b", "c"], quantization="u8", reorder="dominant")
     assert vecs.to_dicts() == before
     assert index.info()["dropped_postings"] == 4
-    forward = {index.doc_ids[d]: {VOCAB[t]: float(w) for t, w in zip(
-        index.forward_terms[index.forward_indptr[d]:index.forward_indptr[d + 1]],
-        index.forward_weights[index.forward_indptr[d]:index.forward_indptr[d + 1]])} for d in range(3)}
+    sparse = index.index
+    forward = {sparse.doc_ids[d]: {VOCAB[t]: float(w) for t, w in zip(
+        sparse.forward_terms[sparse.forward_indptr[d]:sparse.forward_indptr[d + 1]],
+        sparse.forward_weights[sparse.forward_indptr[d]:sparse.forward_indptr[d + 1]])} for d in range(3)}
     assert forward == {"a": pytest.approx(rows[0]), "b": pytest.approx(rows[1]), "c": pytest.approx(rows[2])}
     assert index.search({"t2": 1.0, "t4": 1.0, "t1": 1.0}, 5).ids == ["a", "b"]
 
@@ -198,8 +255,8 @@ def test_weights_that_quantize_to_zero_leave_the_input_and_forward_index_intact(
 def test_save_load_roundtrip(tmp_path):
     index = build([{"t1": 1.0, "t3": 0.5}, {"t3": 2.0}, {}])
     index.save(tmp_path / "idx")
-    loaded = Index.load(tmp_path / "idx", verify=True)
-    assert isinstance(loaded.postings_docs, np.memmap)
+    loaded = Retriever.load(tmp_path / "idx", verify=True)
+    assert isinstance(loaded.index.postings_docs, np.memmap)
     assert loaded.doc_ids == index.doc_ids and loaded.vocab == index.vocab
     assert loaded.search({"t3": 1.0}, 3) == index.search({"t3": 1.0}, 3)
     info = loaded.info()
@@ -219,7 +276,7 @@ def test_explain_contributions_sum_to_score():
 
 
 def test_text_query_without_model_is_a_clear_error():
-    with pytest.raises(DataError, match="built from vectors without a model"):
+    with pytest.raises(DataError, match="this index records no query encoder"):
         build([{"t1": 1.0}]).search("some text")
 
 
@@ -239,7 +296,7 @@ def test_interrupted_save_keeps_the_previous_index(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         build([{"t2": 1.0}, {"t2": 2.0}]).save(tmp_path / "idx")
     monkeypatch.undo()
-    assert Index.load(tmp_path / "idx", verify=True).doc_ids == ["d0"]
+    assert Retriever.load(tmp_path / "idx", verify=True).doc_ids == ["d0"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]  # no temporary left behind
 
 
@@ -253,16 +310,16 @@ def test_save_refuses_to_overwrite_a_foreign_directory(tmp_path):
 
 def test_load_errors(tmp_path):
     with pytest.raises(IndexFormatError, match="no index directory"):
-        Index.load(tmp_path / "missing")
+        Retriever.load(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
     with pytest.raises(IndexFormatError, match="not an lsr index"):
-        Index.load(tmp_path / "empty")
+        Retriever.load(tmp_path / "empty")
     path = build([{"t1": 1.0}]).save(tmp_path / "idx")
     manifest = json.loads((path / "manifest.json").read_text())
     manifest["format_version"] = 99
     (path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(IndexFormatError, match="format version 99, newer than this lsr reads"):
-        Index.load(path)
+        Retriever.load(path)
 
 
 def test_verify_detects_damage(tmp_path):
@@ -270,9 +327,104 @@ def test_verify_detects_damage(tmp_path):
     data = bytearray((path / "postings_impacts.npy").read_bytes())
     data[-1] ^= 0xFF
     (path / "postings_impacts.npy").write_bytes(bytes(data))
-    Index.load(path)  # cheap load does not read everything
+    Retriever.load(path)  # cheap load does not read everything
     with pytest.raises(IndexFormatError, match="does not match its checksum"):
-        Index.load(path, verify=True)
+        Retriever.load(path, verify=True)
     (path / "vocab.json").unlink()
     with pytest.raises(IndexFormatError, match="incomplete: missing vocab.json"):
-        Index.load(path)
+        Retriever.load(path)
+
+
+# ---- query rows the numeric layer is given directly ------------------------------------------
+NO_PRUNING = {"query_cut": 65536, "heap_factor": 0.0}
+ALL_MODES = (("exact", {}), ("exhaustive", {}), ("approx", NO_PRUNING))
+
+
+def sparse_with_approx(rows) -> SparseIndex:
+    vecs = SparseVectors.from_dicts(rows, VOCAB)
+    return SparseIndex.build(vecs, [f"d{i}" for i in range(len(rows))], block_size=2, approx=ApproxSettings(n_postings=None))
+
+
+def raw_queries(rows: list[list[tuple[int, float]]], vocab=VOCAB) -> SparseVectors:
+    """Query rows exactly as given: term ids may repeat, be unsorted or lie outside the vocabulary."""
+    indptr = np.cumsum([0] + [len(r) for r in rows])
+    terms = np.array([t for r in rows for t, _ in r], dtype=np.int32)
+    weights = np.array([w for r in rows for _, w in r], dtype=np.float32)
+    return SparseVectors(indptr, terms, weights, vocab)
+
+
+@pytest.mark.parametrize("bad_term", [len(VOCAB), len(VOCAB) + 100, -1])
+def test_query_term_ids_outside_the_vocabulary_are_refused(bad_term):
+    rows = [{"t1": 1.0, "t2": 0.5}, {"t2": 2.0}, {"t3": 1.0}]
+    sparse = sparse_with_approx(rows)
+    retriever = Retriever(sparse)
+    for queries in (raw_queries([[(1, 1.0), (bad_term, 1.0)]]), raw_queries([[(1, 1.0)], [(2, 1.0), (bad_term, 0.5)]])):
+        for mode, knobs in ALL_MODES:
+            with pytest.raises(DataError, match=f"query term id {bad_term} is outside the vocabulary"):
+                sparse.search(queries, 3, mode=mode, **knobs)
+            with pytest.raises(DataError, match=f"query term id {bad_term} is outside the vocabulary"):
+                retriever.search_encoded(queries, 3, mode=mode, **knobs)
+        with pytest.raises(DataError, match="outside the vocabulary"):
+            sparse.approx_work(queries, 3)
+    # the same rows with the bad id left out are fine
+    assert [h.rows.tolist() for h in sparse.search(raw_queries([[(1, 1.0)]]), 3)] == [[0]]
+
+
+def test_queries_over_another_vocabulary_are_refused():
+    sparse = sparse_with_approx([{"t1": 1.0}, {"t2": 2.0}])
+    retriever = Retriever(sparse)
+    shorter = SparseVectors.from_dicts([{"t1": 1.0}], VOCAB[:5])  # ids valid in both, but another vocabulary
+    reordered = SparseVectors.from_dicts([{"t1": 1.0}], list(reversed(VOCAB)))  # same size, ids mean other terms
+    for queries in (shorter, reordered):
+        for mode, knobs in ALL_MODES:
+            with pytest.raises(DataError, match="over another vocabulary"):
+                sparse.search(queries, 2, mode=mode, **knobs)
+            with pytest.raises(DataError, match="over another vocabulary"):
+                retriever.search_encoded(queries, 2, mode=mode, **knobs)
+    # an equal copy of the vocabulary is the same vocabulary
+    same = SparseVectors.from_dicts([{"t1": 1.0}], list(VOCAB))
+    assert sparse.search(same, 2)[0].rows.tolist() == [0]
+    assert retriever.search_encoded(same, 2)[0].ids == ["d0"]
+
+
+dup_weights = st.sampled_from([0.5, 1.0, 1.5, 2.0])  # sums of these are exact in float32
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    rows=st.lists(st.dictionaries(st.sampled_from(VOCAB), st.sampled_from([0.5, 1.0, 2.0, 3.0]), max_size=6), min_size=1, max_size=30),
+    queries=st.lists(st.lists(st.tuples(st.integers(0, len(VOCAB) - 1), dup_weights), max_size=8), min_size=1, max_size=4),
+    k=st.integers(1, 35),
+)
+def test_repeated_query_terms_are_summed_in_every_mode(rows, queries, k):
+    """A query row naming a term twice (in any order) scores as the same query with the weights
+    summed, identically in exact, exhaustive and (unpruned) approx search, alone or in a batch."""
+    sparse = sparse_with_approx(rows)
+    summed_rows = []
+    for q in queries:
+        total: dict[str, float] = {}
+        for t, w in q:
+            total[VOCAB[t]] = total.get(VOCAB[t], 0.0) + w
+        summed_rows.append(total)
+    summed = SparseVectors.from_dicts(summed_rows, VOCAB)
+    raw = raw_queries(queries)
+    expected = [(h.rows.tolist(), h.scores.tolist()) for h in sparse.search(summed, k, mode="exhaustive")]
+    for mode, knobs in ALL_MODES:
+        batch = [(h.rows.tolist(), h.scores.tolist()) for h in sparse.search(raw, k, mode=mode, **knobs)]
+        assert batch == expected, mode
+        for i, q in enumerate(queries):
+            one = sparse.search(raw_queries([q]), k, mode=mode, **knobs)[0]
+            assert (one.rows.tolist(), one.scores.tolist()) == expected[i], mode
+    retriever = Retriever(sparse)
+    for mode, knobs in ALL_MODES:
+        assert retriever.search_encoded(raw, k, mode=mode, **knobs) == retriever.search_batch(summed_rows, k, mode="exhaustive")
+
+
+def test_repeated_query_terms_concrete_example():
+    sparse = sparse_with_approx([{"t1": 1.0, "t3": 1.0}, {"t1": 2.0}, {"t3": 3.0}])
+    repeated = raw_queries([[(3, 1.0), (1, 1.0), (1, 1.0), (3, 0.5)]])  # unsorted, each term twice
+    for mode, knobs in ALL_MODES:
+        (hits,) = sparse.search(repeated, 3, mode=mode, **knobs)
+        # t1 weighs 2, t3 weighs 1.5: d1 = 4, d2 = 4.5, d0 = 3.5
+        assert hits.rows.tolist() == [2, 1, 0], mode
+        np.testing.assert_allclose(hits.scores, [4.5, 4.0, 3.5], rtol=1e-4)

@@ -1,15 +1,18 @@
 """The HTTP API in-process (FastAPI TestClient): every endpoint, every validation error, auth, limits."""
 
 import concurrent.futures
+import re
 import time
 
 import pytest
 from fastapi.testclient import TestClient
 from service_fixtures import TINY_DOCS, adi_index_dir, tiny_index_dir
 
-from lsr.index import Index
-from lsr.service import Limits, app as service_app, create_app
-from lsr.service.app import MAX_BATCH, MAX_EXPLAIN_K, MAX_K, MAX_QUERY_CHARS, MAX_TERM_CHARS, MAX_TERMS, _Mode
+from lsr.errors import IndexFormatError
+from lsr.retrieval import Retriever
+from lsr.retrieval.modes import MODES, all_knobs
+from lsr.service import Limits, create_app
+from lsr.service.app import MAX_BATCH, MAX_EXPLAIN_K, MAX_K, MAX_QUERY_CHARS, MAX_TERM_CHARS, MAX_TERMS
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +55,7 @@ def test_vector_search_ranks_and_echoes_settings(client):
 
 
 def test_search_matches_in_process_index(client):
-    index = Index.load(tiny_index_dir())
+    index = Retriever.load(tiny_index_dir())
     query = {"apple": 0.3, "tart": 0.1, "cherry": 2.0}
     expected = index.search(query, 10)
     body = client.post("/search", json={"vector": query, "k": 10}).json()
@@ -103,7 +106,7 @@ def test_text_query_without_a_model_is_a_clear_422(client):
         ({"vector": {"x" * (MAX_TERM_CHARS + 1): 1.0}}, ["vector", "x" * (MAX_TERM_CHARS + 1), "[key]"]),
         ({"vector": ["a", "b"]}, ["vector"]),
         ({"vector": {"a": 1}, "colour": "red"}, ["colour"]),
-        ({"vector": {"a": 1}, "knobs": {"a": "b"}}, ["knobs", "a"]),
+        ({"vector": {"a": 1}, "knobs": "fast"}, ["knobs"]),
     ],
 )
 def test_invalid_search_fields_are_422_naming_the_field(client, body, loc):
@@ -137,17 +140,129 @@ def test_malformed_json_is_422(client):
     assert err["details"][0]["type"] == "json_invalid" and err["message"].startswith("body: invalid JSON at character")
 
 
-def test_exact_mode_takes_no_knobs(client):
-    err = validation_error(client.post("/search", json={"vector": {"a": 1}, "knobs": {"budget": 5}}), ["body"])
-    assert err["message"] == "body: mode 'exact' has no knob 'budget' (its knobs: none)"
+@pytest.mark.parametrize(
+    ("mode", "knob", "message"),
+    [
+        ("exact", "budget", "mode 'exact' has no knob 'budget' (its knobs: alpha, beta)"),
+        ("exhaustive", "alpha", "mode 'exhaustive' has no knob 'alpha' (its knobs: beta)"),
+        ("approx", "beta", "mode 'approx' has no knob 'beta' (its knobs: query_cut, heap_factor)"),
+    ],
+)
+def test_a_mode_takes_only_its_knobs(client, mode, knob, message):
+    err = validation_error(client.post("/search", json={"vector": {"a": 1}, "mode": mode, "knobs": {knob: 0.5}}), ["body"])
+    assert err["message"] == f"body: {message}" and err["details"][0]["type"] == "knob"
 
 
-def test_knob_ranges(client, monkeypatch):
-    exact = service_app._MODES["exact"]
-    monkeypatch.setitem(service_app._MODES, "exact", _Mode(exact.search, {"budget": (1, 100)}))
-    assert client.post("/search", json={"vector": {"apple": 1}, "knobs": {"budget": 100}}).status_code == 200
-    err = validation_error(client.post("/search", json={"vector": {"apple": 1}, "knobs": {"budget": 101}}), ["body"])
-    assert err["message"] == "body: knob 'budget' must be in [1, 100], got 101.0"
+@pytest.mark.parametrize(
+    ("mode", "knobs", "message"),
+    [
+        ("exact", {"alpha": 0}, "alpha must be in (0, 1], got 0.0"),
+        ("exact", {"alpha": 1.01}, "alpha must be in (0, 1], got 1.01"),
+        ("exact", {"alpha": "high"}, "alpha must be a number in (0, 1], got 'high'"),
+        ("exhaustive", {"beta": 1.5}, "beta must be in (0, 1], got 1.5"),
+        ("approx", {"query_cut": 2.5}, "query_cut must be a whole number in [1, 65536], got 2.5"),
+        ("approx", {"query_cut": 0}, "query_cut must be in [1, 65536], got 0.0"),
+        ("approx", {"heap_factor": 2}, "heap_factor must be in [0, 1], got 2.0"),
+    ],
+)
+def test_knob_ranges(client, mode, knobs, message):
+    err = validation_error(client.post("/search", json={"vector": {"apple": 1}, "mode": mode, "knobs": knobs}), ["body"])
+    assert err["message"] == f"body: {message}"
+
+
+def test_knobs_within_range_reach_the_search(client):
+    index = Retriever.load(tiny_index_dir())
+    query = {"apple": 1.0, "pie": 0.5, "tart": 0.1}
+    for knobs in ({"alpha": 1}, {"alpha": 0.5, "beta": 0.5}, {"beta": 1.0}):
+        r = client.post("/search", json={"vector": query, "knobs": knobs})
+        assert r.status_code == 200, r.text
+        expected = index.search(query, 10, **knobs)
+        assert (r.json()["ids"], r.json()["scores"]) == (expected.ids, expected.scores)
+        assert r.json()["settings"]["knobs"] == {k: float(v) for k, v in knobs.items()}
+    # beta keeps the heaviest ceil(beta x n) query terms: with 0.5, "apple" and "pie" of three
+    pruned = client.post("/search", json={"vector": query, "knobs": {"beta": 0.5}}).json()
+    assert pruned["ids"] == ["d1", "d3", "d2"] and pruned["scores"] == pytest.approx([1.25, 0.375, 0.25], abs=1e-3)
+    assert "d2" in client.post("/search", json={"vector": {"tart": 1.0, "cherry": 0.1}, "knobs": {"beta": 1.0}}).json()["ids"]
+    assert client.post("/search", json={"vector": {"tart": 1.0, "cherry": 0.1}, "knobs": {"beta": 0.5}}).json()["ids"] == ["d2"]
+    exhaustive = client.post("/search", json={"vector": query, "mode": "exhaustive"}).json()
+    assert (exhaustive["ids"], exhaustive["settings"]) == (index.search(query, 10).ids, {"mode": "exhaustive", "k": 10, "knobs": {}})
+
+
+def test_knob_values_of_the_wrong_json_type_name_the_knob(client):
+    for value in ([1], {"x": 1}, True, None, "x" * 33):
+        err = validation_error(client.post("/search", json={"vector": {"apple": 1}, "knobs": {"alpha": value}}))
+        assert err["details"] and all(d["loc"][:2] == ["knobs", "alpha"] for d in err["details"]), (value, err)
+        assert err["message"].startswith("knobs.alpha")
+
+
+def test_a_mode_the_index_cannot_serve_is_a_clear_422(client):
+    """The tiny index has no approx structure and no dense part."""
+    err = error_of(client.post("/search", json={"vector": {"apple": 1}, "mode": "approx", "knobs": {"query_cut": 2}}), 422, "invalid_input")
+    assert err["message"] == (f"mode 'approx' needs the approx part, which the index {tiny_index_dir()} lacks: "
+                              "build it with `lsr index --approx` (or add it with `lsr tune`)")
+    err = error_of(client.post("/search/batch", json={"queries": [{"query": "apple"}], "mode": "hybrid"}), 422, "invalid_input")
+    assert err["message"].startswith(f"mode 'hybrid' needs the dense part, which the index {tiny_index_dir()} lacks")
+
+
+def _search_request_schemas(spec: dict) -> dict[str, dict]:
+    schemas = spec["components"]["schemas"]
+    return {name: schemas[name] for name in ("SearchRequest", "BatchSearchRequest")}
+
+
+def _enum(schema: dict, schemas: dict) -> list:
+    if "$ref" in schema:
+        schema = schemas[schema["$ref"].rsplit("/", 1)[-1]]
+    return schema["enum"]
+
+
+def test_openapi_modes_and_knobs_are_the_registrys(client):
+    """The request schema is derived from lsr.retrieval.modes.MODES: the same modes, and per
+    mode exactly its knobs with their ranges, so the two cannot drift apart."""
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    every_knob = all_knobs()
+    for name, schema in _search_request_schemas(spec).items():
+        assert _enum(schema["properties"]["mode"], schemas) == list(MODES), name
+        assert schema["properties"]["mode"]["default"] == "exact"
+        knobs_field = schema["properties"]["knobs"]
+        assert list(knobs_field["properties"]) == list(every_knob) and knobs_field["additionalProperties"] is False, name
+        per_mode = {}
+        for rule in schema["allOf"]:
+            when = rule["if"]
+            if "anyOf" in when:  # the default mode applies when "mode" is absent too
+                assert when["anyOf"][0] == {"not": {"required": ["mode"]}}
+                when = when["anyOf"][1]
+            mode = when["properties"]["mode"]["const"]
+            assert mode not in per_mode, (name, mode)
+            per_mode[mode] = rule["then"]["properties"]["knobs"]
+        assert list(per_mode) == list(MODES), name
+        for mode, knobs in per_mode.items():
+            assert knobs["additionalProperties"] is False, (name, mode)
+            assert list(knobs["properties"]) == list(MODES[mode].knob_names), (name, mode)
+            if {"fusion", "dense_weight"} <= set(MODES[mode].knob_names):  # a weight means linear fusion
+                assert (knobs["if"], knobs["then"]) == ({"required": ["dense_weight"]}, {"properties": {"fusion": {"const": "linear"}}})
+            else:
+                assert "if" not in knobs, (name, mode)
+            for knob in MODES[mode].knobs:
+                got = knobs["properties"][knob.name]
+                assert got == knobs_field["properties"][knob.name], (name, mode, knob.name)
+                if knob.choices:
+                    assert got == {"type": "string", "enum": list(knob.choices)}
+                else:
+                    assert got["type"] == ("integer" if knob.integer else "number") and got["maximum"] == knob.hi
+                    assert got["exclusiveMinimum" if knob.lo_open else "minimum"] == knob.lo
+    assert _enum(schemas["SettingsUsed"]["properties"]["mode"], schemas) == list(MODES)
+    assert set(MODES) == {"exact", "exhaustive", "approx", "dense", "hybrid", "selective"}
+    assert MODES["exact"].knob_names == ("alpha", "beta") and "dense_weight" in MODES["hybrid"].knob_names
+
+
+def test_exact_alpha_is_block_max_pruning_and_dense_weight_is_no_exact_knob(client):
+    r = client.post("/search", json={"vector": {"apple": 1.0, "pie": 1.0}, "mode": "exact", "knobs": {"alpha": 0.5}})
+    assert r.status_code == 200, r.text
+    assert r.json()["ids"] == ["d1", "d3", "d2"] and r.json()["settings"] == {"mode": "exact", "k": 10, "knobs": {"alpha": 0.5}}
+    for path, body in (("/search", {"vector": {"apple": 1.0}}), ("/search/batch", {"queries": [{"vector": {"apple": 1.0}}]})):
+        err = validation_error(client.post(path, json={**body, "mode": "exact", "knobs": {"dense_weight": 0.5}}), ["body"])
+        assert err["message"] == "body: mode 'exact' has no knob 'dense_weight' (its knobs: alpha, beta)"
 
 
 # ---- /search/batch -------------------------------------------------------------------------
@@ -228,8 +343,12 @@ def test_not_ready_before_startup():
 
 
 def test_bad_index_dir_fails_startup(tmp_path):
-    with pytest.raises(Exception, match="index"):
+    with pytest.raises(IndexFormatError, match=re.escape(f"no index directory at {tmp_path / 'missing'}")):
         with TestClient(create_app(tmp_path / "missing")):
+            pass
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(IndexFormatError, match=re.escape(f"{tmp_path / 'empty'} is not an lsr index (no manifest.json)")):
+        with TestClient(create_app(tmp_path / "empty")):
             pass
 
 
@@ -241,12 +360,12 @@ def test_unknown_route_and_method_are_json(client):
 
 
 def test_internal_errors_are_json_without_internals(monkeypatch):
-    def boom(*args):
+    def boom(*args, **kwargs):
         raise RuntimeError("secret detail")
 
-    app = create_app(tiny_index_dir())
-    with TestClient(app, raise_server_exceptions=False) as c:
-        monkeypatch.setitem(service_app._MODES, "exact", _Mode(boom))
+    retriever = Retriever.load(tiny_index_dir())
+    with TestClient(create_app(retriever), raise_server_exceptions=False) as c:
+        monkeypatch.setattr(retriever, "search_encoded", boom)  # after the startup's warm-up searches
         err = error_of(c.post("/search", json={"vector": {"apple": 1.0}}), 500, "internal_error")
         assert "secret" not in err["message"]
         assert c.get("/stats").json()["endpoints"]["/search"]["server_errors"] == 1
@@ -303,14 +422,15 @@ def test_openapi_documents_every_endpoint_with_examples(client):
 
 
 def test_slow_searches_run_in_threads_and_do_not_block_the_event_loop(monkeypatch):
-    exact = service_app._MODES["exact"]
+    retriever = Retriever.load(tiny_index_dir())
+    search = retriever.search_encoded
 
-    def slow(index, queries, k, knobs):
+    def slow(*args, **kwargs):
         time.sleep(0.5)
-        return exact.search(index, queries, k, knobs)
+        return search(*args, **kwargs)
 
-    with TestClient(create_app(tiny_index_dir(), limits=Limits(max_concurrency=2))) as c:
-        monkeypatch.setitem(service_app._MODES, "exact", _Mode(slow))
+    with TestClient(create_app(retriever, limits=Limits(max_concurrency=2))) as c:
+        monkeypatch.setattr(retriever, "search_encoded", slow)
         with concurrent.futures.ThreadPoolExecutor(3) as pool:
             start = time.perf_counter()
             searches = [pool.submit(c.post, "/search", json={"vector": {"apple": 1.0}}) for _ in range(2)]
@@ -375,14 +495,15 @@ def test_encodings_keep_their_torch_thread_count_after_a_parallel_batch(monkeypa
     which torch then uses: the service sets it back before every piece of work."""
     import torch
 
-    exact, seen = service_app._MODES["exact"], []
+    retriever = Retriever.load(adi_index_dir())
+    search, seen = retriever.search_encoded, []
 
-    def recording(index, queries, k, knobs):  # runs right after the queries were encoded
+    def recording(*args, **kwargs):  # runs right after the queries were encoded
         seen.append(torch.get_num_threads())
-        return exact.search(index, queries, k, knobs)
+        return search(*args, **kwargs)
 
-    with TestClient(create_app(adi_index_dir(), limits=Limits(max_concurrency=1, encoder_threads=1))) as c:
-        monkeypatch.setitem(service_app._MODES, "exact", _Mode(recording))
+    with TestClient(create_app(retriever, limits=Limits(max_concurrency=1, encoder_threads=1))) as c:
+        monkeypatch.setattr(retriever, "search_encoded", recording)
         for _ in range(2):
             assert c.post("/search/batch", json={"queries": [{"query": "library"}, {"query": "indexing"}]}).status_code == 200
             assert c.post("/search", json={"query": "library"}).status_code == 200

@@ -23,7 +23,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from lsr.bench.data import FULL_COLLECTIONS, real_data, synthetic_data, vector_stats
-from lsr.bench.exact import build_in_child, dir_bytes, recall, save_docs, time_queries
+from lsr.bench.exact import build_in_child, recall, save_docs, time_queries
+from lsr.util import dir_bytes
 from lsr.data import SparseVectors
 from lsr.index.approx import ApproxSettings
 
@@ -72,7 +73,7 @@ def run_approx_benchmark(
     import seismic
 
     from lsr.encoders import SpladeEncoder
-    from lsr.index import Index
+    from lsr.retrieval import Retriever
 
     numba.set_num_threads(1)
     real = real_data(SpladeEncoder("splade-tiny"), collections)
@@ -110,10 +111,10 @@ def run_approx_benchmark(
         knobs_json = json.dumps(dataclasses.asdict(settings))
         ours_dir, seismic_file = work / f"lsr-{npost}", work / f"seismic-{npost}.index.seismic"  # Seismic adds the suffix
         secs, rss = build_in_child(["lsr", str(docs_file), str(ours_dir), "--reorder", "dominant", "--approx", knobs_json])
-        index = Index.load(ours_dir, mmap=False)
+        index = Retriever.load(ours_dir, mmap=False)
         approx_stats = {f"approx_{name}": value for name, value in index.manifest["approx"]["stats"].items()}
         out["builds"].append({"system": "lsr", "n_postings": npost, "seconds": secs, "peak_rss_mb": rss, "bytes": dir_bytes(ours_dir),
-                              "bytes_approx_search": _approx_search_bytes(index), **approx_stats})
+                              "bytes_approx_search": _approx_search_bytes(index.index), **approx_stats})
         secs, rss = build_in_child(["seismic", str(docs_file), str(work / f"seismic-{npost}"), "--approx", knobs_json, "--threads", "1"])
         out["builds"].append({"system": "seismic", "n_postings": npost, "seconds": secs, "peak_rss_mb": rss,
                               "bytes": dir_bytes(seismic_file)})
@@ -134,7 +135,7 @@ def run_approx_benchmark(
                         t, r = time_queries(fn, n_q)
                         lat[name].append(t)
                         res[name] = r
-                work_stats = index.approx_work(queries, k, query_cut=cut, heap_factor=hf)
+                work_stats = index.index.approx_work(queries, k, query_cut=cut, heap_factor=hf)
                 for name in systems:
                     per_query = np.median(np.stack(lat[name]), axis=0) * 1e6
                     run = {"system": name, "n_postings": npost, "query_cut": cut, "heap_factor": hf,
@@ -145,7 +146,7 @@ def run_approx_benchmark(
                     out["runs"].append(run)
         _throughput(out, index, searcher, queries, s_terms, s_values, npost, k, batch_threads)
         _tune_held_out(out, index, queries, truth, npost, k, query_cuts, heap_factors)
-        out["kernel"] = out.get("kernel", []) + _kernel_latency(index, queries, out["runs"], npost, k)
+        out["kernel"] = out.get("kernel", []) + _kernel_latency(index.index, queries, out["runs"], npost, k)
         del index, searcher
     out["ratios"] = ratios(out["runs"])
     out["profile"] = time_model(out["runs"])
@@ -157,13 +158,13 @@ def _kernel_latency(index: Any, queries: SparseVectors, runs: list[dict], npost:
     """Kernel-only latency at lsr's cheapest points per target recall: the rest of the API time is
     Python (query preparation, argument dispatch, result lists). Queries are canonical rows
     (terms ascending, weights positive), as the kernel requires."""
-    from lsr.index import approx_kernels
+    from lsr.index.kernels import approx_search
 
     qdense = np.zeros(len(index.vocab), dtype=np.float32)
     visited = np.zeros(index.num_docs, dtype=np.uint8)
     seen = np.empty(index.num_docs, dtype=np.int32)
     docs, scores = np.empty(k, np.int32), np.empty(k, np.float32)
-    stats = np.zeros(approx_kernels.N_STATS, dtype=np.int64)
+    stats = np.zeros(approx_search.N_STATS, dtype=np.int64)
     out = []
     for target in TARGETS:
         point = _cheapest(runs, "lsr", target, npost)
@@ -173,7 +174,7 @@ def _kernel_latency(index: Any, queries: SparseVectors, runs: list[dict], npost:
                 index.forward_terms, index.approx.fwd_impacts, qdense, visited, seen, docs, scores, stats)
 
         def one(i: int) -> None:
-            approx_kernels.search_approx(*queries.row(i), *args)
+            approx_search.search_approx(*queries.row(i), *args)
 
         one(0)
         lat = np.median(np.stack([time_queries(one, len(queries))[0] for _ in range(2)]), axis=0) * 1e6

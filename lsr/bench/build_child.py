@@ -27,10 +27,10 @@ def load_docs(path: str) -> tuple[list[str], SparseVectors]:
 
 
 def build_lsr(docs: str, out: str, block_size: int, reorder: str, quantization: str, approx: "ApproxSettings | None") -> None:
-    from lsr.index import Index
+    from lsr.index import SparseIndex
 
     ids, vecs = load_docs(docs)
-    Index.build(vecs, ids, quantization=quantization, block_size=block_size, reorder=reorder, approx=approx or False).save(out)
+    SparseIndex.build(vecs, ids, quantization=quantization, block_size=block_size, reorder=reorder, approx=approx or False).save(out)
 
 
 def build_seismic(docs: str, out: str, approx: "ApproxSettings", threads: int) -> None:
@@ -60,9 +60,9 @@ def build_bmp(docs: str, out: str, block_size: int, same_as: str) -> None:
     """A bmp index over exactly the impacts (u8) and document order of the lsr index ``same_as``."""
     import bmp
 
-    from lsr.index import Index
+    from lsr.index import SparseIndex
 
-    ref = Index.load(same_as)
+    ref = SparseIndex.load(same_as)
     if ref.postings_impacts.dtype != np.uint8:
         raise SystemExit("the reference lsr index must use u8 impacts (bmp stores u8; larger values wrap)")
     fwd_indptr, fwd_terms = ref.forward_indptr, ref.forward_terms

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from lsr.data import SparseVectors, load_queries, resolve_dataset
-from lsr.encoders import SpladeEncoder
+from lsr.encoders.base import Encoder
 from lsr.pipeline import encode_corpus
+from lsr.util import cache_dir
 
 FULL_COLLECTIONS = ("adi", "cacm", "cranfield", "medline", "scifact", "vaswani")
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("LSR_CACHE", Path.home() / ".cache" / "lsr")) / "vectors"
 
 
 @dataclass(frozen=True)
@@ -38,9 +34,9 @@ def _load(path: Path, vocab: list[str]) -> tuple[list[str], SparseVectors]:
     return list(z["ids"]), SparseVectors(z["indptr"], z["indices"], z["values"], vocab)
 
 
-def encoded_collection(name: str, encoder: SpladeEncoder) -> EncodedCollection:
+def encoded_collection(name: str, encoder: Encoder) -> EncodedCollection:
     """Documents and queries of a collection encoded by ``encoder``, cached on disk by model name."""
-    folder = cache_dir() / encoder.name.replace("/", "__")
+    folder = cache_dir("vectors") / encoder.name.replace("/", "__")
     folder.mkdir(parents=True, exist_ok=True)
     docs_file, queries_file = folder / f"{name}.docs.npz", folder / f"{name}.queries.npz"
     if not docs_file.exists():
@@ -54,7 +50,7 @@ def encoded_collection(name: str, encoder: SpladeEncoder) -> EncodedCollection:
     return EncodedCollection(doc_ids, docs, query_ids, queries)
 
 
-def real_data(encoder: SpladeEncoder, names: tuple[str, ...] = FULL_COLLECTIONS) -> EncodedCollection:
+def real_data(encoder: Encoder, names: tuple[str, ...] = FULL_COLLECTIONS) -> EncodedCollection:
     """Every full collection's documents and queries, concatenated (ids prefixed by collection)."""
     parts = [(n, encoded_collection(n, encoder)) for n in names]
     return EncodedCollection(
@@ -114,7 +110,7 @@ def synthetic_data(real: EncodedCollection, n_docs: int, seed: int = 0) -> Encod
     """
     from lsr.bench.synth import synthesize
 
-    path = cache_dir().parent / "synth" / f"synth-{n_docs}-seed{seed}-{len(real.docs)}.npz"
+    path = cache_dir("synth") / f"synth-{n_docs}-seed{seed}-{len(real.docs)}.npz"
     ids = [f"s{i}" for i in range(n_docs)]
     if path.exists():
         _, docs = _load(path, list(real.docs.vocab))

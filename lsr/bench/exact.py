@@ -22,6 +22,7 @@ import numpy as np
 from lsr.bench.data import FULL_COLLECTIONS, EncodedCollection, real_data, vector_stats
 from lsr.bench.synth import synthesize
 from lsr.data import SparseVectors
+from lsr.util import dir_bytes
 
 # (alpha, beta): safe first, then the BMP paper's kind of approximate settings.
 SETTINGS = ((1.0, 1.0), (0.9, 1.0), (1.0, 0.5), (0.8, 0.5))
@@ -35,10 +36,6 @@ def build_in_child(args: list[str]) -> tuple[float, float]:
     if proc.returncode != 0:
         raise RuntimeError(f"build failed ({proc.returncode}): {' '.join(args)}\n{proc.stderr[-3000:]}")
     return seconds, json.loads(proc.stdout.strip().splitlines()[-1])["peak_rss_mb"]
-
-
-def dir_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
 
 
 def save_docs(path: Path, ids: list[str], v: SparseVectors) -> None:
@@ -89,7 +86,7 @@ def run_exact_benchmark(
     import numba
 
     from lsr.encoders import SpladeEncoder
-    from lsr.index import Index
+    from lsr.retrieval import Retriever
 
     numba.set_num_threads(1)
     encoder = SpladeEncoder("splade-tiny")
@@ -117,9 +114,10 @@ def run_exact_benchmark(
     ours_dir = work / "lsr"
     secs, rss = build_in_child(["lsr", str(docs_file), str(ours_dir), "--block-size", str(block_size), "--reorder", reorder])
     out["builds"]["lsr"] = {"seconds": secs, "peak_rss_mb": rss, "bytes": dir_bytes(ours_dir)}
-    index = Index.load(ours_dir, mmap=False)
+    index = Retriever.load(ours_dir, mmap=False)
+    arrays = index.index
     out["builds"]["lsr"]["bytes_exact_search"] = int(
-        index.postings_indptr.nbytes + index.postings_docs.nbytes + index.postings_impacts.nbytes + index.blocks.nbytes
+        arrays.postings_indptr.nbytes + arrays.postings_docs.nbytes + arrays.postings_impacts.nbytes + arrays.blocks.nbytes
     )
     queries = [data.queries.take([i]) for i in range(n_q)]
     kmax = max(k_values)
@@ -153,7 +151,7 @@ def run_exact_benchmark(
         from lsr.bench.lucene import lucene_system
 
         try:
-            build, search = lucene_system(index, work / "lucene")
+            build, search = lucene_system(index.index, work / "lucene")
             out["builds"]["lucene"] = build
             systems["lucene impact"] = ({}, lambda i, k: search(queries[i], k))
         except Exception as e:  # Java or pyserini missing: say so in the results

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from lsr.data.vectors import iter_jsonl
+from lsr.data.files import format_suffix, iter_jsonl, open_text
 from lsr.errors import DataError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -40,6 +40,11 @@ def shared_data_dirs() -> list[Path]:
     return list(dict.fromkeys(d.resolve() for d in dirs))
 
 
+def find_shared(name: str) -> Path | None:
+    """The folder ``name`` in the first of :func:`shared_data_dirs` that has one."""
+    return next((d / name for d in shared_data_dirs() if (d / name).is_dir()), None)
+
+
 def resolve_dataset(name_or_path: str | os.PathLike) -> Path:
     """Find a collection: an explicit path, then ``../shared/data/<name>``, then ir_datasets.
 
@@ -50,10 +55,7 @@ def resolve_dataset(name_or_path: str | os.PathLike) -> Path:
     if p.exists():
         return p
     name = str(name_or_path)
-    for d in shared_data_dirs():
-        if (d / name).is_dir():
-            return d / name
-    return _from_ir_datasets(name)
+    return find_shared(name) or _from_ir_datasets(name)
 
 
 def _from_ir_datasets(name: str) -> Path:
@@ -129,30 +131,31 @@ def load_corpus(path: str | os.PathLike) -> list[Document]:
 
 
 def load_queries(path: str | os.PathLike) -> list[Query]:
-    """Queries from a queries.jsonl (or a collection folder), or a TSV of ``qid<TAB>text``."""
+    """Queries from a queries.jsonl (or a collection folder), or a TSV of ``qid<TAB>text``; also gzipped."""
     p = Path(path)
     f = p / "queries.jsonl" if p.is_dir() else p
     if not f.is_file():
         raise DataError(f"no queries file at {f}")
     queries: list[Query] = []
     seen: dict[str, int] = {}
-    if f.suffix in (".tsv", ".txt"):
-        with open(f, encoding="utf-8") as fh:
+    if format_suffix(f) in (".tsv", ".txt"):
+        with open_text(f) as fh:
             rows = [(n, line.rstrip("\n").split("\t", 1)) for n, line in enumerate(fh, 1) if line.strip()]
         for lineno, parts in rows:
             if len(parts) != 2:
                 raise DataError(f"{f}:{lineno}: expected 'qid<TAB>text'")
-            queries.append(_add_query(seen, parts[0], parts[1], f, lineno))
+            queries.append(add_query(seen, parts[0], parts[1], f, lineno))
         return queries
     for lineno, obj in iter_jsonl(f):
         text = obj.get("text")
         if not isinstance(text, str):
             raise DataError(f"{f}:{lineno}: query 'text' must be a string")
-        queries.append(_add_query(seen, _get_id(obj, f, lineno), text, f, lineno))
+        queries.append(add_query(seen, _get_id(obj, f, lineno), text, f, lineno))
     return queries
 
 
-def _add_query(seen: dict[str, int], qid: str, text: str, f: Path, lineno: int) -> Query:
+def add_query(seen: dict[str, int], qid: str, text: str, f: Path, lineno: int) -> Query:
+    """A checked query; ``seen`` maps ids to their first line, so every topics format reports duplicates alike."""
     qid = qid.strip()
     if not qid:
         raise DataError(f"{f}:{lineno}: missing query id")

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from lsr.data.files import iter_jsonl
 from lsr.errors import DataError
+from lsr.util import concat, offsets
 
 
 @dataclass(frozen=True)
@@ -54,15 +56,18 @@ class SparseVectors:
         vocab: Sequence[str] | None = None,
         *,
         source: str = "vectors",
+        term_ids: Mapping[str, int] | None = None,
     ) -> "SparseVectors":
         """Build from ``{token: weight}`` rows.
 
-        With ``vocab`` given, unknown tokens are dropped (they cannot match anything);
-        without it, the vocabulary is grown in order of first appearance.
+        With ``vocab`` given, unknown tokens are dropped (they cannot match anything) and the
+        result shares that vocabulary object; ``term_ids`` (token -> position in it) saves
+        rebuilding that map per call. Without ``vocab``, the vocabulary grows in order of
+        first appearance.
         """
         grow = vocab is None
-        terms: list[str] = [] if grow else list(vocab)
-        term_id = {t: i for i, t in enumerate(terms)}
+        terms: Sequence[str] = [] if grow else vocab
+        term_id = term_ids if term_ids is not None and not grow else {t: i for i, t in enumerate(terms)}
         indptr, indices, values = [0], [], []
         for n, row in enumerate(rows):
             pairs = []
@@ -73,7 +78,7 @@ class SparseVectors:
                     if not grow:
                         continue
                     tid = term_id[token] = len(terms)
-                    terms.append(token)
+                    terms.append(token)  # type: ignore[attr-defined]
                 if w > 0:
                     pairs.append((tid, w))
             pairs.sort()
@@ -92,12 +97,12 @@ class SparseVectors:
         """Stack batches that share one vocabulary."""
         if not parts:
             raise ValueError("nothing to concatenate")
-        offsets = np.cumsum([0] + [p.nnz for p in parts[:-1]])
-        indptr = np.concatenate([parts[0].indptr[:1]] + [p.indptr[1:] + o for p, o in zip(parts, offsets)])
+        starts = offsets([p.nnz for p in parts])[:-1]
+        indptr = concat([parts[0].indptr[:1]] + [p.indptr[1:] + o for p, o in zip(parts, starts)], np.int64)
         return cls(
-            indptr.astype(np.int64),
-            np.concatenate([p.indices for p in parts]).astype(np.int32, copy=False),
-            np.concatenate([p.values for p in parts]).astype(np.float32, copy=False),
+            indptr,
+            concat([p.indices for p in parts], np.int32),
+            concat([p.values for p in parts], np.float32),
             parts[0].vocab,
         )
 
@@ -105,8 +110,7 @@ class SparseVectors:
         """Rows in the given order."""
         order = np.asarray(order, dtype=np.int64)
         lengths = np.diff(self.indptr)[order]
-        indptr = np.zeros(len(order) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=indptr[1:])
+        indptr = offsets(lengths)
         # position p of the output row r reads from old start of r + (p - new start of r)
         src = np.repeat(self.indptr[order] - indptr[:-1], lengths) + np.arange(indptr[-1])
         return SparseVectors(indptr, self.indices[src], self.values[src], self.vocab)
@@ -154,17 +158,3 @@ def read_vectors_jsonl(path: str | Path, vocab: Sequence[str] | None = None) -> 
         rows.append(vec)
     return ids, SparseVectors.from_dicts(rows, vocab, source=str(path))
 
-
-def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    """Yield ``(line number, object)`` for each non-blank line; malformed lines raise DataError."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj

@@ -1,17 +1,28 @@
-"""Text encoders producing sparse term weights."""
+"""Text encoders behind one :class:`Encoder` protocol: SPLADE, BM25 and dense (never the index).
 
-from lsr.encoders.models import DEFAULT_SPLADE, SPLADE_TINY, resolve_model
-from lsr.encoders.splade import SpladeEncoder
-from lsr.encoders.bm25 import BM25, BM25Encoder, LuceneEnglishAnalyzer
-from lsr.encoders.registry import load_encoder
+Names are imported on first use: the SPLADE and dense encoders load torch.
+"""
 
-__all__ = [
-    "BM25",
-    "BM25Encoder",
-    "DEFAULT_SPLADE",
-    "LuceneEnglishAnalyzer",
-    "SPLADE_TINY",
-    "SpladeEncoder",
-    "load_encoder",
-    "resolve_model",
-]
+from importlib import import_module
+from typing import Any
+
+_PUBLIC = {
+    "Encoder": "lsr.encoders.base",
+    "load_encoder": "lsr.encoders.registry",
+    "DEFAULT_SPLADE": "lsr.encoders.models",
+    "SPLADE_TINY": "lsr.encoders.models",
+    "DEFAULT_DENSE": "lsr.encoders.models",
+    "resolve_model": "lsr.encoders.models",
+    "SpladeEncoder": "lsr.encoders.splade",
+    "DenseEncoder": "lsr.encoders.dense",
+    "BM25": "lsr.encoders.bm25",
+    "BM25Encoder": "lsr.encoders.bm25",
+    "LuceneEnglishAnalyzer": "lsr.encoders.bm25",
+}
+__all__ = list(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        return getattr(import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'lsr.encoders' has no attribute {name!r}")

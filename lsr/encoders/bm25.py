@@ -240,6 +240,8 @@ class BM25Encoder:
     """
 
     name = BM25
+    sparse = True
+    per_document = False  # weights need the collection's statistics
 
     def __init__(
         self,
@@ -262,6 +264,7 @@ class BM25Encoder:
         self.analyzer = analyzer if isinstance(analyzer, LuceneEnglishAnalyzer) else analyzer_from_settings(analyzer)
         self.vocab: list[str] = list(vocab) if vocab is not None else []
         self._term_id = {t: i for i, t in enumerate(self.vocab)}
+        self._has_vocab = vocab is not None  # given, or fixed by encode_documents
         self.stats: dict[str, Any] = {}
 
     def settings(self) -> dict[str, Any]:
@@ -296,7 +299,7 @@ class BM25Encoder:
         idx = np.asarray(indices, dtype=np.int32)
         tf = np.asarray(freqs, dtype=np.float64)
         weights, self.stats = bm25_weights(indptr, idx, tf, lengths, len(vocab), self.k1, self.b, self.norms)
-        self.vocab, self._term_id = vocab, term_id
+        self.vocab, self._term_id, self._has_vocab = vocab, term_id, True
         return SparseVectors(indptr, idx, weights, vocab)
 
     # -- queries
@@ -304,6 +307,9 @@ class BM25Encoder:
         """Each query as ``{term: count}`` over the vocabulary (Anserini's bag-of-words query)."""
         if isinstance(texts, str):
             raise TypeError("encode_queries takes a sequence of texts, not a single string")
+        if not self._has_vocab:  # every query would silently match nothing
+            raise ValueError("a BM25 query encoder needs the index vocabulary: load_encoder('bm25', vocab=index.vocab), "
+                             "or encode_documents first")
         return SparseVectors.from_dicts((self.query_terms(t) for t in texts), self.vocab, source="query")
 
     def query_terms(self, text: str) -> dict[str, float]:
@@ -345,49 +351,6 @@ def bm25_weights(
         "avg_doc_length": float(avgdl),
     }
     return weights, stats
-
-
-def build_bm25_index(
-    out: str | None,
-    corpus: str,
-    *,
-    k1: float = 0.9,
-    b: float = 0.4,
-    norms: str = "lucene",
-    analyzer: Mapping[str, Any] | None = None,
-    quantization: str = "u16",
-    **index_options: Any,
-):
-    """Analyze ``corpus`` (a name, a folder or a corpus.jsonl), weight it with BM25 and index it.
-
-    Saves the index at ``out`` unless it is None; returns ``(index, summary)``. ``index_options``
-    go to :meth:`lsr.index.Index.build` (``block_size``, ``reorder``).
-    """
-    import time
-    from pathlib import Path
-
-    from lsr.data import iter_corpus, resolve_dataset
-    from lsr.index import Index
-
-    t0 = time.perf_counter()
-    docs = list(iter_corpus(resolve_dataset(corpus)))
-    encoder = BM25Encoder(k1=k1, b=b, norms=norms, analyzer=analyzer)
-    vectors = encoder.encode_documents([d.contents for d in docs])
-    t1 = time.perf_counter()
-    index = Index.build(
-        vectors, [d.id for d in docs], quantization=quantization, model=BM25, encoder_settings=encoder.settings(), **index_options
-    )
-    if out is not None:
-        index.save(Path(out))
-    t2 = time.perf_counter()
-    summary = {
-        "path": str(index.path) if index.path else None,
-        **{k: index.manifest["stats"][k] for k in ("num_docs", "empty_docs", "num_postings", "vocab_size")},
-        "encode_seconds": round(t1 - t0, 2),
-        "index_seconds": round(t2 - t1, 2),
-        "bytes": index.info()["bytes"],
-    }
-    return index, summary
 
 
 def is_bm25(model: str | None) -> bool:

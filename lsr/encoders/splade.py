@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from lsr.data.vectors import SparseVectors
 from lsr.encoders.models import DEFAULT_SPLADE, resolve_model
+from lsr.util import machine_threads
 
 # Token rows projected onto the vocabulary per matrix product (1024 x 30522 floats = 125 MB).
 # Few large products beat many cache-sized ones (1024 vocabulary columns per product use 35% less
@@ -19,11 +20,6 @@ from lsr.encoders.models import DEFAULT_SPLADE, resolve_model
 # partner wait a scheduler slice. On a loaded 2-core machine the tiled version fell below the
 # old one (2 vs 5 docs/s on SciFact) while this one gave 9.
 _TOKENS_PER_PRODUCT = 1024
-
-
-def machine_threads() -> int:
-    """Cores this process may run on (honours CPU affinity, unlike os.cpu_count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class SpladeEncoder:
@@ -36,6 +32,9 @@ class SpladeEncoder:
     vocabulary) tensor instead of a (tokens, vocabulary) one; padding slots repeat a real token,
     which cannot change the max, and texts of similar length share one large product.
     """
+
+    sparse = True
+    per_document = True
 
     def __init__(
         self,
@@ -74,6 +73,10 @@ class SpladeEncoder:
         bias = decoder.bias if decoder.bias is not None else torch.zeros(vocab_size)
         self._decoder_bias = bias.detach().float().to(self.device)
         self.vocab: list[str] = self.tokenizer.convert_ids_to_tokens(list(range(vocab_size)))
+
+    def settings(self) -> dict[str, Any]:
+        """What an index manifest records, so that queries are encoded as the documents were."""
+        return {"max_length": self.max_length, "query_max_length": self.query_max_length, "top_k": self.top_k}
 
     def encode_queries(self, texts: Sequence[str], **kwargs) -> SparseVectors:
         return self.encode(texts, is_query=True, **kwargs)

@@ -34,6 +34,8 @@ def _positive(value: str) -> int:
 
 def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``evaluate`` on an argparse sub-parsers object; returns the new parser."""
+    from lsr.retrieval.modes import MODES
+
     p = subparsers.add_parser(
         "evaluate",
         help="score a system on a collection (nDCG@10, RR@10, R@100, R@1000, Judged@10 + efficiency)",
@@ -48,7 +50,9 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     src.add_argument("--model", help="'bm25' or a SPLADE model ('splade-tiny', a folder, an HF id): builds and caches an index")
     src.add_argument("--run", help="score an existing TREC run file instead of searching")
     src.add_argument("--pyserini", action="store_true", help="pyserini's Lucene BM25 on the same corpus (needs the pyserini extra)")
-    p.add_argument("--mode", default="exact", help="search mode (only 'exact' for now)")
+    p.add_argument("--mode", default="exact", choices=list(MODES), help="; ".join(f"{m.name}: {m.help}" for m in MODES.values()))
+    p.add_argument("--knob", type=_param, action="append", default=[], metavar="NAME=VALUE",
+                   help="a knob of the mode (e.g. query_cut=5, heap_factor=0.9, dense_weight=0.3)")
     p.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), help="e.g. nDCG@10 MRR@10 Recall@1000 judged@10")
     p.add_argument("-k", "--k", type=_positive, default=1000, help="hits per query (default 1000)")
     p.add_argument("--qrels", help="qrels file overriding the collection's (BEIR TSV or TREC)")
@@ -77,13 +81,14 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
 
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """Run `lsr evaluate`; prints the scores (or JSON) and returns the report."""
-    from lsr.data.qrels import load_collection, read_run
-    from lsr.evaluation.harness import SystemSpec, check_mode, dataset_description, evaluate_system
+    from lsr.data import load_collection, read_run
+    from lsr.evaluation.harness import SystemSpec, dataset_description, evaluate_system
+    from lsr.retrieval.modes import get_mode
     from lsr.evaluation.metrics import evaluate, parse_metric
 
     for m in args.metrics:
         parse_metric(m)  # fail before any work
-    check_mode(args.mode)
+    get_mode(args.mode)
     collection = load_collection(
         args.dataset, args.split, qrels=args.qrels, queries=args.queries, judged_only=args.judged_only,
         relevance_level=args.relevance_level, ignore_identical_ids=args.ignore_identical_ids,
@@ -106,13 +111,14 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         }
     else:
         if args.pyserini:
-            spec = SystemSpec(name=args.name or "bm25-pyserini", kind="pyserini-bm25", params=params, mode=args.mode)
+            spec = SystemSpec(name=args.name or "bm25-pyserini", kind="pyserini-bm25", params=params, mode=args.mode,
+                              knobs=dict(args.knob))
         elif args.index:
-            spec = SystemSpec(name=args.name or Path(args.index).name, kind="index", index=args.index, mode=args.mode,
+            spec = SystemSpec(name=args.name or Path(args.index).name, kind="index", index=args.index, mode=args.mode, knobs=dict(args.knob),
                               query_encodings=args.query_encodings)
         else:
             spec = SystemSpec(name=args.name or Path(args.model).name, kind="lsr", model=args.model, params=params,
-                              mode=args.mode, query_encodings=args.query_encodings)
+                              mode=args.mode, knobs=dict(args.knob), query_encodings=args.query_encodings)
         if args.query_encodings and args.pyserini:
             raise ValueError("--query-encodings applies to lsr indexes, not to --pyserini")
         report = evaluate_system(

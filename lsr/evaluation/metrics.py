@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lsr.data.qrels import Qrels, Run
+from lsr.data import Qrels, Run
 from lsr.errors import DataError
 
 DEFAULT_METRICS = ("nDCG@10", "RR@10", "R@100", "R@1000", "Judged@10")

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from lsr.errors import LsrError
+from lsr.evaluation.common import build_key, latency_ms, need_corpus, relative, safe_name
+from lsr.util import dir_bytes
 
 _STARTED = False
 INDEX_ARGS = [
@@ -139,25 +141,24 @@ class Searcher:
         return int(self.searcher.num_docs)
 
 
-def run_system(spec, collection, *, k: int, cache_dir, threads: int | None, efficiency: bool, log: Callable[[str], None] = print):
-    """Build (or reuse) the Lucene index, search, and describe the system; see harness.evaluate_system."""
+def run_system(spec, collection, *, k: int, cache_dir, threads: int | None, efficiency: bool, rebuild: bool = False,
+               log: Callable[[str], None] = print):
+    """Build (or reuse; ``rebuild`` forces a new one) the Lucene index, search, and describe the
+    system: (run, system, efficiency, notes), the interface the harness's own system has."""
     import json
 
-    from lsr.evaluation.harness import _build_key, _need_corpus, _relative, _safe, dir_bytes, latency_ms
-
-    corpus = _need_corpus(spec, collection)
+    corpus = need_corpus(spec.name, collection)
     params = {"k1": 0.9, "b": 0.4, **spec.params}
     extra = set(params) - {"k1", "b", "index_threads"}
     if extra:
         raise ValueError(f"system {spec.name!r}: unknown params {sorted(extra)} (allowed: k1, b, index_threads)")
     if spec.mode != "exact":
         raise LsrError(f"system {spec.name!r}: pyserini's BM25 is exhaustive; mode must be 'exact'")
-    out = Path(cache_dir) / _safe(collection.name) / _safe(spec.name)
+    out = Path(cache_dir) / safe_name(collection.name) / safe_name(spec.name)
     record_file = out.with_name(out.name + ".build.json")
-    key = _build_key(spec, collection)
-    key["params"] = {"index_threads": params.get("index_threads", 1)}  # k1, b are search-time settings
+    key = build_key(spec.kind, spec.model, {"index_threads": params.get("index_threads", 1)}, collection)  # k1, b: search time
     record = json.loads(record_file.read_text()) if record_file.is_file() else None
-    if record is None or record.get("key") != key or not any(out.glob("segments_*")):
+    if rebuild or record is None or record.get("key") != key or not any(out.glob("segments_*")):
         log(f"[{collection.name}/{spec.name}] building the Lucene index in {out}")
         import shutil
 
@@ -180,7 +181,7 @@ def run_system(spec, collection, *, k: int, cache_dir, threads: int | None, effi
         "mode": "exact",
         "params": {"k1": params["k1"], "b": params["b"]},
         "versions": versions(),
-        "index": {"path": _relative(out), "build": record.get("index_args"), "num_docs": searcher.num_docs()},
+        "index": {"path": relative(out), "build": record.get("index_args"), "num_docs": searcher.num_docs()},
         "query_generator": "BagOfWordsQueryGenerator (pyserini default)",
         "analyzer": "Anserini DefaultEnglishAnalyzer (porter, Lucene English stopwords)",
     }
@@ -197,4 +198,4 @@ def run_system(spec, collection, *, k: int, cache_dir, threads: int | None, effi
     }
     if efficiency:
         eff.update(latency_ms(lambda text: searcher.search(text, k), texts))
-    return run, system, eff
+    return run, system, eff, []

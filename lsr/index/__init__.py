@@ -1,5 +1,10 @@
-"""Inverted index: build, storage, Numba kernels and search."""
+"""The index layer: arrays and Numba kernels only (no models, no torch).
 
-from lsr.index.index import Index, SearchResult
+:class:`SparseIndex` builds, saves, loads and searches an inverted index of sparse vectors;
+:mod:`lsr.index.kernels` holds the kernels, one concept a module; :mod:`lsr.index.modes`
+declares the sparse search modes and their knobs.
+"""
 
-__all__ = ["Index", "SearchResult"]
+from lsr.index.sparse import Hits, SparseIndex
+
+__all__ = ["Hits", "SparseIndex"]

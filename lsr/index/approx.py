@@ -1,6 +1,7 @@
 """Approximate search structure (clustered, summarized posting lists), its knobs and auto-tuning.
 
-Kernels are in :mod:`lsr.index.approx_kernels`. The structure lives in the same index directory
+Kernels are in :mod:`lsr.index.kernels.approx_build` and ``approx_search``;
+the knobs are in :mod:`lsr.index.modes`. The structure lives in the same index directory
 as the exact-search arrays (files prefixed ``approx_``), so one index answers both modes; it
 reuses the index's forward terms and adds only quantized forward impacts, pruned lists, blocks
 and summaries.
@@ -9,20 +10,15 @@ and summaries.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from lsr.index import approx_kernels
-
-# Per-query knobs: name -> inclusive range. heap_factor 0 never skips a block; a query_cut at
-# least the query's length visits every query term's list.
-KNOBS: dict[str, tuple[float, float]] = {"query_cut": (1, 65536), "heap_factor": (0.0, 1.0)}
-DEFAULT_KNOBS: dict[str, float] = {"query_cut": 10, "heap_factor": 0.8}
-INTEGER_KNOBS = ("query_cut",)
-
+from lsr.index.kernels import approx_build
+from lsr.index.kernels.approx_search import STAT_DOC_ENTRIES, STAT_SUMMARY_ENTRIES
+from lsr.util import concat, offsets
 
 @dataclass(frozen=True)
 class ApproxSettings:
@@ -117,8 +113,8 @@ def build_approx(
         if budget < nnz:
             threshold = float(np.partition(p_weights, nnz - budget)[nnz - budget])
         cap = max(1, int(settings.max_fraction * settings.n_postings))
-    l_indptr, l_docs = approx_kernels.prune_lists(p_indptr, p_docs, p_weights, np.float32(threshold), cap)
-    top_t, top_w = approx_kernels.top_terms(fwd_indptr, fwd_terms, fwd_weights, settings.doc_cut)
+    l_indptr, l_docs = approx_build.prune_lists(p_indptr, p_docs, p_weights, np.float32(threshold), cap)
+    top_t, top_w = approx_build.top_terms(fwd_indptr, fwd_terms, fwd_weights, settings.doc_cut)
     slot = np.full(vocab_size, -1, dtype=np.int32)
     maxv = np.zeros(vocab_size, dtype=np.float32)
     blk_sizes, docs, comps, comp_starts, ent_blk, ent_code, scales = ([] for _ in range(7))
@@ -126,29 +122,28 @@ def build_approx(
     for t in np.flatnonzero(np.diff(l_indptr)):
         list_docs = l_docs[l_indptr[t] : l_indptr[t + 1]]
         n_centroids = max(1, int(settings.centroid_fraction * len(list_docs)))
-        grouped, sizes = approx_kernels.cluster_list(
+        grouped, sizes = approx_build.cluster_list(
             list_docs, n_centroids, settings.seed * 1_000_003 + int(t), top_t, top_w, slot
         )
-        c, cc, eb, ec, sc = approx_kernels.summarize_list(
+        c, cc, eb, ec, sc = approx_build.summarize_list(
             grouped, sizes, np.float32(settings.summary_energy), fwd_indptr, fwd_terms, fwd_impacts, maxv, slot
         )
         lst_blocks[t], lst_comps[t], lst_entries[t] = len(sizes), len(c), len(eb)
         starts = np.concatenate([[0], np.cumsum(cc[:-1])])
         for out, part in zip((docs, blk_sizes, comps, comp_starts, ent_blk, ent_code, scales), (grouped, sizes, c, starts, eb, ec, sc)):
             out.append(part)
-    cat = lambda parts, dtype: np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)  # noqa: E731
     structure = ApproxIndex(
         fwd_impacts=fwd_impacts,
-        lst_blk_ptr=_offsets(lst_blocks),
-        blk_doc_ptr=_offsets(cat(blk_sizes, np.int64)),
-        blk_docs=cat(docs, np.int32),
-        lst_comp_ptr=_offsets(lst_comps),
-        comp_terms=cat(comps, _narrowest(vocab_size)),
-        comp_start=cat(comp_starts, _narrowest(int(lst_entries.max(initial=0)))),
-        lst_ent_ptr=_offsets(lst_entries),
-        ent_blk=cat(ent_blk, _narrowest(int(lst_blocks.max(initial=0)))),
-        ent_code=cat(ent_code, np.uint8),
-        blk_scale=cat(scales, np.float32),
+        lst_blk_ptr=offsets(lst_blocks),
+        blk_doc_ptr=offsets(concat(blk_sizes, np.int64)),
+        blk_docs=concat(docs, np.int32),
+        lst_comp_ptr=offsets(lst_comps),
+        comp_terms=concat(comps, _narrowest(vocab_size)),
+        comp_start=concat(comp_starts, _narrowest(int(lst_entries.max(initial=0)))),
+        lst_ent_ptr=offsets(lst_entries),
+        ent_blk=concat(ent_blk, _narrowest(int(lst_blocks.max(initial=0)))),
+        ent_code=concat(ent_code, np.uint8),
+        blk_scale=concat(scales, np.float32),
     )
     stats = {
         "kept_postings": int(l_docs.shape[0]),
@@ -163,28 +158,6 @@ def build_approx(
 def _narrowest(limit: int) -> type:
     """The smallest unsigned dtype holding 0..limit - 1."""
     return next(t for t in (np.uint8, np.uint16, np.uint32) if limit <= np.iinfo(t).max + 1)
-
-
-def _offsets(counts: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(counts) + 1, dtype=np.int64)
-    np.cumsum(counts, out=out[1:])
-    return out
-
-
-def check_knobs(knobs: Mapping[str, float]) -> dict[str, float]:
-    """Knob values checked against their ranges (query_cut must be a whole number)."""
-    unknown = sorted(set(knobs) - set(KNOBS))
-    if unknown:
-        raise ValueError(f"unknown approx knob(s) {', '.join(unknown)}; known: {', '.join(KNOBS)}")
-    out = {}
-    for name, value in knobs.items():
-        lo, hi = KNOBS[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not lo <= value <= hi:
-            raise ValueError(f"{name} must be a number in [{lo:g}, {hi:g}], got {value!r}")
-        if name in INTEGER_KNOBS and value != int(value):
-            raise ValueError(f"{name} must be a whole number, got {value!r}")
-        out[name] = int(value) if name in INTEGER_KNOBS else float(value)
-    return out
 
 
 # ---- auto-tuning ------------------------------------------------------------------------
@@ -219,4 +192,4 @@ def pick_cheapest(points: Sequence[TunedPoint], target: float) -> TunedPoint:
 
 def mean_cost(stats: np.ndarray, n_queries: int) -> float:
     """Entries read per query: the two inner loops, summaries and forward rows of scored docs."""
-    return float(stats[approx_kernels.STAT_SUMMARY_ENTRIES] + stats[approx_kernels.STAT_DOC_ENTRIES]) / max(1, n_queries)
+    return float(stats[STAT_SUMMARY_ENTRIES] + stats[STAT_DOC_ENTRIES]) / max(1, n_queries)

@@ -1,12 +1,12 @@
-"""Block-max layout of an index for Block-Max Pruning search (kernels in bmp_kernels)."""
+"""Block-max layout of an index for Block-Max Pruning search (kernels in lsr.index.kernels.blockmax_*)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
-from lsr.index import bmp_kernels
+from lsr.index.kernels.blockmax_build import count_block_entries, fill_blocks, fill_dense_rows
 
 # A term whose postings touch more than this fraction of blocks keeps a dense row of block
 # maxima: summing a contiguous row beats scattering that many (block, max) pairs.
@@ -48,8 +48,10 @@ class BlockMax:
         return cls(block_size=block_size, **{name: arrays[f"bmp_{name}"] for name in cls.ARRAYS})
 
     def kernel_args(self) -> tuple:
-        """The arrays in the order the search kernels take them."""
-        return tuple(getattr(self, f.name) for f in fields(self) if f.name in self.ARRAYS)
+        """The arguments of :func:`lsr.index.kernels.blockmax_search.search_bmp` after the query,
+        named one by one: the kernels' order is their own, not this class's field order."""
+        return (self.block_size, self.tb_indptr, self.tb_blocks, self.tb_max, self.dense_row, self.dense_rows,
+                self.blk_indptr, self.blk_terms, self.entry_ptr, self.blk_offsets, self.blk_impacts)
 
 
 def build_blockmax(p_indptr: np.ndarray, p_docs: np.ndarray, p_impacts: np.ndarray, n_docs: int, block_size: int) -> BlockMax:
@@ -57,7 +59,7 @@ def build_blockmax(p_indptr: np.ndarray, p_docs: np.ndarray, p_impacts: np.ndarr
     if not 1 <= block_size <= 256:
         raise ValueError(f"block_size must be in 1..256 (offsets are stored in one byte), got {block_size}")
     n_blocks = max(1, -(-n_docs // block_size))
-    n_post, n_terms, n_term_blocks = bmp_kernels.count_block_entries(p_indptr, p_docs, block_size, n_blocks)
+    n_post, n_terms, n_term_blocks = count_block_entries(p_indptr, p_docs, block_size, n_blocks)
     blk_indptr = np.concatenate([[0], np.cumsum(n_terms)]).astype(np.int64)
     post_start = np.concatenate([[0], np.cumsum(n_post)]).astype(np.int64)
     tb_indptr = np.concatenate([[0], np.cumsum(n_term_blocks)]).astype(np.int64)
@@ -68,11 +70,11 @@ def build_blockmax(p_indptr: np.ndarray, p_docs: np.ndarray, p_impacts: np.ndarr
     blk_impacts = np.empty(int(post_start[-1]), dtype=p_impacts.dtype)
     tb_blocks = np.empty(int(tb_indptr[-1]), dtype=np.int32)
     tb_max = np.empty(int(tb_indptr[-1]), dtype=p_impacts.dtype)
-    bmp_kernels.fill_blocks(p_indptr, p_docs, p_impacts, block_size, blk_indptr, post_start, tb_indptr,
+    fill_blocks(p_indptr, p_docs, p_impacts, block_size, blk_indptr, post_start, tb_indptr,
                             blk_terms, entry_ptr, blk_offsets, blk_impacts, tb_blocks, tb_max)
     dense_terms = np.flatnonzero(n_term_blocks > DENSE_FRACTION * n_blocks).astype(np.int32)
     dense_row = np.full(p_indptr.shape[0] - 1, -1, dtype=np.int32)
     dense_row[dense_terms] = np.arange(dense_terms.shape[0], dtype=np.int32)
-    dense_rows = bmp_kernels.fill_dense_rows(tb_indptr, tb_blocks, tb_max, dense_terms, n_blocks, p_impacts[:1])
+    dense_rows = fill_dense_rows(tb_indptr, tb_blocks, tb_max, dense_terms, n_blocks, p_impacts[:1])
     return BlockMax(block_size, tb_indptr, tb_blocks, tb_max, dense_row, dense_rows, blk_indptr, blk_terms,
                     entry_ptr, blk_offsets, blk_impacts)

@@ -1,6 +1,7 @@
 """The dense part of an index: unit vectors, a faiss index over them, and k-means clusters.
 
-It lives in the same directory as the sparse index and is written by the same atomic save:
+It lives in the same directory as the sparse index and is written by the same atomic save;
+the model that encodes its queries is the retriever's business (the manifest names it):
 every file below is an ``.npy`` array listed with its sha256 in the manifest, whose ``dense``
 section records the model and settings.
 
@@ -12,15 +13,14 @@ section records the model and settings.
   ``ivf_lists``, ``nprobe``), both with the inner-product metric.
 - ``dense_centroids``, ``dense_cluster_indptr``, ``dense_cluster_docs``, ``dense_doc_cluster``:
   spherical k-means of the vectors (CSR: cluster -> its documents), for sparse-guided
-  selective search (:mod:`lsr.fusion.selective`).
+  selective search (:mod:`lsr.retrieval.selective`).
 """
 
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,12 +28,9 @@ import numpy as np
 from lsr.errors import DataError
 
 if TYPE_CHECKING:
-    from lsr.encoders.dense import DenseEncoder
-    from lsr.index.index import Index
+    from lsr.index.sparse import SparseIndex
 
 KINDS = ("flat", "hnsw", "ivf")
-# Search modes served by the dense part (lsr.fusion.hybrid runs them).
-DENSE_MODES = ("dense", "hybrid", "selective")
 _PREFIX = "dense_"
 _ARRAYS = ("vectors", "centroids", "cluster_indptr", "cluster_docs", "doc_cluster")
 
@@ -63,8 +60,6 @@ class DenseIndex:
     doc_cluster: np.ndarray
     settings: dict[str, Any]
     faiss_index: Any = None
-    _encoder: "DenseEncoder | None" = field(default=None, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -155,25 +150,6 @@ class DenseIndex:
     def num_clusters(self) -> int:
         return int(self.centroids.shape[0])
 
-    @property
-    def encoder(self) -> "DenseEncoder":
-        """The model that encoded the documents, loaded on first use (for text queries)."""
-        if self._encoder is None:
-            with self._lock:
-                if self._encoder is None:
-                    if not self.settings.get("model"):
-                        raise DataError("the dense part was built from vectors without a model: query it with vectors")
-                    from lsr.encoders.dense import DenseEncoder
-
-                    self._encoder = DenseEncoder(self.settings["model"], max_length=self.settings["encoder"].get("max_length"))
-        return self._encoder
-
-    @encoder.setter
-    def encoder(self, encoder: "DenseEncoder") -> None:
-        if encoder.dim != self.settings["dim"]:
-            raise DataError(f"the encoder gives {encoder.dim}-dim vectors; this index holds {self.settings['dim']}-dim ones")
-        self._encoder = encoder
-
     # ---- search -------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int, *, ef_search: int | None = None, nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(scores, rows) of the top ``k`` documents per query, (queries, k) each; rows are -1
@@ -202,7 +178,7 @@ class DenseIndex:
         return queries
 
 
-def add_dense(index: "Index", vectors: np.ndarray, doc_ids: Sequence[str], **options: Any) -> DenseIndex:
+def add_dense(index: "SparseIndex", vectors: np.ndarray, doc_ids: Sequence[str], **options: Any) -> DenseIndex:
     """Give ``index`` a dense part built from ``vectors`` (row i is document ``doc_ids[i]``).
 
     Rows are put in the index's document order (which reordering may have changed);

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from lsr.data.vectors import SparseVectors
-from lsr.index.build_kernels import top_two_terms
+from lsr.index.kernels.reorder import top_two_terms
 
 REORDERINGS = ("none", "dominant")
 

@@ -1,27 +1,38 @@
-"""On-disk index: a directory of .npy arrays plus manifest.json, written atomically."""
+"""On-disk index: a directory of .npy arrays plus manifest.json, saved so that a crash loses nothing.
+
+A save writes a complete, fsynced copy into a temporary sibling with a per-call name and swaps
+it in with two renames (``out`` -> ``.{name}.old-*``, temporary -> ``out``), each made durable
+by fsyncing the parent directory. A crash at any point therefore leaves the old or the new
+index whole: before the first rename ``out`` is untouched, after the second it is the new one,
+and in between only the complete ``.old-*`` sibling exists, which :func:`read_manifest` (called
+by every load) renames back. Temporary directories are never loaded. Loads are not isolated
+from a save to the same path running at the same time (they may fail, or read files of both
+versions if the swap lands mid-load): the files on disk are always one whole version.
+"""
 
 from __future__ import annotations
 
-import hashlib
+import errno
 import json
 import os
 import shutil
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from lsr.errors import IndexFormatError
+from lsr.util import sha256_file
 
 FORMAT = "lsr-index"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+# errno of a rename onto a directory that is not empty: someone put an index at ``out`` first.
+_TAKEN = (errno.ENOTEMPTY, errno.EEXIST)
 
 
 def write_index_dir(
@@ -30,72 +41,58 @@ def write_index_dir(
     json_files: Mapping[str, Any],
     manifest: dict[str, Any],
 ) -> Path:
-    """Write arrays and JSON files into a fresh directory and move it into place at ``out``.
+    """Write arrays and JSON files into a fresh directory and swap it in at ``out``, crash-safely.
 
-    The files go to a sibling temporary directory first; only a complete index is renamed
-    to ``out``, so a crash mid-write never leaves a half-written index where a good one was.
-    An existing directory at ``out`` is replaced only if it is an lsr index (or empty).
+    On an error the previous index is put back before raising (if even that fails, the
+    ``.old-*`` directory left behind is recovered by the next load). An existing ``out`` is
+    replaced only if it is an lsr index (or empty). Saves from several threads or processes
+    may race: each completes and ``out`` ends up holding one of them. A successful save then
+    removes leftovers of dead savers (see :func:`_remove_stale`).
     """
     out = Path(out)
-    if out.exists() and not (out / MANIFEST).is_file() and (not out.is_dir() or any(out.iterdir())):
-        raise IndexFormatError(f"{out} exists and is not an lsr index; refusing to overwrite it")
+    _refuse_foreign(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = _sibling(out, "tmp")
     tmp.mkdir()
+    olds: list[Path] = []
     try:
-        files = {}
-        for name, arr in arrays.items():
-            np.save(tmp / f"{name}.npy", np.ascontiguousarray(arr))
-        for name, obj in json_files.items():
-            with open(tmp / f"{name}.json", "w", encoding="utf-8") as f:
-                json.dump(obj, f, ensure_ascii=False)
-        for p in sorted(tmp.iterdir()):
-            files[p.name] = {"bytes": p.stat().st_size, "sha256": _sha256(p)}
-        manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest, "files": files}
-        with open(tmp / MANIFEST, "w", encoding="utf-8") as f:
-            json.dump(manifest, f, indent=2)
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        if out.exists():
-            out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
+        _write_files(tmp, arrays, json_files, manifest)
+        _swap_in(tmp, out, olds)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if olds and not (out / MANIFEST).is_file():
+            _restore(olds.pop(), out)  # stays an .old-* sibling if out is taken or the rename fails
         raise
+    finally:
+        for old in olds:
+            _remove(old)
+    _remove_stale(out)
     return out
 
 
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
-    """The manifest of an index directory, after checking it is one this lsr can read."""
+    """The manifest of an index directory, after checking it is complete and one this lsr can read.
+
+    If ``path`` is missing (or an empty directory) because a save crashed between its two
+    renames, the newest complete ``.old-*`` sibling is renamed back to ``path`` first.
+    """
     path = Path(path)
-    if not path.is_dir():
-        raise IndexFormatError(f"no index directory at {path}")
     try:
-        with open(path / MANIFEST, encoding="utf-8") as f:
-            manifest = json.load(f)
+        vacant = not os.listdir(path)
     except FileNotFoundError:
-        raise IndexFormatError(f"{path} is not an lsr index (no {MANIFEST})") from None
-    except json.JSONDecodeError as e:
-        raise IndexFormatError(f"{path / MANIFEST} is damaged: {e}") from None
-    if manifest.get("format") != FORMAT:
-        raise IndexFormatError(f"{path} is not an lsr index (format {manifest.get('format')!r})")
-    version = manifest.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise IndexFormatError(
-            f"{path} has index format version {version}, newer than this lsr reads ({FORMAT_VERSION}); upgrade lsr"
-        )
-    missing = [name for name in manifest["files"] if not (path / name).is_file()]
-    if missing:
-        raise IndexFormatError(f"{path} is incomplete: missing {', '.join(missing)}")
-    return manifest
+        vacant = True
+    except NotADirectoryError:
+        vacant = False
+    if vacant:
+        _recover(path)
+    return _check(path)
 
 
 def verify_files(path: str | os.PathLike, manifest: Mapping[str, Any]) -> None:
     """Compare every file against the checksum recorded at build time."""
     path = Path(path)
     for name, meta in manifest["files"].items():
-        if _sha256(path / name) != meta["sha256"]:
+        if sha256_file(path / name) != meta["sha256"]:
             raise IndexFormatError(f"{path / name} does not match its checksum: the index is damaged")
 
 
@@ -106,3 +103,195 @@ def load_array(path: Path, name: str, mmap: bool = True) -> np.ndarray:
 def load_json(path: Path, name: str) -> Any:
     with open(path / f"{name}.json", encoding="utf-8") as f:
         return json.load(f)
+
+
+def _refuse_foreign(out: Path) -> None:
+    """Refuse to replace anything at ``out`` but an lsr index or an empty directory."""
+    try:
+        names = os.listdir(out)  # one look: a concurrent save may move ``out`` away at any moment
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        names = None
+    if names is None or (names and MANIFEST not in names):
+        raise IndexFormatError(f"{out} exists and is not an lsr index; refusing to overwrite it")
+
+
+def _check(path: Path) -> dict[str, Any]:
+    """The manifest at ``path`` if every file it names is there with its recorded size."""
+    if not path.is_dir():
+        raise IndexFormatError(f"no index directory at {path}")
+    try:
+        with open(path / MANIFEST, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except FileNotFoundError:
+        raise IndexFormatError(f"{path} is not an lsr index (no {MANIFEST})") from None
+    except json.JSONDecodeError as e:
+        raise IndexFormatError(f"{path / MANIFEST} is damaged: {e}") from None
+    format_ = manifest.get("format") if isinstance(manifest, dict) else None
+    if format_ != FORMAT:
+        raise IndexFormatError(f"{path} is not an lsr index (format {format_!r})")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise IndexFormatError(
+            f"{path} has index format version {version}, newer than this lsr reads ({FORMAT_VERSION}); upgrade lsr"
+        )
+    if not isinstance(manifest.get("files"), dict):
+        raise IndexFormatError(f"{path / MANIFEST} is damaged: it lists no files")
+    missing = [name for name in manifest["files"] if not (path / name).is_file()]
+    if missing:
+        raise IndexFormatError(f"{path} is incomplete: missing {', '.join(missing)}")
+    for name, meta in manifest["files"].items():
+        size = (path / name).stat().st_size
+        if size != meta.get("bytes"):
+            raise IndexFormatError(f"{path / name} has {size} bytes, not {meta.get('bytes')}: the index is damaged")
+    return manifest
+
+
+def _write_files(
+    tmp: Path, arrays: Mapping[str, np.ndarray], json_files: Mapping[str, Any], manifest: dict[str, Any]
+) -> None:
+    """Fill ``tmp`` durably; the manifest goes last, so a directory with one is complete."""
+    for name, arr in arrays.items():
+        with _durable(tmp / f"{name}.npy") as f:
+            np.save(f, np.ascontiguousarray(arr))
+    for name, obj in json_files.items():
+        with _durable(tmp / f"{name}.json") as f:
+            f.write(json.dumps(obj, ensure_ascii=False).encode("utf-8"))
+    files = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in sorted(tmp.iterdir())}
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest, "files": files}
+    with _durable(tmp / MANIFEST) as f:
+        f.write(json.dumps(manifest, indent=2).encode("utf-8"))
+    _fsync_dir(tmp)
+
+
+def _swap_in(tmp: Path, out: Path, olds: list[Path]) -> None:
+    """Rename ``out`` away (recording it in ``olds``) and ``tmp`` to ``out``, both durably.
+
+    Loops when another save, or a load recovering an ``.old-*``, puts an index at ``out``
+    between the two renames: that one is moved away too, so this save still lands whole.
+    """
+    while True:
+        if out.exists():
+            _refuse_foreign(out)  # again: something may have appeared there while we wrote
+            old = _sibling(out, "old")
+            try:
+                os.rename(out, old)
+            except FileNotFoundError:
+                pass  # another save moved it away first
+            else:
+                olds.append(old)
+                _fsync_dir(out.parent)
+        try:
+            os.rename(tmp, out)
+        except OSError as e:
+            if e.errno not in _TAKEN:
+                raise
+            continue
+        _fsync_dir(out.parent)
+        return
+
+
+def _recover(out: Path) -> None:
+    """Rename the newest complete ``.old-*`` sibling back to ``out``, if there is one."""
+    complete = []
+    for old, _ in _siblings(out, "old"):
+        try:
+            _check(old)
+            complete.append(((old / MANIFEST).stat().st_mtime_ns, old))
+        except (IndexFormatError, OSError):
+            continue  # partly removed or never complete: not a candidate
+    if not complete:
+        return
+    try:
+        os.rename(max(complete)[1], out)
+    except FileNotFoundError:
+        return  # a concurrent save or load took it; read whatever is at ``out`` now
+    except OSError as e:
+        if e.errno in _TAKEN:
+            return
+        raise
+    _fsync_dir(out.parent)
+
+
+def _restore(old: Path, out: Path) -> None:
+    """Best-effort rollback of a failed save; if it fails, ``old`` stays for the next load to recover."""
+    try:
+        os.rename(old, out)
+        _fsync_dir(out.parent)
+    except OSError:
+        pass
+
+
+def _remove_stale(out: Path) -> None:
+    """Remove the ``.tmp-*`` and ``.old-*`` siblings of ``out`` left by savers that died.
+
+    Called only after this process committed an index at ``out``, so none of them is needed.
+    Conservative: a sibling is removed only if the pid in its name is not a running process
+    (a reused pid keeps it), and never this process's own, which other threads may be using.
+    Liveness is checked in this host's pid namespace only.
+    """
+    for kind in ("tmp", "old"):
+        for path, pid in _siblings(out, kind):
+            if pid != os.getpid() and not _alive(pid):
+                _remove(path)
+
+
+def _remove(path: Path) -> None:
+    """Delete an index directory, manifest first, so a half-deleted one never looks complete."""
+    (path / MANIFEST).unlink(missing_ok=True)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _sibling(out: Path, kind: str) -> Path:
+    """A name next to ``out`` unique to this call; it carries the pid so leftovers can be told stale."""
+    return out.with_name(f".{out.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex}")
+
+
+def _siblings(out: Path, kind: str) -> list[tuple[Path, int]]:
+    """Directories made by :func:`_sibling` for ``out`` and ``kind``, with their owners' pids."""
+    prefix = f".{out.name}.{kind}-"
+    try:
+        entries = list(out.parent.iterdir())
+    except FileNotFoundError:
+        return []
+    found = []
+    for p in entries:
+        if p.name.startswith(prefix):
+            pid, _, unique = p.name[len(prefix):].partition("-")
+            if pid.isdigit() and len(unique) == 32 and p.is_dir():
+                found.append((p, int(pid)))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this pid runs (signal 0 checks without signalling)."""
+    if os.name == "nt":
+        return True  # os.kill would terminate the process: keep its leftovers
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # someone else's process
+    return True
+
+
+@contextmanager
+def _durable(path: Path) -> Iterator[BinaryIO]:
+    """A new file whose bytes are on disk (fsynced) when the block ends without error."""
+    with open(path, "xb") as f:
+        yield f
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the entries of a directory (new files, renames) durable."""
+    if os.name == "nt":
+        return  # Windows cannot open a directory to fsync it
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

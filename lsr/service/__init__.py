@@ -1,7 +1,7 @@
-"""HTTP API over one index (FastAPI under uvicorn); needs the ``service`` extra.
+"""HTTP API over one index (FastAPI under uvicorn).
 
-``create_app`` and ``Limits`` are imported on first use, so that the CLI can register
-``lsr serve`` (see :mod:`lsr.service.server`) without FastAPI installed.
+``create_app`` and ``Limits`` are imported on first use, so that the CLI starts without
+loading FastAPI (see :mod:`lsr.service.server`).
 """
 
 from typing import Any

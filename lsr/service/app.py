@@ -32,15 +32,12 @@ from pydantic_core import PydanticCustomError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lsr import __version__
-from lsr.encoders.bm25 import is_bm25
-from lsr.encoders.splade import machine_threads
 from lsr.errors import DataError, LsrError
-from lsr.fusion.hybrid import INTEGER_KNOBS, KNOBS as DENSE_KNOBS, encode_hybrid, options_from_knobs, search_hybrid_encoded
-from lsr.index import Index, SearchResult
-from lsr.index.approx import INTEGER_KNOBS as APPROX_INTEGER_KNOBS, KNOBS as APPROX_KNOBS
-from lsr.index.dense import DENSE_MODES
-from lsr.index.index import Query
+from lsr.index.modes import Knob
+from lsr.retrieval import Query, Retriever, SearchResult
+from lsr.retrieval.modes import MODES, all_knobs
+from lsr.util import machine_threads
+from lsr.version import __version__
 
 log = logging.getLogger("lsr.service")
 
@@ -74,34 +71,9 @@ class Limits:
 
 
 # ---- modes ------------------------------------------------------------------------------
-SearchMode = Literal["exact", "approx", "dense", "hybrid", "selective"]
-"""Accepted values of ``mode``; each has an entry in ``_MODES``."""
-
-
-@dataclass(frozen=True)
-class _Mode:
-    """How a search mode runs encoded queries, and its knobs (name -> inclusive range)."""
-
-    search: Callable[[Index, Any, int, Mapping[str, float]], list[SearchResult]]
-    knobs: Mapping[str, tuple[float, float]] = field(default_factory=dict)
-    encode: Callable[[Index, list[Query]], Any] = lambda index, queries: index.encode_queries(queries)
-    """Queries -> what ``search`` takes (sparse rows by default)."""
-
-
-def _dense_mode(name: str) -> _Mode:
-    """A mode of lsr.fusion (dense part needed): text queries encoded by both models."""
-    return _Mode(
-        lambda index, queries, k, knobs: search_hybrid_encoded(index, queries, k, mode=name, **options_from_knobs(knobs)),
-        DENSE_KNOBS[name],
-        lambda index, queries: encode_hybrid(index, queries, name),
-    )
-
-
-_MODES: dict[str, _Mode] = {
-    "exact": _Mode(lambda index, queries, k, knobs: index.search_encoded(queries, k, mode="exact")),
-    "approx": _Mode(lambda index, queries, k, knobs: index.search_encoded(queries, k, mode="approx", **knobs), APPROX_KNOBS),
-    **{name: _dense_mode(name) for name in DENSE_MODES},
-}
+SearchMode = Literal[tuple(MODES)]  # type: ignore[valid-type]
+"""Accepted values of ``mode``: the registry's (lsr.retrieval.modes)."""
+TEXT_ONLY = tuple(name for name, mode in MODES.items() if mode.text_only)
 
 
 # ---- request and response models ---------------------------------------------------------
@@ -123,17 +95,28 @@ _ONE_OF_QUERY_OR_VECTOR = {
 _EXPLAIN_CAPS_K = {"if": {"required": ["explain"], "properties": {"explain": {"const": True}}}, "then": {"properties": {"k": {"maximum": MAX_EXPLAIN_K}}}}
 
 
+def _knob_schema(knob: Knob) -> dict[str, Any]:
+    if knob.choices:
+        return {"type": "string", "enum": list(knob.choices)}
+    schema: dict[str, Any] = {"type": "integer" if knob.integer else "number", "maximum": knob.hi}
+    schema["exclusiveMinimum" if knob.lo_open else "minimum"] = knob.lo
+    return schema
+
+
 def _per_mode(batch: bool) -> dict[str, Any]:
     """Each mode's own knobs, and the dense modes' need for text queries (no explain), stated
     in the schema, so that a request the schema allows is one the mode takes."""
     rules = []
-    for name, mode in _MODES.items():
+    for name, mode in MODES.items():
         when: dict[str, Any] = {"required": ["mode"], "properties": {"mode": {"const": name}}}
         if name == "exact":  # the default
             when = {"anyOf": [{"not": {"required": ["mode"]}}, when]}
-        knobs = {k: {"type": "integer"} if k in INTEGER_KNOBS or k in APPROX_INTEGER_KNOBS else {} for k in mode.knobs}
-        then: dict[str, Any] = {"properties": {"knobs": {"properties": knobs, "additionalProperties": False}}}
-        if name in DENSE_MODES:
+        knobs = {k.name: _knob_schema(k) for k in mode.knobs}
+        knobs_rule: dict[str, Any] = {"properties": knobs, "additionalProperties": False}
+        if {"dense_weight", "fusion"} <= knobs.keys():  # dense_weight weighs linear fusion (lsr.retrieval.hybrid)
+            knobs_rule.update({"if": {"required": ["dense_weight"]}, "then": {"properties": {"fusion": {"const": "linear"}}}})
+        then: dict[str, Any] = {"properties": {"knobs": knobs_rule}}
+        if mode.text_only:
             text = {"required": ["query"], "properties": {"query": {"type": "string"}}}
             if batch:
                 then["properties"]["queries"] = {"items": text}
@@ -143,17 +126,14 @@ def _per_mode(batch: bool) -> dict[str, Any]:
     return {"allOf": rules}
 
 
-_KNOB_RANGES = {
-    "properties": {name: {"type": "number", "minimum": lo, "maximum": hi} for mode in _MODES.values() for name, (lo, hi) in mode.knobs.items()},
-    "additionalProperties": False,
-}
+_KNOB_RANGES = {"properties": {k.name: _knob_schema(k) for k in all_knobs().values()}, "additionalProperties": False}
 
 # JSON has one number type: 10.0 is an integer to JSON Schema, so accept it where an int is due
 # (strict mode would not); "10" and true stay errors. Placed after an int's constraints.
 _WHOLE_FLOAT_AS_INT = BeforeValidator(lambda v: int(v) if isinstance(v, float) and v.is_integer() else v)
 Term = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TERM_CHARS)]
 Weight = Annotated[float, Field(ge=0, le=MAX_WEIGHT, allow_inf_nan=False)]
-Knob = Annotated[float, Field(allow_inf_nan=False)]
+KnobValue = Annotated[float, Field(allow_inf_nan=False)] | Annotated[str, StringConstraints(max_length=32)]
 
 
 class QueryInput(ApiModel):
@@ -185,25 +165,17 @@ class SearchSettings(ApiModel):
     """How to search: depth, mode and the mode's knobs."""
 
     k: Annotated[int, Field(ge=1, le=MAX_K), _WHOLE_FLOAT_AS_INT] = Field(10, description="Number of hits.")
-    mode: SearchMode = Field("exact", description="Search mode; `exact` returns the true top-k (block-max pruning skips only documents that cannot make it). "
-                                  "`dense`, `hybrid` (sparse + dense, RRF; linear interpolation when the knob `alpha` is given) and `selective` "
-                                  "(hybrid scoring only the dense clusters near the sparse hits) need text queries and an index with a dense part.")
-    knobs: dict[str, Knob] = Field(default_factory=dict, description="Mode-specific settings; `exact` takes none.", json_schema_extra=_KNOB_RANGES)
+    mode: SearchMode = Field("exact", description="Search mode: " + "; ".join(f"`{m.name}`: {m.help}" for m in MODES.values())
+                             + f". {', '.join(TEXT_ONLY)} need text queries and an index with a dense part.")
+    knobs: dict[str, KnobValue] = Field(default_factory=dict, json_schema_extra=_KNOB_RANGES, description="Mode-specific settings: "
+                                        + "; ".join(f"{m.name}: {', '.join(m.knob_names) or 'none'}" for m in MODES.values()) + ".")
 
     @model_validator(mode="after")
     def _knobs_fit_mode(self) -> "SearchSettings":
-        ranges = _MODES[self.mode].knobs
-        for name, value in self.knobs.items():
-            if name not in ranges:
-                raise PydanticCustomError(
-                    "unknown_knob", "mode '{mode}' has no knob '{name}' (its knobs: {known})",
-                    {"mode": self.mode, "name": name, "known": ", ".join(ranges) or "none"},
-                )
-            lo, hi = ranges[name]
-            if not lo <= value <= hi:
-                raise PydanticCustomError(
-                    "knob_range", "knob '{name}' must be in [{lo}, {hi}], got {value}", {"name": name, "lo": lo, "hi": hi, "value": value}
-                )
+        try:
+            self.knobs = MODES[self.mode].check_knobs(self.knobs)
+        except ValueError as e:
+            raise PydanticCustomError("knob", "{reason}", {"reason": str(e)}) from None
         return self
 
     def used(self) -> "SettingsUsed":
@@ -211,7 +183,7 @@ class SearchSettings(ApiModel):
 
 
 def _check_text(mode: str, texts: Sequence[str | None]) -> None:
-    if mode in DENSE_MODES and any(t is None for t in texts):
+    if mode in TEXT_ONLY and any(t is None for t in texts):
         raise PydanticCustomError("text_only", "mode '{mode}' needs text queries (\"query\"): a term-weight vector has no dense encoding", {"mode": mode})
 
 
@@ -235,7 +207,7 @@ class SearchRequest(QueryInput, SearchSettings):
     @model_validator(mode="after")
     def _explain_depth(self) -> "SearchRequest":
         _check_text(self.mode, [self.query])
-        if self.explain and self.mode in DENSE_MODES:
+        if self.explain and self.mode in TEXT_ONLY:
             raise PydanticCustomError("explain_mode", "explain shows sparse term contributions; mode '{mode}' has dense scores", {"mode": self.mode})
         if self.explain and self.k > MAX_EXPLAIN_K:
             raise PydanticCustomError("explain_k", "explain is limited to k <= {cap}, got k={k}", {"cap": MAX_EXPLAIN_K, "k": self.k})
@@ -277,7 +249,7 @@ class TermContribution(ApiModel):
 class SettingsUsed(ApiModel):
     mode: SearchMode
     k: int
-    knobs: dict[str, float]
+    knobs: dict[str, float | str]
 
 
 class Hits(ApiModel):
@@ -569,50 +541,48 @@ T = TypeVar("T")
 
 @dataclass
 class _State:
-    """What requests share; ``index`` is set once the startup has loaded and warmed it."""
+    """What requests share; ``retriever`` is set once the startup has loaded and warmed it."""
 
-    index: Index | None = None
+    retriever: Retriever | None = None
     limiter: anyio.CapacityLimiter | None = None
     batch_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _open(source: str | os.PathLike | Index) -> Index:
-    """Load the index (memory-mapped) and its model, and run one query through every kernel,
-    so that the first request pays for neither."""
+def _open(source: str | os.PathLike | Retriever) -> Retriever:
+    """Load the index (memory-mapped) and its model, and run one query through every mode it
+    serves, single and batched, so that the first request pays for no compilation."""
     start = time.perf_counter()
-    index = source if isinstance(source, Index) else Index.load(source, mmap=True)
-    if index.manifest.get("model"):
-        index.encoder  # noqa: B018 - loads the model
+    retriever = source if isinstance(source, Retriever) else Retriever.load(source, mmap=True)
+    if retriever.model:
+        retriever.encoder  # noqa: B018 - loads the model
         probe: Query = "warm up"
-    elif index.vocab:
-        probe = {index.vocab[0]: 1.0}
+    elif retriever.vocab:
+        probe = {retriever.vocab[0]: 1.0}
     else:
-        return index
-    for name, mode in _MODES.items():
-        if (name in DENSE_MODES and (index.dense is None or not isinstance(probe, str))) or (name == "approx" and index.approx is None):
+        return retriever
+    for name, mode in MODES.items():
+        if not mode.needs <= retriever.index.parts or (mode.text_only and not isinstance(probe, str)):
             continue  # a mode this index cannot serve: requests for it get a clear 422
-        mode.search(index, mode.encode(index, [probe]), 1, {})
-        mode.search(index, mode.encode(index, [probe, probe]), 1, {})  # the parallel batch kernel
-    log.info("index %s ready: %d documents, model %s, %.1f s", index.path, index.num_docs, index.manifest.get("model"), time.perf_counter() - start)
-    return index
+        for batch in ([probe], [probe, probe]):  # the single-query path and the parallel batch kernel
+            retriever.search_encoded(retriever.encode(batch, name), 1, mode=name)
+    log.info("index %s ready: %d documents, model %s, %.1f s", retriever.path, retriever.num_docs, retriever.model, time.perf_counter() - start)
+    return retriever
 
 
-def _search(index: Index, body: SearchRequest) -> Hits:
-    mode = _MODES[body.mode]
-    encoded = mode.encode(index, [body.as_query()])
-    [result] = mode.search(index, encoded, body.k, body.knobs)
+def _search(retriever: Retriever, body: SearchRequest) -> Hits:
+    encoded = retriever.encode([body.as_query()], body.mode)
+    [result] = retriever.search_encoded(encoded, body.k, mode=body.mode, threads=1, **body.knobs)
     explanations = None
     if body.explain:
         query = encoded.to_dict(0)  # the encoded text, so the model runs once, not once per hit
-        explanations = [[TermContribution(**e) for e in index.explain(query, d)] for d in result.ids]
+        explanations = [[TermContribution(**e) for e in retriever.explain(query, d)] for d in result.ids]
     return Hits(ids=result.ids, scores=result.scores, explanations=explanations)
 
 
-def _encode(index: Index, body: EncodeRequest) -> list[EncodedVector]:
-    encoder = index.encoder
-    if body.kind == "document" and is_bm25(index.manifest.get("model")):
-        # BM25 document weights depend on the whole collection; encoding would refit the encoder.
-        raise DataError("a BM25 index encodes queries only: document weights depend on the whole collection")
+def _encode(retriever: Retriever, body: EncodeRequest) -> list[EncodedVector]:
+    encoder = retriever.encoder
+    if body.kind == "document" and not encoder.per_document:
+        raise DataError(f"the {encoder.name} encoder cannot weigh a lone document: its document weights depend on the whole collection")
     vectors = (encoder.encode_queries if body.kind == "query" else encoder.encode_documents)(body.texts)
     out = []
     for i in range(len(vectors)):
@@ -623,14 +593,14 @@ def _encode(index: Index, body: EncodeRequest) -> list[EncodedVector]:
 
 
 def create_app(
-    index: str | os.PathLike | Index,
+    index: str | os.PathLike | Retriever,
     *,
     api_key: str | None = None,
     public_reads: bool = False,
     cors_origins: Sequence[str] = (),
     limits: Limits = Limits(),
 ) -> FastAPI:
-    """The API over ``index`` (a directory, loaded at startup, or an open Index).
+    """The API over ``index`` (a directory, loaded at startup, or an open Retriever).
 
     With ``api_key`` set, requests need it in the ``X-API-Key`` header, except ``/health``
     and the docs; ``public_reads`` leaves searching, encoding and stats open (endpoints that
@@ -641,9 +611,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         state.limiter = anyio.CapacityLimiter(limits.max_concurrency)
-        state.index = await anyio.to_thread.run_sync(_open, index)
+        state.retriever = await anyio.to_thread.run_sync(_open, index)
         yield
-        state.index = None
+        state.retriever = None
 
     app = FastAPI(
         title="lsr",
@@ -669,10 +639,10 @@ def create_app(
         if api_key is not None and not (given and hmac.compare_digest(given.encode(), api_key.encode())):
             raise HTTPException(401, f"missing or wrong API key (header {API_KEY_HEADER})", headers={"WWW-Authenticate": "ApiKey"})
 
-    async def ready_index() -> Index:  # async: a plain def would cost a hop to the thread pool
-        if state.index is None:
+    async def ready_index() -> Retriever:  # async: a plain def would cost a hop to the thread pool
+        if state.retriever is None:
             raise HTTPException(503, "the index is not loaded yet")
-        return state.index
+        return state.retriever
 
     def pinned(fn: Callable[..., T], *args: Any) -> T:
         # Torch's thread count is per thread under OpenMP, and Numba's parallel batch kernels
@@ -693,7 +663,7 @@ def create_app(
     }
     if read_key:
         errors[401] = {"model": ErrorResponse, "description": f"Missing or wrong {API_KEY_HEADER}."}
-    IndexDep = Annotated[Index, Depends(ready_index)]
+    IndexDep = Annotated[Retriever, Depends(ready_index)]
 
     @app.post("/search", response_model=SearchResponse, responses=errors, dependencies=read_key, tags=["search"])
     async def search(body: SearchRequest, index: IndexDep) -> SearchResponse:
@@ -708,11 +678,11 @@ def create_app(
         """Top-k for many queries at once; encodes the texts together and searches in parallel."""
 
         def run() -> list[SearchResult]:
-            encoded = _MODES[body.mode].encode(index, [q.as_query() for q in body.queries])
+            encoded = index.encode([q.as_query() for q in body.queries], body.mode)
             # The batch kernels already use every core, and Numba's fallback thread pool
             # (workqueue) must not be entered by two threads at once.
             with state.batch_lock:
-                return _MODES[body.mode].search(index, encoded, body.k, body.knobs)
+                return index.search_encoded(encoded, body.k, mode=body.mode, **body.knobs)
 
         start = time.perf_counter()
         results = await in_thread(run)
@@ -729,15 +699,15 @@ def create_app(
         start = time.perf_counter()
         vectors = await in_thread(_encode, index, body)
         stats.encoded_texts += len(body.texts)
-        return EncodeResponse(vectors=vectors, model=index.manifest["model"], kind=body.kind, took_ms=(time.perf_counter() - start) * 1e3)
+        return EncodeResponse(vectors=vectors, model=index.model, kind=body.kind, took_ms=(time.perf_counter() - start) * 1e3)
 
     @app.get("/stats", response_model=StatsResponse, responses=errors, dependencies=read_key, tags=["service"])
     async def get_stats(index: IndexDep) -> StatsResponse:
         """Index and model facts, request counters and latency percentiles since start."""
         model = None
-        if index.manifest.get("model"):
+        if index.model:
             enc = index.encoder
-            model = ModelInfo(name=index.manifest["model"], encoder=type(enc).__name__, vocab_size=len(enc.vocab), settings=index.manifest.get("encoder", {}))
+            model = ModelInfo(name=index.model, encoder=type(enc).__name__, vocab_size=len(enc.vocab), settings=index.manifest.get("encoder", {}))
         return StatsResponse(
             index=index.info(),
             model=model,

@@ -1,7 +1,7 @@
 """``lsr serve``: the HTTP API under uvicorn, with the index loaded once per worker process.
 
-FastAPI and uvicorn (the ``service`` extra) are imported only when serving, so that the CLI
-can offer the subcommand without them.
+FastAPI and uvicorn are imported only when serving, so that every other command starts
+without loading them.
 """
 
 import argparse
@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from unittest import mock
 
-from lsr.errors import LsrError
-from lsr.index import Index
+from lsr.index import SparseIndex
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -57,16 +56,13 @@ def serve(
 
     The API key, if any, is read from ``LSR_API_KEY`` (kept out of argv, where ``ps`` shows it).
     """
-    try:
-        import fastapi  # noqa: F401 - checked here, once, rather than in every worker
-        import uvicorn
-        from uvicorn.config import LOGGING_CONFIG
-    except ImportError as e:
-        raise LsrError(f"serving needs the service extra ({e.name} is missing): pip install 'lsr[service]'") from None
+    import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
+
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     path = Path(index_dir).resolve()
-    Index.load(path)  # a bad directory fails here, once, with lsr's message
+    SparseIndex.load(path)  # a bad directory fails here, once, with lsr's message
     if not os.environ.get(API_KEY_ENV) and not _is_loopback(host):
         log.warning("serving on %s without an API key: anyone who can reach it can query the index (set %s)", host, API_KEY_ENV)
     os.environ[_CONFIG_ENV] = json.dumps({"index": str(path), "public_reads": public_reads, "cors_origins": list(cors_origins)})
@@ -128,7 +124,7 @@ def add_serve_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentPa
     """Register ``serve`` on the CLI's subcommands, dispatched to :func:`run_serve` via ``func``."""
     p = subparsers.add_parser(
         "serve",
-        help="serve an index over HTTP (FastAPI; needs the `service` extra)",
+        help="serve an index over HTTP (FastAPI under uvicorn)",
         description=f"Serve an index over HTTP. Set {API_KEY_ENV} to require an X-API-Key header.",
     )
     _add_arguments(p)

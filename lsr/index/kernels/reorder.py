@@ -1,14 +1,14 @@
-"""Numba kernels used while building an index (one pass over the document vectors)."""
+"""Document sketches for reordering: each document's two heaviest terms, in one pass."""
 
 from __future__ import annotations
 
 import numba as nb
 import numpy as np
 
-from lsr.index.kernels import _JIT
+from lsr.index.kernels import JIT
 
 
-@nb.njit(**_JIT)
+@nb.njit(**JIT)
 def top_two_terms(indptr, indices, values):
     """Per row, its heaviest and second-heaviest term ids (-1 where the row is shorter)."""
     n = indptr.shape[0] - 1
@@ -25,4 +25,3 @@ def top_two_terms(indptr, indices, values):
             elif w > w2:
                 w2, second[i] = w, indices[j]
     return first, second
-

@@ -13,75 +13,14 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from lsr.index.kernels import _JIT, heap_drain, heap_offer, lower_bound
+from lsr.index.kernels import JIT
+from lsr.index.kernels.bsearch import lower_bound
+from lsr.index.kernels.topk import batch_outputs, heap_drain, heap_offer
 
 N_BUCKETS = 2048
 
 
-@nb.njit(**_JIT)
-def count_block_entries(p_indptr, p_docs, block_size, n_blocks):
-    """Per block: postings and distinct terms it holds (first pass of the block layout)."""
-    n_post = np.zeros(n_blocks, dtype=np.int64)
-    n_terms = np.zeros(n_blocks, dtype=np.int64)
-    n_term_blocks = np.zeros(p_indptr.shape[0] - 1, dtype=np.int64)
-    for t in range(p_indptr.shape[0] - 1):
-        last = -1
-        for j in range(p_indptr[t], p_indptr[t + 1]):
-            b = p_docs[j] // block_size
-            n_post[b] += 1
-            if b != last:
-                n_terms[b] += 1
-                n_term_blocks[t] += 1
-                last = b
-    return n_post, n_terms, n_term_blocks
-
-
-@nb.njit(**_JIT)
-def fill_blocks(p_indptr, p_docs, p_impacts, block_size, blk_indptr, post_start, tb_indptr,
-                blk_terms, entry_ptr, blk_offsets, blk_impacts, tb_blocks, tb_max):
-    """Second pass: the block-local forward index and each term's (block, max impact) list.
-
-    Walking postings term by term (docs ascending) visits every block's entries in term order,
-    so both layouts fill by counting sort, without sorting.
-    """
-    term_fill = blk_indptr[:-1].copy()
-    post_fill = post_start[:-1].copy()
-    for t in range(p_indptr.shape[0] - 1):
-        last = -1
-        tb = tb_indptr[t] - 1
-        e = -1
-        for j in range(p_indptr[t], p_indptr[t + 1]):
-            d = p_docs[j]
-            b = d // block_size
-            if b != last:
-                e = term_fill[b]
-                term_fill[b] += 1
-                blk_terms[e] = t
-                entry_ptr[e] = post_fill[b]
-                tb += 1
-                tb_blocks[tb] = b
-                tb_max[tb] = 0
-                last = b
-            blk_offsets[post_fill[b]] = d - b * block_size
-            blk_impacts[post_fill[b]] = p_impacts[j]
-            post_fill[b] += 1
-            if p_impacts[j] > tb_max[tb]:
-                tb_max[tb] = p_impacts[j]
-    entry_ptr[-1] = post_fill[-1] if post_fill.shape[0] else 0
-
-
-@nb.njit(**_JIT)
-def fill_dense_rows(tb_indptr, tb_blocks, tb_max, dense_terms, n_blocks, dtype_example):
-    """Dense block-max rows for the terms present in many blocks (summed with a plain loop)."""
-    rows = np.zeros((dense_terms.shape[0], n_blocks), dtype=dtype_example.dtype)
-    for r in range(dense_terms.shape[0]):
-        t = dense_terms[r]
-        for i in range(tb_indptr[t], tb_indptr[t + 1]):
-            rows[r, tb_blocks[i]] = tb_max[i]
-    return rows
-
-
-@nb.njit(**_JIT)
+@nb.njit(**JIT)
 def _block_bounds(q_terms, q_weights, tb_indptr, tb_blocks, tb_max, dense_row, dense_rows, ub):
     """ub[b] = sum over query terms (in query order) of weight x the term's max impact in block b."""
     for i in range(q_terms.shape[0]):
@@ -97,7 +36,7 @@ def _block_bounds(q_terms, q_weights, tb_indptr, tb_blocks, tb_max, dense_row, d
                 ub[tb_blocks[j]] += w * np.float32(tb_max[j])
 
 
-@nb.njit(**_JIT)
+@nb.njit(**JIT)
 def _score_block(b, q_terms, q_weights, blk_indptr, blk_terms, entry_ptr, blk_offsets, blk_impacts, local):
     """Exact scores of block b's docs into local[offset]; returns how many slots were written."""
     lo = blk_indptr[b]
@@ -118,8 +57,8 @@ def _score_block(b, q_terms, q_weights, blk_indptr, blk_terms, entry_ptr, blk_of
     return used
 
 
-@nb.njit(**_JIT)
-def search_bmp(q_terms, q_weights, block_size, n_docs, tb_indptr, tb_blocks, tb_max, dense_row, dense_rows,
+@nb.njit(**JIT)
+def search_bmp(q_terms, q_weights, n_docs, block_size, tb_indptr, tb_blocks, tb_max, dense_row, dense_rows,
                blk_indptr, blk_terms, entry_ptr, blk_offsets, blk_impacts, k, alpha, ub, out_docs, out_scores):
     """Top-k of one query by block-max pruning; q_terms must ascend.
 
@@ -180,21 +119,19 @@ def search_bmp(q_terms, q_weights, block_size, n_docs, tb_indptr, tb_blocks, tb_
     return heap_drain(heap_s, heap_d, size, out_docs, out_scores)
 
 
-@nb.njit(parallel=True, **_JIT)
-def search_bmp_batch(q_indptr, q_terms, q_weights, block_size, n_docs, tb_indptr, tb_blocks, tb_max, dense_row,
+@nb.njit(parallel=True, **JIT)
+def search_bmp_batch(q_indptr, q_terms, q_weights, n_docs, block_size, tb_indptr, tb_blocks, tb_max, dense_row,
                      dense_rows, blk_indptr, blk_terms, entry_ptr, blk_offsets, blk_impacts, k, alpha, n_blocks,
                      n_workers):
     """search_bmp for many queries (CSR rows) over n_workers threads; returns (docs, scores, counts)."""
     n_queries = q_indptr.shape[0] - 1
-    out_docs = np.full((n_queries, k), -1, dtype=np.int32)
-    out_scores = np.zeros((n_queries, k), dtype=np.float32)
-    counts = np.zeros(n_queries, dtype=np.int64)
+    out_docs, out_scores, counts = batch_outputs(n_queries, k)
     for w in nb.prange(n_workers):
         ub = np.zeros(n_blocks, dtype=np.float32)
         for q in range(w, n_queries, n_workers):
             lo, hi = q_indptr[q], q_indptr[q + 1]
             counts[q] = search_bmp(
-                q_terms[lo:hi], q_weights[lo:hi], block_size, n_docs, tb_indptr, tb_blocks, tb_max, dense_row,
+                q_terms[lo:hi], q_weights[lo:hi], n_docs, block_size, tb_indptr, tb_blocks, tb_max, dense_row,
                 dense_rows, blk_indptr, blk_terms, entry_ptr, blk_offsets, blk_impacts, k, alpha, ub,
                 out_docs[q], out_scores[q],
             )

@@ -34,8 +34,9 @@ def rrf(lists: Sequence[Ranked], k: int, *, rrf_k: float = RRF_K) -> Ranked:
     return _top(union, fused, k)
 
 
-def linear(sparse: Ranked, dense: Ranked, k: int, *, alpha: float, normalization: str = "minmax") -> Ranked:
-    """``alpha * dense + (1 - alpha) * sparse`` over normalized scores (``alpha`` in [0, 1]).
+def linear(sparse: Ranked, dense: Ranked, k: int, *, dense_weight: float, normalization: str = "minmax") -> Ranked:
+    """``dense_weight * dense + (1 - dense_weight) * sparse`` over normalized scores
+    (``dense_weight`` in [0, 1], as the ``dense_weight`` knob checks).
 
     Each list is normalized on its own (min-max to [0, 1], or z-scores); a document missing
     from a list takes that list's lowest normalized score, since it ranked below everything
@@ -43,11 +44,10 @@ def linear(sparse: Ranked, dense: Ranked, k: int, *, alpha: float, normalization
     scores are all equal, or that has one candidate, cannot tell its documents apart and adds
     the same amount to all of them.
     """
-    check_alpha(alpha)
     lists = [(np.asarray(r, dtype=np.int64), np.asarray(s, dtype=np.float64)) for r, s in (sparse, dense)]
     union, where = _union([r for r, _ in lists])
     fused = np.zeros(len(union), dtype=np.float64)
-    for weight, (r, s), pos in zip((1.0 - alpha, alpha), lists, where):
+    for weight, (r, s), pos in zip((1.0 - dense_weight, dense_weight), lists, where):
         if len(r):
             z = normalize(s, normalization)
             column = np.full(len(union), z.min())
@@ -68,12 +68,6 @@ def normalize(scores: np.ndarray, method: str) -> np.ndarray:
     else:
         lo, spread = scores.mean(), scores.std()
     return (scores - lo) / spread if spread > 0 else np.zeros_like(scores)
-
-
-def check_alpha(alpha: float) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating)) or not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha (the dense weight of linear fusion) must be in [0, 1], got {alpha!r}")
-    return float(alpha)
 
 
 def _union(rows: Sequence[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:

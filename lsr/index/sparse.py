@@ -1,0 +1,428 @@
+"""SparseIndex: the numeric inverted index of one collection, arrays and kernels only.
+
+It knows term ids and document rows, never text: queries arrive as :class:`SparseVectors`
+over its vocabulary and hits leave as internal rows with float scores. Encoding text, mapping
+rows to string ids, explaining and fusing with a dense ranking are the retriever's
+(:mod:`lsr.retrieval`), the way Seismic keeps a numeric ``InvertedIndex`` under the wrapper that
+maps ids and tokens.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numba
+import numpy as np
+
+from lsr.data.vectors import SparseVectors
+from lsr.errors import DataError
+from lsr.index import storage
+from lsr.index.approx import HEAP_FACTORS, QUERY_CUTS, ApproxIndex, ApproxSettings, TunedPoint, build_approx, mean_cost, pick_cheapest, recall_at_k
+from lsr.index.blockmax import BlockMax, build_blockmax
+from lsr.index.build import QUANTIZATIONS, build_postings, quantize
+from lsr.index.dense import DenseIndex
+from lsr.index.kernels import approx_search, blockmax_search, exhaustive
+from lsr.index.modes import APPROX, SPARSE_MODES
+from lsr.index.reorder import reorder_documents
+from lsr.util import offsets
+from lsr.version import __version__
+
+_ARRAYS = ("postings_indptr", "postings_docs", "postings_impacts", "forward_indptr", "forward_terms", "forward_weights")
+WORK_STATS = ("lists", "summary_entries", "blocks_scored", "blocks_skipped", "docs_scored", "doc_entries")
+
+
+@dataclass(frozen=True)
+class Hits:
+    """One query's hits, best first: internal document rows and their float scores."""
+
+    rows: np.ndarray  # int32
+    scores: np.ndarray  # float64
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+@dataclass
+class SparseIndex:
+    """Term -> docs postings with quantized impacts, a forward index (doc -> terms, float
+    weights), the block-max layout of exact search, and optionally the approximate-search
+    structure and a dense part, in one directory.
+
+    Scores are dot products of the query's float weights with the documents' quantized
+    impacts (``impact * scale``); ``info()`` reports the largest rounding error.
+    """
+
+    doc_ids: list[str]
+    vocab: list[str]
+    postings_indptr: np.ndarray
+    postings_docs: np.ndarray
+    postings_impacts: np.ndarray
+    forward_indptr: np.ndarray
+    forward_terms: np.ndarray
+    forward_weights: np.ndarray
+    blocks: BlockMax
+    manifest: dict[str, Any]
+    path: Path | None = None
+    approx: ApproxIndex | None = None
+    dense: DenseIndex | None = None
+    _scratch: threading.local = field(default_factory=threading.local, repr=False)
+    _positions: dict[str, int] | None = field(default=None, repr=False)
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def build(
+        cls,
+        vectors: SparseVectors,
+        doc_ids: Sequence[str],
+        *,
+        quantization: str = "u16",
+        block_size: int = 32,
+        reorder: str = "none",
+        model: str | None = None,
+        encoder_settings: Mapping[str, Any] | None = None,
+        approx: bool | ApproxSettings = False,
+    ) -> "SparseIndex":
+        """Index ``vectors`` (one row per document, ids in ``doc_ids``).
+
+        ``model`` and ``encoder_settings`` name the query encoder that matches the vectors;
+        they are recorded for the retriever, which loads it. ``block_size`` and ``reorder``
+        shape the block-max layout (see :mod:`lsr.index.reorder`); ``approx`` (True for the
+        default settings) also builds the structure of ``mode="approx"``.
+        """
+        start = time.perf_counter()
+        doc_ids = [str(d) for d in doc_ids]
+        if len(doc_ids) != len(vectors):
+            raise DataError(f"{len(doc_ids)} document ids for {len(vectors)} vectors")
+        if len(set(doc_ids)) != len(doc_ids):
+            raise DataError("document ids are not unique")
+        if vectors.nnz and (not np.isfinite(vectors.values).all() or vectors.values.min() < 0):
+            raise DataError("document weights must be finite and >= 0")
+        _check_rows_ascend(vectors)
+        vocab = list(vectors.vocab)
+        order = reorder_documents(vectors, reorder)
+        if reorder != "none":
+            vectors = vectors.take(order)
+            doc_ids = [doc_ids[i] for i in order]
+        postings = build_postings(vectors, len(vocab), quantization)
+        blocks = build_blockmax(postings.indptr, postings.docs, postings.impacts, len(doc_ids), block_size)
+        lengths = np.diff(vectors.indptr)
+        manifest = {
+            "lsr_version": __version__,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "model": model,
+            "encoder": dict(encoder_settings or {}),
+            "settings": {"quantization": quantization, "scale": postings.scale, "block_size": block_size, "reorder": reorder},
+            "stats": {
+                "num_docs": len(doc_ids),
+                "vocab_size": len(vocab),
+                "num_postings": int(postings.docs.shape[0]),
+                "empty_docs": int((lengths == 0).sum()),
+                "mean_terms_per_doc": float(lengths.mean()) if len(lengths) else 0.0,
+                "max_quantization_error": postings.max_error,
+                "dropped_postings": postings.dropped,
+                "build_seconds": round(time.perf_counter() - start, 3),
+            },
+        }
+        index = cls(
+            doc_ids=doc_ids,
+            vocab=vocab,
+            postings_indptr=postings.indptr,
+            postings_docs=postings.docs,
+            postings_impacts=postings.impacts,
+            forward_indptr=vectors.indptr.astype(np.int64),
+            forward_terms=vectors.indices.astype(np.int32),
+            forward_weights=vectors.values.astype(np.float32),
+            blocks=blocks,
+            manifest=manifest,
+        )
+        if approx:
+            index.add_approx(approx if isinstance(approx, ApproxSettings) else ApproxSettings())
+        return index
+
+    def add_approx(self, settings: ApproxSettings | None = None) -> dict[str, Any]:
+        """Build (or rebuild) the approximate-search structure; returns its manifest entry.
+
+        Tuned default knobs are dropped, as they were measured on the previous structure.
+        Call :meth:`save` to persist it.
+        """
+        settings = settings or ApproxSettings()
+        start = time.perf_counter()
+        impacts = quantize(np.asarray(self.forward_weights), self.scale, QUANTIZATIONS[self.manifest["settings"]["quantization"]])
+        self.approx, stats = build_approx(
+            self.forward_indptr, self.forward_terms, self.forward_weights, len(self.vocab), impacts, settings
+        )
+        self.manifest["approx"] = {"settings": asdict(settings), "stats": {**stats, "build_seconds": round(time.perf_counter() - start, 3)}}
+        return self.manifest["approx"]
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the index to ``path`` atomically (see :func:`storage.write_index_dir`)."""
+        arrays = {**{name: getattr(self, name) for name in _ARRAYS}, **self.blocks.arrays()}
+        for part in (self.approx, self.dense):
+            if part is not None:
+                arrays.update(part.arrays())
+        manifest = {k: v for k, v in self.manifest.items() if k not in ("format", "format_version", "files")}
+        self.path = storage.write_index_dir(path, arrays, {"doc_ids": self.doc_ids, "vocab": self.vocab}, manifest)
+        self.manifest = storage.read_manifest(self.path)
+        return self.path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, mmap: bool = True, verify: bool = False) -> "SparseIndex":
+        """Open an index directory; arrays are memory-mapped unless ``mmap=False``.
+
+        ``verify`` checks every file against its recorded sha256 (reads the whole index).
+        """
+        path = Path(path)
+        manifest = storage.read_manifest(path)
+        if verify:
+            storage.verify_files(path, manifest)
+
+        def load(name: str) -> np.ndarray:
+            return storage.load_array(path, name, mmap)
+
+        approx = ApproxIndex.from_arrays({name: load(name) for name in ApproxIndex.names()}) if "approx" in manifest else None
+        return cls(
+            approx=approx,
+            dense=DenseIndex.load(manifest["dense"], load) if "dense" in manifest else None,
+            blocks=BlockMax.from_arrays(manifest["settings"]["block_size"], {f"bmp_{n}": load(f"bmp_{n}") for n in BlockMax.ARRAYS}),
+            doc_ids=storage.load_json(path, "doc_ids"),
+            vocab=storage.load_json(path, "vocab"),
+            manifest=manifest,
+            path=path,
+            **{name: load(name) for name in _ARRAYS},
+        )
+
+    # ---- facts --------------------------------------------------------------------------
+    @property
+    def num_docs(self) -> int:
+        return len(self.doc_ids)
+
+    @property
+    def scale(self) -> float:
+        return float(self.manifest["settings"]["scale"])
+
+    @property
+    def parts(self) -> frozenset[str]:
+        """Optional structures present (``"approx"``, ``"dense"``): what a mode may need."""
+        return frozenset(name for name, part in (("approx", self.approx), ("dense", self.dense)) if part is not None)
+
+    def info(self) -> dict[str, Any]:
+        """Documents, vocabulary, postings, bytes, model and build settings."""
+        files = self.manifest.get("files", {})
+        nbytes = sum(getattr(self, n).nbytes for n in _ARRAYS) + self.blocks.nbytes + (self.approx.nbytes if self.approx else 0)
+        return {
+            "path": str(self.path) if self.path else None,
+            "format_version": self.manifest.get("format_version", storage.FORMAT_VERSION),
+            "model": self.manifest.get("model"),
+            "encoder": self.manifest.get("encoder"),
+            "settings": self.manifest["settings"],
+            "approx": self.manifest.get("approx"),
+            **self.manifest["stats"],
+            "bytes": sum(f["bytes"] for f in files.values()) if files else nbytes,
+            "created": self.manifest.get("created"),
+            "dense": self.manifest.get("dense"),
+        }
+
+    def positions(self) -> dict[str, int]:
+        """Document id -> internal row (built on first use)."""
+        if self._positions is None:
+            self._positions = {d: i for i, d in enumerate(self.doc_ids)}
+        return self._positions
+
+    def check_k(self, k: int) -> int:
+        """``k`` checked (a positive integer) and capped at the number of documents."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        return int(min(k, max(self.num_docs, 1)))
+
+    # ---- search -------------------------------------------------------------------------
+    def prepare(self, queries: SparseVectors, beta: float = 1.0) -> SparseVectors:
+        """Queries as the kernels take them: over this vocabulary (checked), positive weights,
+        each term once (repeats summed, in every mode alike), terms ascending, and with
+        ``beta < 1`` only the heaviest ``ceil(beta * n)`` terms of each query."""
+        if queries.vocab is not self.vocab and (len(queries.vocab) != len(self.vocab) or list(queries.vocab) != self.vocab):
+            raise DataError(f"the queries are over another vocabulary ({len(queries.vocab)} terms, this index has "
+                            f"{len(self.vocab)}): encode them over the index's vocabulary")
+        n = len(queries)
+        terms = np.asarray(queries.indices)
+        weights = np.asarray(queries.values, dtype=np.float32)
+        if terms.size and (int(terms.min()) < 0 or int(terms.max()) >= len(self.vocab)):
+            bad = terms[(terms < 0) | (terms >= len(self.vocab))][0]
+            raise DataError(f"query term id {int(bad)} is outside the vocabulary (0..{len(self.vocab) - 1})")
+        if not np.isfinite(weights).all():
+            raise DataError("query weights must be finite")
+        rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(np.asarray(queries.indptr)))
+        keep = weights > 0
+        rows, terms, weights = rows[keep], terms[keep], weights[keep]
+        order = np.lexsort((terms, rows))
+        rows, terms, weights = rows[order], terms[order].astype(np.int32), weights[order]
+        if terms.size > 1:
+            first = np.ones(terms.size, dtype=bool)
+            first[1:] = (rows[1:] != rows[:-1]) | (terms[1:] != terms[:-1])
+            if not first.all():
+                starts = np.flatnonzero(first)
+                rows, terms, weights = rows[starts], terms[starts], np.add.reduceat(weights, starts)
+        indptr = offsets(np.bincount(rows, minlength=n))
+        if beta < 1.0:
+            kept = []
+            for i in range(n):
+                lo, hi = indptr[i], indptr[i + 1]
+                top = np.argsort(-weights[lo:hi], kind="stable")[: int(np.ceil(beta * (hi - lo)))]
+                kept.append(lo + np.sort(top))
+            sel = np.concatenate(kept) if kept else np.zeros(0, np.int64)
+            terms, weights, indptr = terms[sel], weights[sel], offsets([len(s) for s in kept])
+        return SparseVectors(indptr, terms, weights, self.vocab)
+
+    def search(self, queries: SparseVectors, k: int = 10, *, mode: str = "exact", threads: int | None = None, **knobs: Any) -> list[Hits]:
+        """Top-k rows of each query in a sparse mode (see :mod:`lsr.index.modes` for the knobs).
+
+        One query runs on the calling thread; several run in parallel over ``threads``
+        (default: all cores).
+        """
+        spec = SPARSE_MODES.get(mode)
+        if spec is None:
+            raise ValueError(f"mode must be one of {', '.join(SPARSE_MODES)} here, got {mode!r}")
+        knobs = spec.check_knobs(knobs)
+        k = self.check_k(k)
+        q = self.prepare(queries, knobs.pop("beta", 1.0))
+        if mode == "approx":
+            docs, scores, counts, _ = self._search_approx(q, k, self.approx_knobs(**knobs), threads)
+        elif len(q) == 1:
+            docs, scores = np.empty((1, k), np.int32), np.empty((1, k), np.float32)
+            counts = [self._search_one(q.indices, q.values, k, mode, knobs.get("alpha", 1.0), docs[0], scores[0])]
+        elif mode == "exhaustive":
+            docs, scores, counts = exhaustive.search_exhaustive_batch(
+                q.indptr, q.indices, q.values, self.postings_indptr, self.postings_docs, self.postings_impacts,
+                self.num_docs, k, self._workers(threads, len(q)),
+            )
+        else:
+            docs, scores, counts = blockmax_search.search_bmp_batch(
+                q.indptr, q.indices, q.values, self.num_docs, *self.blocks.kernel_args(), k,
+                np.float32(knobs.get("alpha", 1.0)), self.blocks.n_blocks, self._workers(threads, len(q)),
+            )
+        scale = self.scale
+        return [Hits(docs[i, : counts[i]], scores[i, : counts[i]].astype(np.float64) * scale) for i in range(len(q))]
+
+    def _search_one(self, terms, weights, k, mode, alpha, out_docs, out_scores) -> int:
+        s = self._thread_scratch()
+        if mode == "exhaustive":
+            return exhaustive.search_exhaustive(
+                terms, weights, self.postings_indptr, self.postings_docs, self.postings_impacts, k, s.acc, s.touched, out_docs, out_scores,
+            )
+        return blockmax_search.search_bmp(
+            terms, weights, self.num_docs, *self.blocks.kernel_args(), k, np.float32(alpha), s.ub, out_docs, out_scores,
+        )
+
+    # ---- approximate search -------------------------------------------------------------
+    def approx_knobs(self, **given: Any) -> dict[str, Any]:
+        """The knobs a ``mode="approx"`` search uses: those given, else the tuned defaults stored
+        in the manifest (see :meth:`tune`), else the built-in defaults."""
+        if self.approx is None:
+            raise DataError("this index has no approximate-search structure: build it with approx=True "
+                            "(`lsr index --approx`) or add it with `lsr tune`")
+        given = {name: value for name, value in given.items() if value is not None}
+        tuned = self.manifest["approx"].get("tuned", {}).get("knobs", {})
+        return {**{k.name: k.default for k in APPROX.knobs}, **tuned, **APPROX.check_knobs(given)}
+
+    def _search_approx(self, q: SparseVectors, k: int, knobs: Mapping[str, Any], threads: int | None = None):
+        """(docs, scores, counts, work stats) of prepared queries; one query on this thread."""
+        a = self.approx
+        args = (int(knobs["query_cut"]), np.float32(knobs["heap_factor"]), k, *a.kernel_args(),
+                self.forward_indptr, self.forward_terms, a.fwd_impacts)
+        if len(q) != 1:
+            return approx_search.search_approx_batch(q.indptr, q.indices, q.values, *args, self._workers(threads, len(q)))
+        s = self._thread_scratch()
+        if getattr(s, "qdense", None) is None:
+            s.qdense = np.zeros(len(self.vocab), dtype=np.float32)
+            s.visited = np.zeros(self.num_docs, dtype=np.uint8)
+        docs, scores = np.empty((1, k), np.int32), np.empty((1, k), np.float32)
+        stats = np.zeros(approx_search.N_STATS, dtype=np.int64)
+        n = approx_search.search_approx(q.indices, q.values, *args, s.qdense, s.visited, s.touched, docs[0], scores[0], stats)
+        return docs, scores, [n], stats
+
+    def approx_work(self, queries: SparseVectors, k: int = 10, **knobs: Any) -> dict[str, float]:
+        """Mean work per query of an approximate search (lists, summary entries, blocks scored
+        and skipped, documents scored, forward entries read): where its time goes."""
+        q = self.prepare(queries)
+        *_, stats = self._search_approx(q, self.check_k(k), self.approx_knobs(**knobs), threads=1)
+        return {name: float(stats[i]) / max(1, len(q)) for i, name in enumerate(WORK_STATS)}
+
+    def tune(
+        self,
+        queries: SparseVectors,
+        target_recall: float = 0.95,
+        k: int = 10,
+        query_cuts: Sequence[int] = QUERY_CUTS,
+        heap_factors: Sequence[float] = HEAP_FACTORS,
+    ) -> TunedPoint:
+        """Pick the cheapest approx knobs reaching ``target_recall`` (recall@k against the
+        exhaustive top-k of ``queries``) and store them in the manifest as the defaults.
+
+        Cost is the work counted by the kernel (entries read per query), not wall time, so the
+        choice is deterministic and does not depend on machine load. Call :meth:`save` to
+        persist it. Returns the chosen point (the most accurate one if none reaches the target).
+        """
+        if not 0.0 < target_recall <= 1.0:
+            raise ValueError(f"target_recall must be in (0, 1], got {target_recall!r}")
+        self.approx_knobs()  # the structure must exist
+        k = self.check_k(k)
+        q = self.prepare(queries)
+        truth = [set(h.rows.tolist()) for h in self.search(q, k, mode="exhaustive")]
+        points = []
+        for cut in query_cuts:
+            for hf in heap_factors:
+                docs, _, counts, stats = self._search_approx(q, k, APPROX.check_knobs({"query_cut": cut, "heap_factor": hf}))
+                found = [docs[i, : counts[i]].tolist() for i in range(len(q))]
+                points.append(TunedPoint(cut, hf, recall_at_k(found, truth), mean_cost(stats, len(q))))
+        best = pick_cheapest(points, target_recall)
+        self.manifest["approx"]["tuned"] = {
+            "knobs": best.knobs(), "target_recall": target_recall, "k": k, "queries": len(q),
+            "recall": round(best.recall, 4), "cost": round(best.cost, 1),
+        }
+        return best
+
+    def contributions(self, query: SparseVectors, row: int) -> list[tuple[int, float, float]]:
+        """(term id, query weight, stored document weight) of each term a one-row query shares
+        with document ``row``: the parts its score adds up."""
+        q = self.prepare(query)
+        out = []
+        for t, qw in zip(q.indices, q.values):
+            lo, hi = self.postings_indptr[t], self.postings_indptr[t + 1]
+            j = lo + np.searchsorted(self.postings_docs[lo:hi], row)
+            if j < hi and self.postings_docs[j] == row:
+                out.append((int(t), float(qw), float(self.postings_impacts[j]) * self.scale))
+        return out
+
+    # ---- helpers ------------------------------------------------------------------------
+    @staticmethod
+    def _workers(threads: int | None, n_queries: int) -> int:
+        return max(1, min(threads or numba.config.NUMBA_NUM_THREADS, n_queries))
+
+    def _thread_scratch(self) -> threading.local:
+        """Per-thread accumulators reused across queries (the kernels leave them zeroed)."""
+        s = self._scratch
+        if getattr(s, "acc", None) is None:
+            s.acc = np.zeros(self.num_docs, dtype=np.float32)
+            s.touched = np.empty(self.num_docs, dtype=np.int32)
+            s.ub = np.zeros(self.blocks.n_blocks, dtype=np.float32)
+        return s
+
+
+def _check_rows_ascend(vectors: SparseVectors) -> None:
+    """Term ids strictly ascend within each row: a repeated term would be scored twice by the
+    postings but bounded once by the block maxima, breaking exact search."""
+    steps = np.diff(vectors.indices.astype(np.int64))
+    inside = np.ones(steps.shape[0], dtype=bool)
+    starts = vectors.indptr[1:-1]
+    inside[starts[(starts > 0) & (starts <= steps.shape[0])] - 1] = False  # a step across rows
+    bad = np.flatnonzero(inside & (steps <= 0))
+    if bad.size:
+        row = int(np.searchsorted(vectors.indptr, bad[0], side="right") - 1)
+        term = vectors.vocab[int(vectors.indices[bad[0] + 1])]
+        raise DataError(f"document {row}: term ids must strictly ascend within a row (term {term!r} repeats or is out of order)")

@@ -1,0 +1,256 @@
+"""Retriever: text in, ranked document ids out, over a SparseIndex and its optional dense part.
+
+The retriever owns everything the numeric index does not: the query encoders (loaded from
+what the manifest names, on first use), the mapping of an encoder's vocabulary onto the
+index's, string document ids, explanations, and the dense modes' fusion. Every mode and knob
+is checked against the one registry, :mod:`lsr.retrieval.modes`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+
+from lsr.data.vectors import SparseVectors
+from lsr.encoders.base import Encoder
+from lsr.encoders.registry import load_encoder
+from lsr.errors import DataError
+from lsr.index import SparseIndex
+from lsr.index.approx import HEAP_FACTORS, QUERY_CUTS, TunedPoint
+from lsr.retrieval.hybrid import HybridQueries, search_dense_modes
+from lsr.retrieval.modes import DENSE_MODES, check_parts, get_mode
+from lsr.util import concat, offsets
+
+Query = Union[str, Mapping[str, float]]
+Encoded = Union[SparseVectors, HybridQueries]
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Hits of one query, best first; ``dense_fraction`` is the share of dense vectors scored
+    (dense modes; None where it is not known or does not apply)."""
+
+    ids: list[str]
+    scores: list[float]
+    dense_fraction: float | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class Retriever:
+    """Search one index by text, ``{term: weight}`` mappings or pre-encoded queries."""
+
+    def __init__(self, index: SparseIndex, *, encoder: Encoder | None = None, dense_encoder: Encoder | None = None) -> None:
+        self.index = index
+        self._lock = threading.Lock()
+        self._encoder: Encoder | None = None
+        self._encoder_map: np.ndarray | None = None
+        self._dense_encoder: Encoder | None = None
+        self._term_ids: dict[str, int] | None = None
+        if encoder is not None:
+            self.encoder = encoder
+        if dense_encoder is not None:
+            self.dense_encoder = dense_encoder
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def build(cls, vectors: SparseVectors, doc_ids: Sequence[str], *, encoder: Encoder | None = None, **options: Any) -> "Retriever":
+        """Index ``vectors`` (see :meth:`SparseIndex.build` for ``options``); an ``encoder``
+        given is recorded as the query encoder (its name and settings) and used for text queries."""
+        if encoder is not None:
+            options = {"model": encoder.name, "encoder_settings": encoder.settings(), **options}
+        return cls(SparseIndex.build(vectors, doc_ids, **options), encoder=encoder)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, mmap: bool = True, verify: bool = False, encoder: Encoder | None = None) -> "Retriever":
+        """Open an index directory (see :meth:`SparseIndex.load`); the query model loads on first use."""
+        return cls(SparseIndex.load(path, mmap=mmap, verify=verify), encoder=encoder)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        return self.index.save(path)
+
+    # ---- facts --------------------------------------------------------------------------
+    @property
+    def path(self) -> Path | None:
+        return self.index.path
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return self.index.manifest
+
+    @property
+    def doc_ids(self) -> list[str]:
+        return self.index.doc_ids
+
+    @property
+    def vocab(self) -> list[str]:
+        return self.index.vocab
+
+    @property
+    def num_docs(self) -> int:
+        return self.index.num_docs
+
+    @property
+    def model(self) -> str | None:
+        """The query encoder the manifest names (None: the index takes term weights only)."""
+        return self.index.manifest.get("model")
+
+    def info(self) -> dict[str, Any]:
+        return self.index.info()
+
+    # ---- encoders -----------------------------------------------------------------------
+    @property
+    def encoder(self) -> Encoder:
+        """The sparse query encoder: the one the manifest names, loaded on first use."""
+        if self._encoder is None:
+            with self._lock:
+                if self._encoder is None:
+                    if not self.model:
+                        raise DataError("this index records no query encoder: query it with term weights, or rebuild it "
+                                        "with --model M (`lsr index --vectors V --model M` records one)")
+                    self.encoder = load_encoder(self.model, vocab=self.vocab, **self.manifest.get("encoder", {}))
+        return self._encoder
+
+    @encoder.setter
+    def encoder(self, encoder: Encoder) -> None:
+        """Attach a sparse encoder; its term ids are mapped onto the index vocabulary once."""
+        if not encoder.sparse:
+            raise DataError(f"{type(encoder).__name__} is a dense encoder; the sparse side needs a sparse one")
+        if list(encoder.vocab) == self.vocab:
+            mapping = None
+        else:
+            position = self._term_positions()
+            mapping = np.array([position.get(t, -1) for t in encoder.vocab], dtype=np.int32)
+        self._encoder_map = mapping
+        self._encoder = encoder
+
+    @property
+    def dense_encoder(self) -> Encoder:
+        """The dense query encoder: the model the dense part was built with, loaded on first use."""
+        if self._dense_encoder is None:
+            with self._lock:
+                if self._dense_encoder is None:
+                    settings = self.index.dense.settings if self.index.dense is not None else {}
+                    if not settings.get("model"):
+                        raise DataError("the index has no dense part built by a model: dense queries need one")
+                    self.dense_encoder = load_encoder(settings["model"], dense=True, **settings.get("encoder", {}))
+        return self._dense_encoder
+
+    @dense_encoder.setter
+    def dense_encoder(self, encoder: Encoder) -> None:
+        dense = self.index.dense
+        if dense is not None and getattr(encoder, "dim", None) != dense.settings["dim"]:
+            raise DataError(f"the encoder gives {getattr(encoder, 'dim', '?')}-dim vectors; the dense part holds {dense.settings['dim']}-dim ones")
+        self._dense_encoder = encoder
+
+    def _term_positions(self) -> dict[str, int]:
+        if self._term_ids is None:
+            self._term_ids = {t: i for i, t in enumerate(self.vocab)}
+        return self._term_ids
+
+    # ---- queries ------------------------------------------------------------------------
+    def encode_queries(self, queries: Sequence[Query]) -> SparseVectors:
+        """Queries as rows over the index vocabulary: texts through the encoder, mappings as
+        given (terms the index does not hold cannot match and are dropped)."""
+        for q in queries:
+            if not isinstance(q, (str, Mapping)):
+                raise TypeError(f"a query is a text or a {{term: weight}} mapping, got {type(q).__name__}")
+        texts = [q for q in queries if isinstance(q, str)]
+        encoded = iter(self._encode_texts(texts)) if texts else iter(())
+        mappings = [q for q in queries if not isinstance(q, str)]
+        from_dicts = SparseVectors.from_dicts(mappings, self.vocab, source="query", term_ids=self._term_positions())
+        rows, n_dict = [], 0
+        for q in queries:
+            if isinstance(q, str):
+                rows.append(next(encoded))
+            else:
+                rows.append(from_dicts.row(n_dict))
+                n_dict += 1
+        indptr = offsets([len(r[0]) for r in rows])
+        return SparseVectors(indptr, concat([r[0] for r in rows], np.int32), concat([r[1] for r in rows], np.float32), self.vocab)
+
+    def _encode_texts(self, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        vecs = self.encoder.encode_queries(texts)
+        rows = []
+        for i in range(len(vecs)):
+            ids, weights = vecs.row(i)
+            if self._encoder_map is not None:
+                ids = self._encoder_map[ids]
+                keep = ids >= 0
+                ids, weights = ids[keep], weights[keep]
+            rows.append((ids, weights))
+        return rows
+
+    def encode(self, queries: Sequence[Query], mode: str = "exact") -> Encoded:
+        """Queries encoded the way ``mode`` searches them: sparse rows, or, for the dense modes
+        (text only), a dense vector per query plus the sparse rows the fusion needs."""
+        spec = get_mode(mode)
+        check_parts(spec, self.index.parts, f"the index {self.path or ''}".strip())  # before loading any model
+        if not spec.text_only:
+            return self.encode_queries(queries)
+        if not all(isinstance(q, str) for q in queries):
+            raise DataError(f"mode {mode!r} needs text queries: a {{term: weight}} query has no dense encoding")
+        texts = list(queries)
+        sparse = self.encode_queries(texts) if mode != "dense" else None
+        return HybridQueries(sparse, self.dense_encoder.encode_queries(texts))
+
+    # ---- search -------------------------------------------------------------------------
+    def search(self, query: Query, k: int = 10, *, mode: str = "exact", **knobs: Any) -> SearchResult:
+        """Top-k documents for a text or a ``{term: weight}`` query, on this thread.
+
+        ``mode`` and ``knobs`` are those of :data:`lsr.retrieval.modes.MODES` (``exact``:
+        block-max pruning, ``alpha``/``beta``; ``exhaustive``; ``approx``: ``query_cut``,
+        ``heap_factor``; ``dense``, ``hybrid``, ``selective``: ``fusion``, ``dense_weight``, ...).
+        """
+        return self.search_batch([query], k, mode=mode, threads=1, **knobs)[0]
+
+    def search_batch(self, queries: Sequence[Query], k: int = 10, *, mode: str = "exact", threads: int | None = None,
+                     **knobs: Any) -> list[SearchResult]:
+        """:meth:`search` for many queries, in parallel over ``threads`` (default: all cores).
+        Everything is checked before any query is encoded."""
+        spec = get_mode(mode)
+        check_parts(spec, self.index.parts, f"the index {self.path or ''}".strip())
+        spec.check_knobs(knobs)
+        self.index.check_k(k)
+        if not len(queries):
+            return []
+        return self.search_encoded(self.encode(queries, mode), k, mode=mode, threads=threads, **knobs)
+
+    def search_encoded(self, queries: Encoded, k: int = 10, *, mode: str = "exact", threads: int | None = None,
+                       **knobs: Any) -> list[SearchResult]:
+        """Search queries from :meth:`encode` (or SparseVectors over the index vocabulary)."""
+        check_parts(get_mode(mode), self.index.parts, f"the index {self.path or ''}".strip())
+        doc_ids = self.index.doc_ids
+        if mode in DENSE_MODES:
+            if not isinstance(queries, HybridQueries):
+                raise DataError(f"mode {mode!r} searches queries encoded for it (Retriever.encode(queries, {mode!r}))")
+            return [SearchResult([doc_ids[r] for r in h.rows], h.scores.tolist(), h.dense_fraction)
+                    for h in search_dense_modes(self.index, queries, k, mode, knobs, threads)]
+        if not isinstance(queries, SparseVectors):
+            raise DataError(f"mode {mode!r} searches sparse query rows, got {type(queries).__name__}")
+        return [SearchResult([doc_ids[r] for r in h.rows], h.scores.tolist())
+                for h in self.index.search(queries, k, mode=mode, threads=threads, **knobs)]
+
+    def explain(self, query: Query, doc_id: str) -> list[dict[str, Any]]:
+        """Per matched term, heaviest first: query weight, the document's stored weight, and the
+        contribution (their product; a hit's contributions add up to its sparse score)."""
+        try:
+            row = self.index.positions()[doc_id]
+        except KeyError:
+            raise DataError(f"unknown document id {doc_id!r}") from None
+        parts = self.index.contributions(self.encode_queries([query]), row)
+        out = [{"term": self.vocab[t], "query_weight": qw, "doc_weight": dw, "contribution": qw * dw} for t, qw, dw in parts]
+        return sorted(out, key=lambda e: -e["contribution"])
+
+    def tune(self, queries: Sequence[Query] | SparseVectors, target_recall: float = 0.95, k: int = 10,
+             query_cuts: Sequence[int] = QUERY_CUTS, heap_factors: Sequence[float] = HEAP_FACTORS) -> TunedPoint:
+        """:meth:`SparseIndex.tune` on sample queries (texts are encoded first)."""
+        encoded = queries if isinstance(queries, SparseVectors) else self.encode_queries(queries)
+        return self.index.tune(encoded, target_recall, k, query_cuts, heap_factors)
