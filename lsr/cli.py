@@ -37,7 +37,8 @@ def cmd_encode(args: argparse.Namespace) -> None:
 
     encoder = load_encoder(_model(args), max_length=args.max_length, query_max_length=args.query_max_length)
     if args.corpus:
-        ids, vectors = encode_corpus(args.corpus, encoder, batch_size=args.batch_size)
+        docs, vectors = encode_corpus(args.corpus, encoder, batch_size=args.batch_size)
+        ids = [d.id for d in docs]
     else:
         queries = load_queries(resolve_dataset(args.queries))
         ids = [q.id for q in queries]
@@ -88,14 +89,20 @@ def _approx_settings(args: argparse.Namespace) -> "ApproxSettings":
 def cmd_tune(args: argparse.Namespace) -> None:
     from lsr.data import load_queries, resolve_dataset
     from lsr.retrieval import Retriever
+    from lsr.retrieval.collection import Collection
 
     retriever = Retriever.load(args.index, mmap=False)
-    if retriever.index.approx is None or args.rebuild:
-        retriever.index.add_approx(_approx_settings(args))
+    index = retriever.index
+    if index.approx is None or args.rebuild:
+        index.add_approx(_approx_settings(args))
     queries = load_queries(resolve_dataset(args.queries))
     point = retriever.tune([q.text for q in queries], target_recall=args.target, k=args.k)
-    retriever.save(args.index)
-    print(json.dumps({"approx": retriever.manifest["approx"], "chosen": dataclasses.asdict(point)}, indent=2))
+    if retriever.collection is not None:
+        with Collection.open(args.index, writable=True) as collection:
+            collection.update_segment(index)
+    else:
+        index.save(args.index)
+    print(json.dumps({"approx": index.manifest["approx"], "chosen": dataclasses.asdict(point)}, indent=2))
 
 
 def cmd_search(args: argparse.Namespace) -> None:
@@ -105,20 +112,27 @@ def cmd_search(args: argparse.Namespace) -> None:
 
     retriever = Retriever.load(args.index)
     knobs = _knobs(args)
+    where: dict = {}
+    if args.filter is not None:
+        where["filter"] = parse_object(args.filter, "--filter")
+    if args.fields:
+        where.update(fields=[f.strip() for f in args.fields.split(",") if f.strip()], snippet=args.snippet)
     if args.query is not None or args.vector is not None:
         query = args.query if args.query is not None else parse_object(args.vector, "--vector")
         if isinstance(query, dict):
             SparseVectors.from_dicts([query], source="--vector")  # weights checked, the line named
-        result = retriever.search(query, k=args.k, mode=args.mode, **knobs)
+        result = retriever.search(query, k=args.k, mode=args.mode, **where, **knobs)
+        fields = result.fields or [{} for _ in result.ids]
         if args.json:
-            hits = [{"rank": r, "id": i, "score": s} for r, (i, s) in enumerate(zip(result.ids, result.scores), 1)]
-            print(json.dumps({"query": query, "hits": hits}, indent=2))
+            hits = [{"rank": r, "id": i, "score": s, **f} for r, (i, s, f) in enumerate(zip(result.ids, result.scores, fields), 1)]
+            print(json.dumps({"query": query, "hits": hits}, indent=2, ensure_ascii=False))
         else:
-            for r, (doc_id, score) in enumerate(zip(result.ids, result.scores), 1):
-                print(f"{r:>4}  {score:10.4f}  {doc_id}")
+            for r, (doc_id, score, f) in enumerate(zip(result.ids, result.scores, fields), 1):
+                shown = "  ".join(f"{k}={v}" for k, v in f.items())
+                print(f"{r:>4}  {score:10.4f}  {doc_id}" + (f"  {shown}" if shown else ""))
         return
     queries = load_queries(resolve_dataset(args.queries))
-    results = retriever.search_batch([q.text for q in queries], k=args.k, mode=args.mode, **knobs)
+    results = retriever.search_batch([q.text for q in queries], k=args.k, mode=args.mode, filter=where.get("filter"), **knobs)
     lines = [
         f"{q.id} Q0 {doc_id} {r} {score:.6f} {args.tag}\n"
         for q, result in zip(queries, results)
@@ -133,8 +147,13 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 def cmd_info(args: argparse.Namespace) -> None:
     from lsr.index import SparseIndex
+    from lsr.retrieval.collection import Collection
 
-    info = SparseIndex.load(args.index, verify=args.verify).info()
+    with Collection.open(args.index) as collection:
+        info = collection.info()
+        if args.verify:
+            for segment in collection.snapshot().indexes:
+                SparseIndex.load(segment.path, verify=True)
     if args.json:
         print(json.dumps(info, indent=2))
         return
@@ -142,19 +161,71 @@ def cmd_info(args: argparse.Namespace) -> None:
         print(f"{key:>24}: {value}")
 
 
+def cmd_add(args: argparse.Namespace) -> None:
+    """Add (or --upsert) a corpus's documents to a collection, in one commit."""
+    from lsr.data import iter_corpus, resolve_dataset
+    from lsr.retrieval.collection import Collection
+
+    docs = list(iter_corpus(resolve_dataset(args.corpus)))  # every line checked before anything is added
+    with Collection.open(args.index, writable=True) as collection:
+        collection.add(docs, upsert=args.upsert)
+        generation = collection.commit()
+        print(json.dumps({"added": len(docs), "generation": generation, "num_docs": collection.snapshot().num_docs}))
+
+
+def cmd_delete(args: argparse.Namespace) -> None:
+    """Delete documents by id (ids given, or one per line of a file); unknown ids are reported."""
+    from lsr.retrieval.collection import Collection
+
+    ids = args.ids
+    if len(ids) == 1 and Path(ids[0]).is_file():
+        ids = [line.strip() for line in Path(ids[0]).read_text(encoding="utf-8").splitlines() if line.strip()]
+    with Collection.open(args.index, writable=True) as collection:
+        report = collection.delete(ids)
+        generation = collection.commit()
+    print(json.dumps({"deleted": len(report["deleted"]), "not_found": report["not_found"], "generation": generation}))
+    if report["not_found"]:
+        print(f"lsr: {len(report['not_found'])} id(s) not found: {', '.join(report['not_found'][:5])}", file=sys.stderr)
+
+
+def cmd_get(args: argparse.Namespace) -> None:
+    from lsr.errors import DataError
+    from lsr.retrieval.collection import Collection
+
+    with Collection.open(args.index) as collection:
+        doc = collection.get(args.id)
+    if doc is None:
+        raise DataError(f"no document {args.id!r} in {args.index}")
+    print(json.dumps({"id": doc.id, "title": doc.title, "text": doc.text, "metadata": doc.metadata}, ensure_ascii=False, indent=2))
+
+
+def cmd_optimize(args: argparse.Namespace) -> None:
+    from lsr.retrieval.collection import Collection
+
+    with Collection.open(args.index, writable=True) as collection:
+        generation = collection.optimize(args.max_segments)
+        info = collection.info()
+    print(json.dumps({"generation": generation, "segments": info["segments"], "num_docs": info["num_docs"]}, indent=2))
+
+
+def cmd_upgrade(args: argparse.Namespace) -> None:
+    from lsr.retrieval.collection import upgrade
+
+    print(f"upgraded {upgrade(args.index)} to a one-segment collection", file=sys.stderr)
+
+
 def cmd_quickstart(args: argparse.Namespace) -> None:
     from lsr.data import load_queries, resolve_dataset
     from lsr.pipeline import build_index
-    from lsr.retrieval import Retriever
 
     data = resolve_dataset(args.dataset)
     model = _model(args)
     out = Path(args.out or f"indexes/{Path(args.dataset).name}-{Path(model).name}")
     print(f"collection {data}; model {model}; index -> {out}")
-    index, summary = build_index(out, corpus=data, model=model, batch_size=args.batch_size, encoder_options={"max_length": args.max_length})
+    retriever, summary = build_index(out, corpus=data, model=model, batch_size=args.batch_size, encoder_options={"max_length": args.max_length})
     print(json.dumps(summary, indent=2))
     queries = load_queries(data)[:QUICKSTART_QUERIES]
-    for q, result in zip(queries, Retriever(index).search_batch([q.text for q in queries], k=args.k)):
+    for q, result in zip(queries, retriever.search_batch([q.text for q in queries], k=args.k)):
         print(f"\nquery {q.id}: {q.text[:100]}")
         for r, (doc_id, score) in enumerate(zip(result.ids, result.scores), 1):
             print(f"{r:>4}  {score:8.3f}  {doc_id}")
@@ -277,6 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--queries", help="collection name, BEIR folder, queries.jsonl or qid<TAB>text file")
     p.add_argument("-k", type=_positive, default=10)
     add_mode_arguments(p)
+    p.add_argument("--filter", help='metadata filter as JSON, e.g. \'{"year": {"gte": 2000}, "lang": "en"}\' (a collection)')
+    p.add_argument("--fields", help="stored fields to show with each hit (single query): title,text,metadata")
+    p.add_argument("--snippet", type=_positive, help="cut title and text to this many characters")
     p.add_argument("--json", action="store_true", help="JSON output (single query)")
     p.add_argument("--run-out", help="TREC run file to write (batch); default stdout")
     p.add_argument("--tag", default="lsr", help="run tag in the TREC run")
@@ -291,11 +365,36 @@ def build_parser() -> argparse.ArgumentParser:
     approx_args(p)
     p.set_defaults(func=cmd_tune)
 
-    p = sub.add_parser("info", help="facts about an index")
+    p = sub.add_parser("info", help="facts about a collection (segments, live and deleted documents, generation) or an index")
     p.add_argument("--index", required=True)
     p.add_argument("--json", action="store_true")
     p.add_argument("--verify", action="store_true", help="check every file's checksum")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("add", help="add a corpus's documents to a collection (one commit)")
+    p.add_argument("--index", required=True)
+    p.add_argument("--corpus", required=True, help="collection name, BEIR folder or corpus.jsonl (lines may carry 'metadata')")
+    p.add_argument("--upsert", action="store_true", help="replace documents whose id exists (default: refuse them)")
+    p.set_defaults(func=cmd_add)
+
+    p = sub.add_parser("delete", help="delete documents from a collection by id (one commit)")
+    p.add_argument("--index", required=True)
+    p.add_argument("--ids", required=True, nargs="+", help="ids, or one file holding an id per line")
+    p.set_defaults(func=cmd_delete)
+
+    p = sub.add_parser("get", help="a stored document of a collection, as JSON")
+    p.add_argument("--index", required=True)
+    p.add_argument("--id", required=True)
+    p.set_defaults(func=cmd_get)
+
+    p = sub.add_parser("optimize", help="merge a collection's segments (default: into one)")
+    p.add_argument("--index", required=True)
+    p.add_argument("--max-segments", type=_positive, default=1)
+    p.set_defaults(func=cmd_optimize)
+
+    p = sub.add_parser("upgrade", help="turn a format-1 index directory into a collection, in place")
+    p.add_argument("--index", required=True)
+    p.set_defaults(func=cmd_upgrade)
 
     p = sub.add_parser("quickstart", help="encode a collection, index it, and show hits for a few queries")
     p.add_argument("--dataset", default="vaswani", help="collection name or BEIR folder (default: vaswani)")

@@ -1,5 +1,9 @@
-"""The one corpus -> index pipeline, for any encoder: the CLI, the quickstart and the
-evaluation harness all build through :func:`build_index`."""
+"""The one corpus -> collection pipeline, for any encoder: the CLI, the quickstart and the
+evaluation harness all build through :func:`build_index`.
+
+It sits above the retrieval layer: what it writes is a collection (one segment, the documents'
+texts and metadata stored), which a Retriever searches and ``lsr add`` grows.
+"""
 
 from __future__ import annotations
 
@@ -12,23 +16,29 @@ from typing import Any
 
 import numpy as np
 
-from lsr.data import SparseVectors, iter_corpus, read_vectors_jsonl, resolve_dataset
+from lsr.data import Document, SparseVectors, iter_corpus, read_vectors_jsonl, resolve_dataset
 from lsr.encoders.base import Encoder
 from lsr.encoders.models import DEFAULT_SPLADE
 from lsr.encoders.registry import load_encoder
 from lsr.index import SparseIndex
 from lsr.index.approx import ApproxSettings
 from lsr.index.dense import add_dense
+from lsr.errors import DataError
+from lsr.retrieval import Retriever
+from lsr.retrieval.collection import Collection
+from lsr.util import dir_bytes
 
 
-def encode_corpus(corpus: str | os.PathLike, encoder: Encoder, *, batch_size: int | None = None, show_progress_bar: bool = True) -> tuple[list[str], SparseVectors]:
-    """Ids and document vectors of a collection (a name, a folder or a corpus.jsonl).
-
-    The whole corpus is validated before encoding starts, so a bad line fails fast.
-    """
+def encode_corpus(corpus: str | os.PathLike, encoder: Encoder, *, batch_size: int | None = None,
+                  show_progress_bar: bool = True) -> tuple[list[Document], SparseVectors]:
+    """Documents and vectors of a collection (a name, a folder or a corpus.jsonl); documents
+    that carry a ``vector`` keep it. The whole corpus is validated before encoding starts,
+    so a bad line fails fast."""
     docs = list(iter_corpus(resolve_dataset(corpus)))
+    if any(d.vector is not None for d in docs):
+        raise DataError(f"{corpus}: documents with a 'vector' go through `lsr index --vectors`, not through a model")
     vectors = encoder.encode_documents([d.contents for d in docs], batch_size=batch_size, show_progress_bar=show_progress_bar)
-    return [d.id for d in docs], vectors
+    return docs, vectors
 
 
 def encode_dense_corpus(
@@ -91,17 +101,18 @@ def build_index(
     dense_options: Mapping[str, Any] | None = None,
     dense_cache: str | os.PathLike | None = None,
     approx: bool | ApproxSettings = False,
-) -> tuple[SparseIndex, dict]:
+) -> tuple[Retriever, dict]:
     """Encode ``corpus`` with ``model`` (any encoder :func:`load_encoder` knows: a SPLADE model,
     ``bm25``...; ``encoder_options`` configure it), or read precomputed ``vectors``, and save
-    an index at ``out`` (not saved when None).
+    a one-segment collection at ``out`` (replacing what is there; nothing is saved when None).
 
     With ``vectors``, ``model`` (None for none) is recorded as the query encoder, so that a
     corpus encoded elsewhere can be searched by text. ``dense_model`` also encodes the corpus
     with that dense model and stores a faiss index beside the sparse one (``dense_options`` go
     to :meth:`lsr.index.dense.DenseIndex.build`; ``dense_cache`` see
     :func:`encode_dense_corpus`); ``approx`` builds the structure of ``mode="approx"``.
-    Returns the index and a build summary (documents, empty documents, timings).
+    Returns a Retriever over it (a collection when saved) and a build summary (documents,
+    empty documents, timings).
     """
     if dense_model is not None and corpus is None:
         raise ValueError("a dense part is encoded from the corpus: give corpus, not vectors")
@@ -109,14 +120,21 @@ def build_index(
         raise ValueError("give exactly one of corpus or vectors")
     t0 = time.perf_counter()
     settings = dict(encoder_options or {})
+    lengths = None
     if vectors is not None:
         ids, vecs = read_vectors_jsonl(vectors)
+        docs = [Document(d) for d in ids]
+        encoder = None
     else:
         if model is None:
             raise ValueError("encoding a corpus needs a model")
         encoder = load_encoder(model, **settings)
-        ids, vecs = encode_corpus(corpus, encoder, batch_size=batch_size, show_progress_bar=show_progress_bar)
+        docs, vecs = encode_corpus(corpus, encoder, batch_size=batch_size, show_progress_bar=show_progress_bar)
+        ids = [d.id for d in docs]
         settings = encoder.settings()
+        lengths = getattr(encoder, "lengths", None)
+    if not docs:
+        raise DataError(f"{corpus or vectors}: no documents to index")
     t1 = time.perf_counter()
     index = SparseIndex.build(
         vecs, ids, quantization=quantization, block_size=block_size, reorder=reorder, model=model,
@@ -129,16 +147,21 @@ def build_index(
             index, corpus, dense_model, options=dense_options, cache=dense_cache, batch_size=batch_size, show_progress_bar=show_progress_bar
         )
     if out is not None:
-        index.save(Path(out))
+        growing = encoder is None or not encoder.per_document
+        Collection.build(out, index, docs, growing_vocab=growing, approx=approx, lengths=lengths,
+                         dense={"model": dense_model, "options": dict(dense_options or {})} if dense_model else None)
+        retriever = Retriever(Collection.open(out), encoder=encoder if encoder is not None and encoder.per_document else None)
+    else:
+        retriever = Retriever(index, encoder=encoder if encoder is not None and encoder.per_document else None)
     t2 = time.perf_counter()
     summary = {
-        "path": str(index.path) if index.path else None,
+        "path": str(out) if out is not None else None,
         "model": model,
         **{k: index.manifest["stats"][k] for k in ("num_docs", "empty_docs", "num_postings", "vocab_size")},
         "encode_seconds": round(t1 - t0, 2),
         "docs_per_second": round(len(ids) / (t1 - t0), 1) if vectors is None and t1 > t0 else None,
         "index_seconds": round(t2 - t1, 2),
         "dense_seconds": dense_seconds,
-        "bytes": index.info()["bytes"],
+        "bytes": dir_bytes(out) if out is not None else index.info()["bytes"],
     }
-    return index, summary
+    return retriever, summary

@@ -171,7 +171,7 @@ def _kernel_latency(index: Any, queries: SparseVectors, runs: list[dict], npost:
         if point is None:
             continue
         args = (point["query_cut"], np.float32(point["heap_factor"]), k, *index.approx.kernel_args(), index.forward_indptr,
-                index.forward_terms, index.approx.fwd_impacts, qdense, visited, seen, docs, scores, stats)
+                index.forward_terms, index.approx.fwd_impacts, np.zeros(0, np.uint8), qdense, visited, seen, docs, scores, stats)
 
         def one(i: int) -> None:
             approx_search.search_approx(*queries.row(i), *args)

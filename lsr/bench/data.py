@@ -40,7 +40,8 @@ def encoded_collection(name: str, encoder: Encoder) -> EncodedCollection:
     folder.mkdir(parents=True, exist_ok=True)
     docs_file, queries_file = folder / f"{name}.docs.npz", folder / f"{name}.queries.npz"
     if not docs_file.exists():
-        ids, vecs = encode_corpus(name, encoder)
+        docs, vecs = encode_corpus(name, encoder)
+        ids = [d.id for d in docs]
         _save(docs_file, ids, vecs)
     if not queries_file.exists():
         queries = load_queries(resolve_dataset(name))

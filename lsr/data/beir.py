@@ -2,27 +2,61 @@
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lsr.data.files import format_suffix, iter_jsonl, open_text
+from lsr.data.vectors import check_weight
 from lsr.errors import DataError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+MAX_ID_CHARS = 512
 
 
 @dataclass(frozen=True)
 class Document:
+    """A document: its text (encoded by a model) or a ready ``vector`` ({term: weight}), and a
+    JSON ``metadata`` object that a collection stores and filters on."""
+
     id: str
-    title: str
-    text: str
+    title: str = ""
+    text: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    vector: dict[str, float] | None = None
 
     @property
     def contents(self) -> str:
         """What gets encoded: title and text, as BEIR and pyserini join them."""
         return f"{self.title} {self.text}".strip() if self.title else self.text
+
+    @classmethod
+    def parse(cls, obj: Any, where: str) -> "Document":
+        """A document from a JSON object (``_id`` or ``id``, ``title``, ``text``, ``metadata``,
+        ``vector``), or a DataError naming ``where`` and what is wrong."""
+        if not isinstance(obj, Mapping):
+            raise DataError(f"{where}: a document is a JSON object, got {type(obj).__name__}")
+        doc_id = record_id(obj, where)
+        title, text = obj.get("title") or "", obj.get("text") or ""
+        if not isinstance(title, str) or not isinstance(text, str):
+            raise DataError(f"{where}: 'title' and 'text' must be strings")
+        meta = obj.get("metadata") or {}
+        if not isinstance(meta, Mapping):
+            raise DataError(f"{where}: 'metadata' must be a JSON object")
+        try:
+            json.dumps(meta, allow_nan=False)
+        except ValueError as e:
+            raise DataError(f"{where}: 'metadata' is not plain JSON ({e})") from None
+        vector = obj.get("vector")
+        if vector is not None:
+            if not isinstance(vector, Mapping) or obj.get("text"):
+                raise DataError(f"{where}: give either 'text' or 'vector' ({{term: weight}}), not both")
+            for token, weight in vector.items():
+                check_weight(weight, f"{where}: token {token!r}")
+        return cls(doc_id, title, text, dict(meta), dict(vector) if vector is not None else None)
 
 
 @dataclass(frozen=True)
@@ -116,14 +150,11 @@ def iter_corpus(path: str | os.PathLike) -> Iterator[Document]:
     f = _corpus_file(Path(path))
     seen: dict[str, int] = {}
     for lineno, obj in iter_jsonl(f):
-        doc_id = _get_id(obj, f, lineno)
-        if doc_id in seen:
-            raise DataError(f"{f}:{lineno}: duplicate document id {doc_id!r} (first on line {seen[doc_id]})")
-        seen[doc_id] = lineno
-        title, text = obj.get("title") or "", obj.get("text") or ""
-        if not isinstance(title, str) or not isinstance(text, str):
-            raise DataError(f"{f}:{lineno}: 'title' and 'text' must be strings")
-        yield Document(doc_id, title, text)
+        doc = Document.parse(obj, f"{f}:{lineno}")
+        if doc.id in seen:
+            raise DataError(f"{f}:{lineno}: duplicate document id {doc.id!r} (first on line {seen[doc.id]})")
+        seen[doc.id] = lineno
+        yield doc
 
 
 def load_corpus(path: str | os.PathLike) -> list[Document]:
@@ -150,7 +181,7 @@ def load_queries(path: str | os.PathLike) -> list[Query]:
         text = obj.get("text")
         if not isinstance(text, str):
             raise DataError(f"{f}:{lineno}: query 'text' must be a string")
-        queries.append(add_query(seen, _get_id(obj, f, lineno), text, f, lineno))
+        queries.append(add_query(seen, record_id(obj, f"{f}:{lineno}"), text, f, lineno))
     return queries
 
 
@@ -165,11 +196,15 @@ def add_query(seen: dict[str, int], qid: str, text: str, f: Path, lineno: int) -
     return Query(qid, text)
 
 
-def _get_id(obj: dict, f: Path, lineno: int) -> str:
+def record_id(obj: Mapping[str, Any], where: str) -> str:
+    """The ``_id`` (or ``id``) of a corpus or topics record: a non-empty string (numbers are
+    taken as their text) that a TREC run can carry (no tab, no newline)."""
     raw = obj.get("_id", obj.get("id"))
     if raw is None or isinstance(raw, (dict, list, bool)) or not str(raw).strip():
-        raise DataError(f"{f}:{lineno}: missing '_id'")
+        raise DataError(f"{where}: missing '_id'")
     doc_id = str(raw)
     if any(c in doc_id for c in "\t\n\r"):
-        raise DataError(f"{f}:{lineno}: id {doc_id!r} contains a tab or newline")
+        raise DataError(f"{where}: id {doc_id!r} contains a tab or newline")
+    if len(doc_id) > MAX_ID_CHARS:
+        raise DataError(f"{where}: id is longer than {MAX_ID_CHARS} characters")
     return doc_id

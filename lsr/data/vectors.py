@@ -72,7 +72,7 @@ class SparseVectors:
         for n, row in enumerate(rows):
             pairs = []
             for token, weight in row.items():
-                w = _check_weight(weight, f"{source}: row {n}, token {token!r}")
+                w = check_weight(weight, f"{source}: row {n}, token {token!r}")
                 tid = term_id.get(token)
                 if tid is None:
                     if not grow:
@@ -116,7 +116,7 @@ class SparseVectors:
         return SparseVectors(indptr, self.indices[src], self.values[src], self.vocab)
 
 
-def _check_weight(weight: object, where: str) -> float:
+def check_weight(weight: object, where: str) -> float:
     if isinstance(weight, bool) or not isinstance(weight, (int, float)):
         raise DataError(f"{where}: weight must be a number, got {weight!r}")
     w = float(weight)
@@ -153,7 +153,7 @@ def read_vectors_jsonl(path: str | Path, vocab: Sequence[str] | None = None) -> 
         if not isinstance(vec, dict):
             raise DataError(f"{path}:{lineno}: 'vector' must be an object of token -> weight")
         for token, weight in vec.items():
-            _check_weight(weight, f"{path}:{lineno}: token {token!r}")
+            check_weight(weight, f"{path}:{lineno}: token {token!r}")
         ids.append(doc_id)
         rows.append(vec)
     return ids, SparseVectors.from_dicts(rows, vocab, source=str(path))

@@ -274,10 +274,19 @@ class BM25Encoder:
     # -- documents
     def encode_documents(self, texts: Sequence[str], **_ignored: Any) -> SparseVectors:
         """BM25 weights of every term of every text; the texts are the whole collection."""
+        vocab: list[str] = []
+        term_id: dict[str, int] = {}
+        indptr, idx, tf, lengths = self.term_frequencies(texts, vocab, term_id)
+        weights, self.stats = bm25_weights(indptr, idx, tf, lengths, len(vocab), self.k1, self.b, self.norms)
+        self.vocab, self._term_id, self._has_vocab = vocab, term_id, True
+        self.lengths = lengths  # analyzed terms per text: what a collection keeps to weigh later additions
+        return SparseVectors(indptr, idx, weights, vocab)
+
+    def term_frequencies(self, texts: Sequence[str], vocab: list[str], term_id: dict[str, int]):
+        """CSR term frequencies (indptr, term ids ascending per row, counts) and lengths of
+        ``texts``; terms new to ``vocab``/``term_id`` are appended to both."""
         if isinstance(texts, str):
             raise TypeError("encode_documents takes a sequence of texts, not a single string")
-        term_id: dict[str, int] = {}
-        vocab: list[str] = []
         indptr = np.zeros(len(texts) + 1, dtype=np.int64)
         indices: list[int] = []
         freqs: list[int] = []
@@ -296,11 +305,7 @@ class BM25Encoder:
             indices.extend(c[0] for c in counts)
             freqs.extend(c[1] for c in counts)
             indptr[n + 1] = len(indices)
-        idx = np.asarray(indices, dtype=np.int32)
-        tf = np.asarray(freqs, dtype=np.float64)
-        weights, self.stats = bm25_weights(indptr, idx, tf, lengths, len(vocab), self.k1, self.b, self.norms)
-        self.vocab, self._term_id, self._has_vocab = vocab, term_id, True
-        return SparseVectors(indptr, idx, weights, vocab)
+        return indptr, np.asarray(indices, dtype=np.int32), np.asarray(freqs, dtype=np.float64), lengths
 
     # -- queries
     def encode_queries(self, texts: Sequence[str], **_ignored: Any) -> SparseVectors:
@@ -326,17 +331,24 @@ def bm25_weights(
     k1: float,
     b: float,
     norms: str = "lucene",
+    *,
+    collection: tuple[np.ndarray, int, int] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Lucene BM25 weight of each (document, term) entry of a CSR term-frequency matrix.
 
-    Follows Lucene's BM25Similarity, including its float32 arithmetic for idf, average
-    length and the per-length normalisation, so weights agree with Lucene's to float precision.
+    The rows are the whole collection, unless ``collection`` gives its statistics (document
+    frequency per term, documents with a term, total terms) when they are only some of it (new
+    documents of a living collection). Follows Lucene's BM25Similarity, including its float32
+    arithmetic for idf, average length and the per-length normalisation, so weights agree with
+    Lucene's to float precision.
     """
     n_docs = len(lengths)
-    doc_count = int((lengths > 0).sum())
-    total_terms = int(lengths.sum())
+    if collection is None:
+        df = np.bincount(indices, minlength=vocab_size).astype(np.float64)
+        doc_count, total_terms = int((lengths > 0).sum()), int(lengths.sum())
+    else:
+        df, doc_count, total_terms = np.asarray(collection[0], np.float64), int(collection[1]), int(collection[2])
     avgdl = np.float32(total_terms / doc_count) if doc_count else np.float32(1.0)
-    df = np.bincount(indices, minlength=vocab_size).astype(np.float64)
     idf = np.log1p((doc_count - df + 0.5) / (df + 0.5)).astype(np.float32)
     dl = lucene_lengths(lengths) if norms == "lucene" else lengths.astype(np.float64)
     norm_inverse = (1.0 / (np.float32(k1) * ((1 - np.float32(b)) + np.float32(b) * dl.astype(np.float32) / avgdl))).astype(np.float32)

@@ -101,7 +101,7 @@ def get_index(spec: SystemSpec, collection: Collection, cache_dir: str | os.Path
             log(f"[{collection.name}/{spec.name}] cached index was built differently; rebuilding")
     log(f"[{collection.name}/{spec.name}] building the index in {out}")
     t0 = time.perf_counter()
-    index, summary = _build(spec, corpus, out, params, with_approx, collection.name)
+    retriever, summary = _build(spec, corpus, out, params, with_approx, collection.name)
     record = {
         "key": key,
         "summary": summary,
@@ -110,7 +110,7 @@ def get_index(spec: SystemSpec, collection: Collection, cache_dir: str | os.Path
         "build_seconds": round(time.perf_counter() - t0, 2),
     }
     record_file.write_text(json.dumps(record, indent=2) + "\n")
-    return Retriever(index), {**record, "reused": False}
+    return retriever, {**record, "reused": False}
 
 
 # Build settings a system's params may hold, beside ``dense`` and ``approx``: those of the

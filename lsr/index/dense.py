@@ -151,21 +151,30 @@ class DenseIndex:
         return int(self.centroids.shape[0])
 
     # ---- search -------------------------------------------------------------------------
-    def search(self, queries: np.ndarray, k: int, *, ef_search: int | None = None, nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, *, ef_search: int | None = None, nprobe: int | None = None,
+               allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(scores, rows) of the top ``k`` documents per query, (queries, k) each; rows are -1
-        past the documents found (an HNSW/IVF search can find fewer than k)."""
+        past the documents found (an HNSW/IVF search can find fewer than k). ``allowed`` (bool,
+        one per document) restricts the search to those documents (deletions, filters)."""
         faiss = _faiss()
         queries = self.check_queries(queries)
-        k = min(k, self.num_docs)
         kind = self.settings["kind"]
         if ef_search is not None and kind != "hnsw" or nprobe is not None and kind != "ivf":
             raise ValueError(f"ef_search applies to kind 'hnsw' and nprobe to kind 'ivf'; this dense index is {kind!r}")
+        ids = None if allowed is None else np.flatnonzero(allowed).astype(np.int64)
+        k = min(k, self.num_docs if ids is None else len(ids))
+        if k == 0:
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         if self.faiss_index is None:
-            return faiss.knn(queries, self.vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
-        if ef_search is not None:
-            params = faiss.SearchParametersHNSW(efSearch=int(ef_search))
-        elif nprobe is not None:
-            params = faiss.SearchParametersIVF(nprobe=int(nprobe))
+            if ids is None:
+                return faiss.knn(queries, self.vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
+            scores, local = faiss.knn(queries, np.ascontiguousarray(self.vectors[ids]), k, metric=faiss.METRIC_INNER_PRODUCT)
+            return scores, np.where(local >= 0, ids[np.maximum(local, 0)], -1)
+        options: dict[str, Any] = {} if ids is None else {"sel": faiss.IDSelectorBatch(ids)}
+        if ef_search is not None or kind == "hnsw" and options:
+            params = faiss.SearchParametersHNSW(efSearch=int(ef_search or self.faiss_index.hnsw.efSearch), **options)
+        elif nprobe is not None or kind == "ivf" and options:
+            params = faiss.SearchParametersIVF(nprobe=int(nprobe or self.faiss_index.nprobe), **options)
         else:
             params = None
         return self.faiss_index.search(queries, k, params=params)

@@ -28,13 +28,18 @@ from lsr.index.approx import HEAP_FACTORS, QUERY_CUTS, ApproxIndex, ApproxSettin
 from lsr.index.blockmax import BlockMax, build_blockmax
 from lsr.index.build import QUANTIZATIONS, build_postings, quantize
 from lsr.index.dense import DenseIndex
-from lsr.index.kernels import approx_search, blockmax_search, exhaustive
+from lsr.index.kernels import approx_search, blockmax_search, exhaustive, forward
 from lsr.index.modes import APPROX, SPARSE_MODES
 from lsr.index.reorder import reorder_documents
 from lsr.util import offsets
 from lsr.version import __version__
 
 _ARRAYS = ("postings_indptr", "postings_docs", "postings_impacts", "forward_indptr", "forward_terms", "forward_weights")
+# An approx search whose filter keeps fewer than this fraction of the documents scores those
+# documents exactly from the forward index: cheaper than walking lists whose blocks the filter
+# empties, and exact (see evaluation/results/collection for the measured crossover).
+SELECTIVE_FILTER = 0.02
+_ALL = np.zeros(0, dtype=np.uint8)  # the kernels' "no mask"
 WORK_STATS = ("lists", "summary_entries", "blocks_scored", "blocks_skipped", "docs_scored", "doc_entries")
 
 
@@ -74,6 +79,7 @@ class SparseIndex:
     dense: DenseIndex | None = None
     _scratch: threading.local = field(default_factory=threading.local, repr=False)
     _positions: dict[str, int] | None = field(default=None, repr=False)
+    _same_vocab: dict[int, Sequence[str]] = field(default_factory=dict, repr=False)
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -246,9 +252,7 @@ class SparseIndex:
         """Queries as the kernels take them: over this vocabulary (checked), positive weights,
         each term once (repeats summed, in every mode alike), terms ascending, and with
         ``beta < 1`` only the heaviest ``ceil(beta * n)`` terms of each query."""
-        if queries.vocab is not self.vocab and (len(queries.vocab) != len(self.vocab) or list(queries.vocab) != self.vocab):
-            raise DataError(f"the queries are over another vocabulary ({len(queries.vocab)} terms, this index has "
-                            f"{len(self.vocab)}): encode them over the index's vocabulary")
+        check_vocab(self.vocab, queries.vocab, self._same_vocab)
         n = len(queries)
         terms = np.asarray(queries.indices)
         weights = np.asarray(queries.values, dtype=np.float32)
@@ -279,9 +283,14 @@ class SparseIndex:
             terms, weights, indptr = terms[sel], weights[sel], offsets([len(s) for s in kept])
         return SparseVectors(indptr, terms, weights, self.vocab)
 
-    def search(self, queries: SparseVectors, k: int = 10, *, mode: str = "exact", threads: int | None = None, **knobs: Any) -> list[Hits]:
+    def search(self, queries: SparseVectors, k: int = 10, *, mode: str = "exact", threads: int | None = None,
+               allowed: np.ndarray | None = None, **knobs: Any) -> list[Hits]:
         """Top-k rows of each query in a sparse mode (see :mod:`lsr.index.modes` for the knobs).
 
+        ``allowed`` (bool or uint8, one per document) restricts the hits to those documents
+        (deletions, filters) inside the kernels, so k allowed hits come back when there are k.
+        An approx search whose allowed documents are fewer than :data:`SELECTIVE_FILTER` of the
+        collection scores them exactly instead (as OpenSearch does for selective filters).
         One query runs on the calling thread; several run in parallel over ``threads``
         (default: all cores).
         """
@@ -290,34 +299,59 @@ class SparseIndex:
             raise ValueError(f"mode must be one of {', '.join(SPARSE_MODES)} here, got {mode!r}")
         knobs = spec.check_knobs(knobs)
         k = self.check_k(k)
+        mask = self._mask(allowed)
         q = self.prepare(queries, knobs.pop("beta", 1.0))
         if mode == "approx":
-            docs, scores, counts, _ = self._search_approx(q, k, self.approx_knobs(**knobs), threads)
+            knobs = self.approx_knobs(**knobs)
+            if mask.shape[0] and np.count_nonzero(mask) < SELECTIVE_FILTER * self.num_docs:
+                docs, scores, counts = self._search_rows(q, k, np.flatnonzero(mask).astype(np.int32))
+            else:
+                docs, scores, counts, _ = self._search_approx(q, k, knobs, threads, mask)
         elif len(q) == 1:
             docs, scores = np.empty((1, k), np.int32), np.empty((1, k), np.float32)
-            counts = [self._search_one(q.indices, q.values, k, mode, knobs.get("alpha", 1.0), docs[0], scores[0])]
+            counts = [self._search_one(q.indices, q.values, k, mode, knobs.get("alpha", 1.0), mask, docs[0], scores[0])]
         elif mode == "exhaustive":
             docs, scores, counts = exhaustive.search_exhaustive_batch(
                 q.indptr, q.indices, q.values, self.postings_indptr, self.postings_docs, self.postings_impacts,
-                self.num_docs, k, self._workers(threads, len(q)),
+                self.num_docs, k, mask, self._workers(threads, len(q)),
             )
         else:
             docs, scores, counts = blockmax_search.search_bmp_batch(
                 q.indptr, q.indices, q.values, self.num_docs, *self.blocks.kernel_args(), k,
-                np.float32(knobs.get("alpha", 1.0)), self.blocks.n_blocks, self._workers(threads, len(q)),
+                np.float32(knobs.get("alpha", 1.0)), mask, self.blocks.n_blocks, self._workers(threads, len(q)),
             )
         scale = self.scale
         return [Hits(docs[i, : counts[i]], scores[i, : counts[i]].astype(np.float64) * scale) for i in range(len(q))]
 
-    def _search_one(self, terms, weights, k, mode, alpha, out_docs, out_scores) -> int:
+    def _mask(self, allowed: np.ndarray | None) -> np.ndarray:
+        """``allowed`` as the kernels take it: uint8, one per document, or empty for all."""
+        if allowed is None:
+            return _ALL
+        mask = np.asarray(allowed)
+        if mask.shape != (self.num_docs,):
+            raise ValueError(f"allowed must hold one flag per document ({self.num_docs}), got shape {mask.shape}")
+        return mask.view(np.uint8) if mask.dtype == np.bool_ else mask.astype(np.uint8, copy=False)
+
+    def _search_one(self, terms, weights, k, mode, alpha, mask, out_docs, out_scores) -> int:
         s = self._thread_scratch()
         if mode == "exhaustive":
             return exhaustive.search_exhaustive(
-                terms, weights, self.postings_indptr, self.postings_docs, self.postings_impacts, k, s.acc, s.touched, out_docs, out_scores,
+                terms, weights, self.postings_indptr, self.postings_docs, self.postings_impacts, k, mask, s.acc, s.touched,
+                out_docs, out_scores,
             )
         return blockmax_search.search_bmp(
-            terms, weights, self.num_docs, *self.blocks.kernel_args(), k, np.float32(alpha), s.ub, out_docs, out_scores,
+            terms, weights, self.num_docs, *self.blocks.kernel_args(), k, np.float32(alpha), mask, s.ub, out_docs, out_scores,
         )
+
+    def _search_rows(self, q: SparseVectors, k: int, rows: np.ndarray):
+        """Exact top-k among ``rows`` of each prepared query, from the forward index."""
+        s = self._thread_scratch()
+        if getattr(s, "qdense", None) is None:
+            s.qdense = np.zeros(len(self.vocab), dtype=np.float32)
+        docs, scores = np.empty((len(q), k), np.int32), np.empty((len(q), k), np.float32)
+        counts = [forward.search_rows(*q.row(i), rows, self.forward_indptr, self.forward_terms, self.approx.fwd_impacts, k,
+                                      s.qdense, docs[i], scores[i]) for i in range(len(q))]
+        return docs, scores, counts
 
     # ---- approximate search -------------------------------------------------------------
     def approx_knobs(self, **given: Any) -> dict[str, Any]:
@@ -330,11 +364,11 @@ class SparseIndex:
         tuned = self.manifest["approx"].get("tuned", {}).get("knobs", {})
         return {**{k.name: k.default for k in APPROX.knobs}, **tuned, **APPROX.check_knobs(given)}
 
-    def _search_approx(self, q: SparseVectors, k: int, knobs: Mapping[str, Any], threads: int | None = None):
+    def _search_approx(self, q: SparseVectors, k: int, knobs: Mapping[str, Any], threads: int | None = None, mask: np.ndarray | None = None):
         """(docs, scores, counts, work stats) of prepared queries; one query on this thread."""
         a = self.approx
         args = (int(knobs["query_cut"]), np.float32(knobs["heap_factor"]), k, *a.kernel_args(),
-                self.forward_indptr, self.forward_terms, a.fwd_impacts)
+                self.forward_indptr, self.forward_terms, a.fwd_impacts, _ALL if mask is None else mask)
         if len(q) != 1:
             return approx_search.search_approx_batch(q.indptr, q.indices, q.values, *args, self._workers(threads, len(q)))
         s = self._thread_scratch()
@@ -412,6 +446,18 @@ class SparseIndex:
             s.touched = np.empty(self.num_docs, dtype=np.int32)
             s.ub = np.zeros(self.blocks.n_blocks, dtype=np.float32)
         return s
+
+
+def check_vocab(vocab: Sequence[str], given: Sequence[str], seen: dict[int, Sequence[str]]) -> None:
+    """Queries must be over ``vocab``. An equal list seen once is remembered in ``seen``, so a
+    caller's own copy (an encoder's) costs one comparison, not one per query."""
+    if given is vocab or seen.get(id(given)) is given:
+        return
+    if len(given) != len(vocab) or list(given) != vocab:
+        raise DataError(f"the queries are over another vocabulary ({len(given)} terms, this index has "
+                        f"{len(vocab)}): encode them over the index's vocabulary")
+    if len(seen) < 8:
+        seen[id(given)] = given
 
 
 def _check_rows_ascend(vectors: SparseVectors) -> None:

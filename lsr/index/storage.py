@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -29,6 +29,9 @@ from lsr.util import sha256_file
 
 FORMAT = "lsr-index"
 FORMAT_VERSION = 1
+# A collection directory (lsr.retrieval.collection) is swapped in and recovered the same way;
+# this file, written last when it is built, marks it complete.
+COLLECTION_MARKER = "collection.json"
 MANIFEST = "manifest.json"
 
 # errno of a rename onto a directory that is not empty: someone put an index at ``out`` first.
@@ -49,6 +52,12 @@ def write_index_dir(
     may race: each completes and ``out`` ends up holding one of them. A successful save then
     removes leftovers of dead savers (see :func:`_remove_stale`).
     """
+    return replace_dir(out, lambda tmp: _write_files(tmp, arrays, json_files, manifest))
+
+
+def replace_dir(out: str | os.PathLike, build: Callable[[Path], None]) -> Path:
+    """Have ``build`` fill a fresh temporary sibling of ``out`` (its files fsynced), then swap
+    it in at ``out`` crash-safely (see the module docstring): an index or a collection."""
     out = Path(out)
     _refuse_foreign(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -56,11 +65,12 @@ def write_index_dir(
     tmp.mkdir()
     olds: list[Path] = []
     try:
-        _write_files(tmp, arrays, json_files, manifest)
+        build(tmp)
+        fsync_dir(tmp)
         _swap_in(tmp, out, olds)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        if olds and not (out / MANIFEST).is_file():
+        if olds and not _complete(out):
             _restore(olds.pop(), out)  # stays an .old-* sibling if out is taken or the rename fails
         raise
     finally:
@@ -70,12 +80,24 @@ def write_index_dir(
     return out
 
 
+def _complete(path: Path) -> bool:
+    return (path / MANIFEST).is_file() or (path / COLLECTION_MARKER).is_file()
+
+
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     """The manifest of an index directory, after checking it is complete and one this lsr can read.
 
     If ``path`` is missing (or an empty directory) because a save crashed between its two
     renames, the newest complete ``.old-*`` sibling is renamed back to ``path`` first.
     """
+    path = Path(path)
+    recover(path)
+    return _check(path)
+
+
+def recover(path: str | os.PathLike) -> None:
+    """If ``path`` is missing or empty because a save crashed between its two renames, rename
+    the newest complete ``.old-*`` sibling (an index or a collection) back to it."""
     path = Path(path)
     try:
         vacant = not os.listdir(path)
@@ -85,7 +107,6 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
         vacant = False
     if vacant:
         _recover(path)
-    return _check(path)
 
 
 def verify_files(path: str | os.PathLike, manifest: Mapping[str, Any]) -> None:
@@ -113,7 +134,7 @@ def _refuse_foreign(out: Path) -> None:
         return
     except NotADirectoryError:
         names = None
-    if names is None or (names and MANIFEST not in names):
+    if names is None or (names and MANIFEST not in names and COLLECTION_MARKER not in names):
         raise IndexFormatError(f"{out} exists and is not an lsr index; refusing to overwrite it")
 
 
@@ -153,16 +174,16 @@ def _write_files(
 ) -> None:
     """Fill ``tmp`` durably; the manifest goes last, so a directory with one is complete."""
     for name, arr in arrays.items():
-        with _durable(tmp / f"{name}.npy") as f:
+        with durable_file(tmp / f"{name}.npy") as f:
             np.save(f, np.ascontiguousarray(arr))
     for name, obj in json_files.items():
-        with _durable(tmp / f"{name}.json") as f:
+        with durable_file(tmp / f"{name}.json") as f:
             f.write(json.dumps(obj, ensure_ascii=False).encode("utf-8"))
     files = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in sorted(tmp.iterdir())}
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest, "files": files}
-    with _durable(tmp / MANIFEST) as f:
+    with durable_file(tmp / MANIFEST) as f:
         f.write(json.dumps(manifest, indent=2).encode("utf-8"))
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
 
 
 def _swap_in(tmp: Path, out: Path, olds: list[Path]) -> None:
@@ -181,14 +202,14 @@ def _swap_in(tmp: Path, out: Path, olds: list[Path]) -> None:
                 pass  # another save moved it away first
             else:
                 olds.append(old)
-                _fsync_dir(out.parent)
+                fsync_dir(out.parent)
         try:
             os.rename(tmp, out)
         except OSError as e:
             if e.errno not in _TAKEN:
                 raise
             continue
-        _fsync_dir(out.parent)
+        fsync_dir(out.parent)
         return
 
 
@@ -197,6 +218,9 @@ def _recover(out: Path) -> None:
     complete = []
     for old, _ in _siblings(out, "old"):
         try:
+            if (old / COLLECTION_MARKER).is_file():
+                complete.append(((old / COLLECTION_MARKER).stat().st_mtime_ns, old))
+                continue
             _check(old)
             complete.append(((old / MANIFEST).stat().st_mtime_ns, old))
         except (IndexFormatError, OSError):
@@ -211,14 +235,14 @@ def _recover(out: Path) -> None:
         if e.errno in _TAKEN:
             return
         raise
-    _fsync_dir(out.parent)
+    fsync_dir(out.parent)
 
 
 def _restore(old: Path, out: Path) -> None:
     """Best-effort rollback of a failed save; if it fails, ``old`` stays for the next load to recover."""
     try:
         os.rename(old, out)
-        _fsync_dir(out.parent)
+        fsync_dir(out.parent)
     except OSError:
         pass
 
@@ -240,6 +264,7 @@ def _remove_stale(out: Path) -> None:
 def _remove(path: Path) -> None:
     """Delete an index directory, manifest first, so a half-deleted one never looks complete."""
     (path / MANIFEST).unlink(missing_ok=True)
+    (path / COLLECTION_MARKER).unlink(missing_ok=True)
     shutil.rmtree(path, ignore_errors=True)
 
 
@@ -278,7 +303,7 @@ def _alive(pid: int) -> bool:
 
 
 @contextmanager
-def _durable(path: Path) -> Iterator[BinaryIO]:
+def durable_file(path: Path) -> Iterator[BinaryIO]:
     """A new file whose bytes are on disk (fsynced) when the block ends without error."""
     with open(path, "xb") as f:
         yield f
@@ -286,7 +311,21 @@ def _durable(path: Path) -> Iterator[BinaryIO]:
         os.fsync(f.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
+def replace_file(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write a file through ``write`` beside ``path``, fsync it, rename it over ``path`` and fsync
+    the directory: readers see the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        with durable_file(tmp) as f:
+            write(f)
+        os.rename(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
     """Make the entries of a directory (new files, renames) durable."""
     if os.name == "nt":
         return  # Windows cannot open a directory to fsync it

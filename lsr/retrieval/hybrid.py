@@ -20,7 +20,7 @@ import numpy as np
 
 from lsr.data.vectors import SparseVectors
 from lsr.errors import DataError
-from lsr.index import SparseIndex
+from lsr.index.segments import Segments
 from lsr.retrieval.fusion import linear, rrf
 from lsr.retrieval.modes import DENSE_MODES, check_parts
 from lsr.retrieval.selective import selective_dense
@@ -51,45 +51,77 @@ class FusedHits:
     dense_fraction: float | None
 
 
-def search_dense_modes(index: SparseIndex, queries: HybridQueries, k: int, mode: str, knobs: Mapping[str, Any],
-                       threads: int | None = None) -> list[FusedHits]:
-    """Search encoded queries in a dense mode; ``knobs`` are the mode's (checked here)."""
+def search_dense_modes(view: Segments, queries: HybridQueries, k: int, mode: str, knobs: Mapping[str, Any],
+                       threads: int | None = None, allowed: Sequence[np.ndarray | None] | None = None) -> list[FusedHits]:
+    """Search encoded queries in a dense mode over every live document; ``knobs`` are the
+    mode's (checked here), ``allowed`` each segment's filter (see Segments.search)."""
     spec = DENSE_MODES[mode]
     knobs = {k_.name: k_.default for k_ in spec.knobs} | _linear_if_weighted(spec.check_knobs(knobs))
-    k = index.check_k(k)
-    check_parts(spec, index.parts, f"the index {index.path or ''}".strip())
-    dense = index.dense
+    k = view.check_k(k)
+    check_parts(spec, view.parts, "the index")
     weights = knobs.get("dense_weight")
     weights = weights if isinstance(weights, list) else [weights] * len(queries)
     if len(weights) != len(queries):
         raise ValueError(f"{len(weights)} dense_weight values for {len(queries)} queries")
-    qd = dense.check_queries(queries.dense)
+    qd = view.indexes[0].dense.check_queries(queries.dense) if view.indexes else np.asarray(queries.dense, np.float32)
     faiss_knobs = {name: knobs[name] for name in ("ef_search", "nprobe") if knobs.get(name) is not None}
-    full_fraction = 1.0 if dense.settings["kind"] == "flat" else None  # HNSW/IVF do not tell
+    flat = all(ix.dense.settings["kind"] == "flat" for ix in view.indexes)
+    full_fraction = 1.0 if flat else None  # HNSW/IVF do not tell
+    live = [view.live(s, None if allowed is None else allowed[s]) for s in range(len(view.indexes))]
     if mode == "dense":
-        scores, rows = dense.search(qd, k, **faiss_knobs)
-        return [FusedHits(*_found(rows[i], scores[i]), full_fraction) for i in range(len(qd))]
+        return [FusedHits(*ranked, full_fraction) for ranked in _dense_top(view, qd, k, faiss_knobs, live)]
     if queries.sparse is None or len(queries.sparse) != len(qd):
         raise DataError(f"mode {mode!r} needs a sparse encoding of every query")
     depth = max(knobs["depth"], k)
-    sparse_hits = index.search(queries.sparse, depth, mode="exact", threads=threads)
+    sparse_hits = view.search(queries.sparse, depth, mode="exact", threads=threads, allowed=allowed)
     if mode == "hybrid":
-        d_scores, d_rows = dense.search(qd, depth, **faiss_knobs)
+        dense_lists = _dense_top(view, qd, depth, faiss_knobs, live)
     out = []
     for i, hits in enumerate(sparse_hits):
         sparse = (hits.rows.astype(np.int64), hits.scores)
         if mode == "hybrid":
-            dense_list, fraction = _found(d_rows[i], d_scores[i]), full_fraction
+            dense_list, fraction = dense_lists[i], full_fraction
         else:
-            rows, scores, fraction = selective_dense(dense, qd[i], sparse[0], depth, candidates=knobs["candidates"],
-                                                     centroids=knobs["centroids"])
-            dense_list = (rows, scores)
+            *dense_list, fraction = _selective(view, qd[i], sparse[0][: knobs["candidates"]], depth, knobs["centroids"], live)
         if knobs["fusion"] == "rrf":
-            fused = rrf([sparse, dense_list], k, rrf_k=knobs["rrf_k"])
+            fused = rrf([sparse, tuple(dense_list)], k, rrf_k=knobs["rrf_k"])
         else:
-            fused = linear(sparse, dense_list, k, dense_weight=weights[i], normalization=knobs["normalization"])
+            fused = linear(sparse, tuple(dense_list), k, dense_weight=weights[i], normalization=knobs["normalization"])
         out.append(FusedHits(*fused, fraction))
     return out
+
+
+def _dense_top(view: Segments, qd: np.ndarray, k: int, faiss_knobs: Mapping[str, int],
+               live: Sequence[np.ndarray | None]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each query's dense top k over the segments' live documents, as global rows."""
+    found = [ix.dense.search(qd, k, allowed=live[s], **faiss_knobs) for s, ix in enumerate(view.indexes)]
+    out = []
+    for i in range(len(qd)):
+        parts = [_found(rows[i], scores[i]) for scores, rows in found]
+        rows = np.concatenate([r + view.offset(s) for s, (r, _) in enumerate(parts)]) if parts else np.zeros(0, np.int64)
+        scores = np.concatenate([sc for _, sc in parts]) if parts else np.zeros(0, np.float32)
+        order = np.lexsort((rows, -scores))[:k]
+        out.append((rows[order], scores[order]))
+    return out
+
+
+def _selective(view: Segments, query: np.ndarray, candidates: np.ndarray, depth: int, centroids: int,
+               live: Sequence[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray, float]:
+    """Selective dense search in each segment (its clusters holding the global sparse
+    candidates, plus the nearest ``centroids``), merged; the fraction of dense vectors scored."""
+    rows, scores, scored = [], [], 0.0
+    for s, ix in enumerate(view.indexes):
+        base, end = view.offset(s), view.offset(s) + ix.num_docs
+        mine = candidates[(candidates >= base) & (candidates < end)] - base
+        r, sc, fraction = selective_dense(ix.dense, query, mine, depth, candidates=max(1, len(mine)), centroids=centroids,
+                                          allowed=live[s])
+        rows.append(r + base)
+        scores.append(sc)
+        scored += fraction * ix.num_docs
+    rows_all = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    scores_all = np.concatenate(scores) if scores else np.zeros(0, np.float32)
+    order = np.lexsort((rows_all, -scores_all))[:depth]
+    return rows_all[order], scores_all[order], scored / max(1, view.num_rows)
 
 
 def _linear_if_weighted(knobs: dict[str, Any]) -> dict[str, Any]:

@@ -21,8 +21,13 @@ from lsr.data.vectors import SparseVectors
 from lsr.encoders.base import Encoder
 from lsr.encoders.registry import load_encoder
 from lsr.errors import DataError
+from lsr.data.docstore import FIELDS
+from lsr.data.filters import check_filter
+from lsr.errors import LsrError
 from lsr.index import SparseIndex
+from lsr.index.segments import Segments
 from lsr.index.approx import HEAP_FACTORS, QUERY_CUTS, TunedPoint
+from lsr.retrieval.collection import SETTINGS_FILE, Collection
 from lsr.retrieval.hybrid import HybridQueries, search_dense_modes
 from lsr.retrieval.modes import DENSE_MODES, check_parts, get_mode
 from lsr.util import concat, offsets
@@ -34,24 +39,31 @@ Encoded = Union[SparseVectors, HybridQueries]
 @dataclass(frozen=True)
 class SearchResult:
     """Hits of one query, best first; ``dense_fraction`` is the share of dense vectors scored
-    (dense modes; None where it is not known or does not apply)."""
+    (dense modes; None where it is not known or does not apply); ``fields`` the stored fields
+    of each hit when asked for (a collection's documents)."""
 
     ids: list[str]
     scores: list[float]
     dense_fraction: float | None = None
+    fields: list[dict[str, Any]] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
 
 
 class Retriever:
-    """Search one index by text, ``{term: weight}`` mappings or pre-encoded queries."""
+    """Search an index or a living collection by text, ``{term: weight}`` mappings or
+    pre-encoded queries. Over a collection every call searches the newest committed
+    generation, one generation per call."""
 
-    def __init__(self, index: SparseIndex, *, encoder: Encoder | None = None, dense_encoder: Encoder | None = None) -> None:
-        self.index = index
+    def __init__(self, source: SparseIndex | Segments | Collection, *, encoder: Encoder | None = None,
+                 dense_encoder: Encoder | None = None) -> None:
+        self.collection = source if isinstance(source, Collection) else None
+        self._segments = None if self.collection else source if isinstance(source, Segments) else Segments.of(source)
         self._lock = threading.Lock()
         self._encoder: Encoder | None = None
         self._encoder_map: np.ndarray | None = None
+        self._encoder_vocab = 0
         self._dense_encoder: Encoder | None = None
         self._term_ids: dict[str, int] | None = None
         if encoder is not None:
@@ -70,7 +82,9 @@ class Retriever:
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, mmap: bool = True, verify: bool = False, encoder: Encoder | None = None) -> "Retriever":
-        """Open an index directory (see :meth:`SparseIndex.load`); the query model loads on first use."""
+        """Open a collection (read-only) or an index directory; the query model loads on first use."""
+        if (Path(path) / SETTINGS_FILE).is_file():
+            return cls(Collection.open(path), encoder=encoder)
         return cls(SparseIndex.load(path, mmap=mmap, verify=verify), encoder=encoder)
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -78,12 +92,26 @@ class Retriever:
 
     # ---- facts --------------------------------------------------------------------------
     @property
+    def segments(self) -> Segments:
+        """What a search reads: the newest committed generation of a collection."""
+        return self.collection.snapshot() if self.collection is not None else self._segments
+
+    @property
+    def index(self) -> SparseIndex:
+        """The one SparseIndex of a one-segment index (a collection with more: optimize it first)."""
+        indexes = self.segments.indexes
+        if len(indexes) != 1:
+            raise LsrError(f"this collection has {len(indexes)} segments, not one: `lsr optimize` merges them")
+        return indexes[0]
+
+    @property
     def path(self) -> Path | None:
-        return self.index.path
+        return self.collection.path if self.collection is not None else self.index.path
 
     @property
     def manifest(self) -> dict[str, Any]:
-        return self.index.manifest
+        """The index manifest (of a one-segment index), or the collection's settings."""
+        return self.collection.settings if self.collection is not None else self.index.manifest
 
     @property
     def doc_ids(self) -> list[str]:
@@ -91,27 +119,28 @@ class Retriever:
 
     @property
     def vocab(self) -> list[str]:
-        return self.index.vocab
+        return self.segments.vocab
 
     @property
     def num_docs(self) -> int:
-        return self.index.num_docs
+        return self.segments.num_docs
 
     @property
     def model(self) -> str | None:
         """The query encoder the manifest names (None: the index takes term weights only)."""
-        return self.index.manifest.get("model")
+        return self.manifest.get("model")
 
     def info(self) -> dict[str, Any]:
-        return self.index.info()
+        return self.collection.info() if self.collection is not None else self.index.info()
 
     # ---- encoders -----------------------------------------------------------------------
     @property
     def encoder(self) -> Encoder:
-        """The sparse query encoder: the one the manifest names, loaded on first use."""
-        if self._encoder is None:
+        """The sparse query encoder: the one the manifest names, loaded on first use (and again
+        when a growing vocabulary grew: a BM25 query must see the new terms)."""
+        if self._encoder is None or (not self._encoder.per_document and self._encoder_vocab != len(self.vocab)):
             with self._lock:
-                if self._encoder is None:
+                if self._encoder is None or (not self._encoder.per_document and self._encoder_vocab != len(self.vocab)):
                     if not self.model:
                         raise DataError("this index records no query encoder: query it with term weights, or rebuild it "
                                         "with --model M (`lsr index --vectors V --model M` records one)")
@@ -129,6 +158,7 @@ class Retriever:
             position = self._term_positions()
             mapping = np.array([position.get(t, -1) for t in encoder.vocab], dtype=np.int32)
         self._encoder_map = mapping
+        self._encoder_vocab = len(self.vocab)
         self._encoder = encoder
 
     @property
@@ -137,7 +167,7 @@ class Retriever:
         if self._dense_encoder is None:
             with self._lock:
                 if self._dense_encoder is None:
-                    settings = self.index.dense.settings if self.index.dense is not None else {}
+                    settings = self._dense_settings()
                     if not settings.get("model"):
                         raise DataError("the index has no dense part built by a model: dense queries need one")
                     self.dense_encoder = load_encoder(settings["model"], dense=True, **settings.get("encoder", {}))
@@ -145,14 +175,23 @@ class Retriever:
 
     @dense_encoder.setter
     def dense_encoder(self, encoder: Encoder) -> None:
-        dense = self.index.dense
-        if dense is not None and getattr(encoder, "dim", None) != dense.settings["dim"]:
-            raise DataError(f"the encoder gives {getattr(encoder, 'dim', '?')}-dim vectors; the dense part holds {dense.settings['dim']}-dim ones")
+        dim = self._dense_settings().get("dim")
+        if dim is not None and getattr(encoder, "dim", None) != dim:
+            raise DataError(f"the encoder gives {getattr(encoder, 'dim', '?')}-dim vectors; the dense part holds {dim}-dim ones")
         self._dense_encoder = encoder
 
+    def _dense_settings(self) -> dict[str, Any]:
+        """The dense part's settings (model, encoder, dim), from a segment that has one."""
+        for ix in self.segments.indexes:
+            if ix.dense is not None:
+                return ix.dense.settings
+        dense = self.collection.settings.get("dense") if self.collection is not None else None
+        return {"model": dense["model"]} if dense else {}
+
     def _term_positions(self) -> dict[str, int]:
-        if self._term_ids is None:
-            self._term_ids = {t: i for i, t in enumerate(self.vocab)}
+        vocab = self.vocab
+        if self._term_ids is None or len(self._term_ids) != len(vocab):
+            self._term_ids = {t: i for i, t in enumerate(vocab)}
         return self._term_ids
 
     # ---- queries ------------------------------------------------------------------------
@@ -192,7 +231,7 @@ class Retriever:
         """Queries encoded the way ``mode`` searches them: sparse rows, or, for the dense modes
         (text only), a dense vector per query plus the sparse rows the fusion needs."""
         spec = get_mode(mode)
-        check_parts(spec, self.index.parts, f"the index {self.path or ''}".strip())  # before loading any model
+        check_parts(spec, self.segments.parts, f"the index {self.path or ''}".strip())  # before loading any model
         if not spec.text_only:
             return self.encode_queries(queries)
         if not all(isinstance(q, str) for q in queries):
@@ -212,40 +251,61 @@ class Retriever:
         return self.search_batch([query], k, mode=mode, threads=1, **knobs)[0]
 
     def search_batch(self, queries: Sequence[Query], k: int = 10, *, mode: str = "exact", threads: int | None = None,
+                     filter: Mapping[str, Any] | None = None, fields: Sequence[str] | None = None, snippet: int | None = None,
                      **knobs: Any) -> list[SearchResult]:
         """:meth:`search` for many queries, in parallel over ``threads`` (default: all cores).
         Everything is checked before any query is encoded."""
         spec = get_mode(mode)
-        check_parts(spec, self.index.parts, f"the index {self.path or ''}".strip())
+        check_parts(spec, self.segments.parts, f"the index {self.path or ''}".strip())
         spec.check_knobs(knobs)
-        self.index.check_k(k)
+        self.segments.check_k(k)
+        if filter is not None:
+            check_filter(filter)
+        _check_fields(fields, snippet)
         if not len(queries):
             return []
-        return self.search_encoded(self.encode(queries, mode), k, mode=mode, threads=threads, **knobs)
+        return self.search_encoded(self.encode(queries, mode), k, mode=mode, threads=threads, filter=filter, fields=fields,
+                                   snippet=snippet, **knobs)
 
     def search_encoded(self, queries: Encoded, k: int = 10, *, mode: str = "exact", threads: int | None = None,
-                       **knobs: Any) -> list[SearchResult]:
-        """Search queries from :meth:`encode` (or SparseVectors over the index vocabulary)."""
-        check_parts(get_mode(mode), self.index.parts, f"the index {self.path or ''}".strip())
-        doc_ids = self.index.doc_ids
+                       filter: Mapping[str, Any] | None = None, fields: Sequence[str] | None = None,
+                       snippet: int | None = None, **knobs: Any) -> list[SearchResult]:
+        """Search queries from :meth:`encode` (or SparseVectors over the index vocabulary).
+
+        ``filter`` (:mod:`lsr.data.filters`) keeps only documents whose metadata match it;
+        ``fields`` (of ``title``, ``text``, ``metadata``) returns those stored fields with each
+        hit, ``snippet`` cutting texts to that many characters.
+        """
+        snap = self.segments
+        check_parts(get_mode(mode), snap.parts, f"the index {self.path or ''}".strip())
+        _check_fields(fields, snippet)
+        allowed = None
+        if filter is not None:
+            if self.collection is None or self.collection.store is None:
+                raise DataError("this index stores no metadata: filters need a collection (`lsr upgrade --index DIR`)")
+            allowed = self.collection.filter_masks(filter, snap)
         if mode in DENSE_MODES:
             if not isinstance(queries, HybridQueries):
                 raise DataError(f"mode {mode!r} searches queries encoded for it (Retriever.encode(queries, {mode!r}))")
-            return [SearchResult([doc_ids[r] for r in h.rows], h.scores.tolist(), h.dense_fraction)
-                    for h in search_dense_modes(self.index, queries, k, mode, knobs, threads)]
-        if not isinstance(queries, SparseVectors):
+            hits: list[Any] = search_dense_modes(snap, queries, k, mode, knobs, threads, allowed)
+        elif isinstance(queries, SparseVectors):
+            hits = snap.search(queries, k, mode=mode, threads=threads, allowed=allowed, **knobs)
+        else:
             raise DataError(f"mode {mode!r} searches sparse query rows, got {type(queries).__name__}")
-        return [SearchResult([doc_ids[r] for r in h.rows], h.scores.tolist())
-                for h in self.index.search(queries, k, mode=mode, threads=threads, **knobs)]
+        if fields and self.collection is None:
+            raise DataError("this index stores no documents: stored fields need a collection (`lsr upgrade --index DIR`)")
+        return [SearchResult(snap.doc_ids(h.rows), h.scores.tolist(), getattr(h, "dense_fraction", None),
+                             self.collection.fields(h.rows, snap, fields, snippet) if fields else None) for h in hits]
 
     def explain(self, query: Query, doc_id: str) -> list[dict[str, Any]]:
         """Per matched term, heaviest first: query weight, the document's stored weight, and the
         contribution (their product; a hit's contributions add up to its sparse score)."""
+        snap = self.segments
         try:
-            row = self.index.positions()[doc_id]
+            row = snap.positions()[doc_id]
         except KeyError:
             raise DataError(f"unknown document id {doc_id!r}") from None
-        parts = self.index.contributions(self.encode_queries([query]), row)
+        parts = snap.contributions(self.encode_queries([query]), row)
         out = [{"term": self.vocab[t], "query_weight": qw, "doc_weight": dw, "contribution": qw * dw} for t, qw, dw in parts]
         return sorted(out, key=lambda e: -e["contribution"])
 
@@ -254,3 +314,11 @@ class Retriever:
         """:meth:`SparseIndex.tune` on sample queries (texts are encoded first)."""
         encoded = queries if isinstance(queries, SparseVectors) else self.encode_queries(queries)
         return self.index.tune(encoded, target_recall, k, query_cuts, heap_factors)
+
+
+def _check_fields(fields: Sequence[str] | None, snippet: int | None) -> None:
+    unknown = sorted(set(fields or ()) - set(FIELDS))
+    if unknown:
+        raise DataError(f"unknown field(s) {', '.join(unknown)}; stored fields: {', '.join(FIELDS)}")
+    if snippet is not None and (isinstance(snippet, bool) or not isinstance(snippet, int) or snippet < 1):
+        raise ValueError(f"snippet must be a positive number of characters, got {snippet!r}")

@@ -27,13 +27,16 @@ def selected_clusters(dense: DenseIndex, query: np.ndarray, sparse_rows: np.ndar
 
 
 def selective_dense(
-    dense: DenseIndex, query: np.ndarray, sparse_rows: np.ndarray, depth: int, *, candidates: int, centroids: int
+    dense: DenseIndex, query: np.ndarray, sparse_rows: np.ndarray, depth: int, *, candidates: int, centroids: int,
+    allowed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """Top ``depth`` (rows, scores) among the selected clusters' documents, and the fraction of
-    the collection's dense vectors that were scored."""
+    """Top ``depth`` (rows, scores) among the selected clusters' documents (those ``allowed``,
+    when given), and the fraction of the collection's dense vectors that were scored."""
     clusters = selected_clusters(dense, query, sparse_rows, candidates=candidates, centroids=centroids)
     lo, hi = dense.cluster_indptr[clusters], dense.cluster_indptr[clusters + 1]
     rows = np.concatenate([dense.cluster_docs[a:b] for a, b in zip(lo, hi)]) if len(clusters) else np.zeros(0, np.int32)
+    if allowed is not None:
+        rows = rows[allowed[rows]]
     scores = dense.vectors[rows] @ query
     top = min(depth, len(rows))
     best = np.argpartition(-scores, top - 1)[:top] if 0 < top < len(rows) else np.arange(len(rows))

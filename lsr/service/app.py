@@ -32,9 +32,12 @@ from pydantic_core import PydanticCustomError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lsr.data.filters import check_filter
 from lsr.errors import DataError, LsrError
 from lsr.index.modes import Knob
 from lsr.retrieval import Query, Retriever, SearchResult
+from lsr.retrieval.collection import Collection
+from lsr.service import writes
 from lsr.retrieval.modes import MODES, all_knobs
 from lsr.util import machine_threads
 from lsr.version import __version__
@@ -68,6 +71,10 @@ class Limits:
     """Torch threads per encoding (None leaves torch's setting). Requests already run in
     parallel, and several requests each spinning up a multi-threaded torch op on the same
     cores slow each other down several times over."""
+    commit_docs: int = 1000
+    """Writable collections: commit as soon as this many changes are buffered."""
+    commit_ms: int = 1000
+    """Writable collections: commit buffered changes at most this long after they arrived."""
 
 
 # ---- modes ------------------------------------------------------------------------------
@@ -170,13 +177,26 @@ class SearchSettings(ApiModel):
     knobs: dict[str, KnobValue] = Field(default_factory=dict, json_schema_extra=_KNOB_RANGES, description="Mode-specific settings: "
                                         + "; ".join(f"{m.name}: {', '.join(m.knob_names) or 'none'}" for m in MODES.values()) + ".")
 
+    filter: dict[str, Any] | None = Field(None, description="Metadata filter (a collection): equality `{\"lang\": \"en\"}`, "
+                                          "`in`, `nin`, `ne`, ranges `{\"year\": {\"gte\": 2000}}`, `exists`, and `and`/`or`/`not` of those.",
+                                          examples=[{"year": {"gte": 2000}, "lang": "en"}])
+    fields: list[Literal["title", "text", "metadata"]] | None = Field(None, max_length=3, description="Stored fields returned with each hit.")
+    snippet: Annotated[int, Field(ge=1, le=MAX_TEXT_CHARS), _WHOLE_FLOAT_AS_INT] | None = Field(
+        None, description="Cut returned titles and texts to this many characters.")
+
     @model_validator(mode="after")
     def _knobs_fit_mode(self) -> "SearchSettings":
         try:
             self.knobs = MODES[self.mode].check_knobs(self.knobs)
+            if self.filter is not None:
+                check_filter(self.filter)
         except ValueError as e:
             raise PydanticCustomError("knob", "{reason}", {"reason": str(e)}) from None
         return self
+
+    def where(self) -> dict[str, Any]:
+        """The filter and stored-field options, as Retriever.search_encoded takes them."""
+        return {"filter": self.filter, "fields": self.fields, "snippet": self.snippet}
 
     def used(self) -> "SettingsUsed":
         return SettingsUsed(mode=self.mode, k=self.k, knobs=self.knobs)
@@ -253,11 +273,12 @@ class SettingsUsed(ApiModel):
 
 
 class Hits(ApiModel):
-    """Hits of one query, best first; ``explanations[i]`` belongs to ``ids[i]``."""
+    """Hits of one query, best first; ``explanations[i]`` and ``fields[i]`` belong to ``ids[i]``."""
 
     ids: list[str]
     scores: list[float]
     explanations: list[list[TermContribution]] | None = None
+    fields: list[dict[str, Any]] | None = Field(None, description="The stored fields asked for, per hit.")
 
 
 class SearchResponse(Hits):
@@ -399,7 +420,7 @@ class _EndpointCounters:
     latency: _Latency = field(default_factory=_Latency)
 
 
-_TRACKED_PATHS = ("/search", "/search/batch", "/encode", "/stats", "/health")
+_TRACKED_PATHS = ("/search", "/search/batch", "/encode", "/stats", "/health", "/documents", "/documents/delete", "/commit")
 
 
 @dataclass
@@ -410,6 +431,7 @@ class _Stats:
     endpoints: dict[str, _EndpointCounters] = field(default_factory=dict)
     queries: Counter[str] = field(default_factory=Counter)
     encoded_texts: int = 0
+    commits: int = 0
 
     def record(self, path: str, status: int, seconds: float) -> None:
         c = self.endpoints.setdefault(path if path in _TRACKED_PATHS else "other", _EndpointCounters())
@@ -561,7 +583,7 @@ def _open(source: str | os.PathLike | Retriever) -> Retriever:
     else:
         return retriever
     for name, mode in MODES.items():
-        if not mode.needs <= retriever.index.parts or (mode.text_only and not isinstance(probe, str)):
+        if not mode.needs <= retriever.segments.parts or (mode.text_only and not isinstance(probe, str)):
             continue  # a mode this index cannot serve: requests for it get a clear 422
         for batch in ([probe], [probe, probe]):  # the single-query path and the parallel batch kernel
             retriever.search_encoded(retriever.encode(batch, name), 1, mode=name)
@@ -571,12 +593,12 @@ def _open(source: str | os.PathLike | Retriever) -> Retriever:
 
 def _search(retriever: Retriever, body: SearchRequest) -> Hits:
     encoded = retriever.encode([body.as_query()], body.mode)
-    [result] = retriever.search_encoded(encoded, body.k, mode=body.mode, threads=1, **body.knobs)
+    [result] = retriever.search_encoded(encoded, body.k, mode=body.mode, threads=1, **body.where(), **body.knobs)
     explanations = None
     if body.explain:
         query = encoded.to_dict(0)  # the encoded text, so the model runs once, not once per hit
         explanations = [[TermContribution(**e) for e in retriever.explain(query, d)] for d in result.ids]
-    return Hits(ids=result.ids, scores=result.scores, explanations=explanations)
+    return Hits(ids=result.ids, scores=result.scores, explanations=explanations, fields=result.fields)
 
 
 def _encode(retriever: Retriever, body: EncodeRequest) -> list[EncodedVector]:
@@ -599,20 +621,38 @@ def create_app(
     public_reads: bool = False,
     cors_origins: Sequence[str] = (),
     limits: Limits = Limits(),
+    writable: bool = False,
 ) -> FastAPI:
     """The API over ``index`` (a directory, loaded at startup, or an open Retriever).
+
+    ``writable`` (a collection directory) takes its write lock and adds the write endpoints
+    (:mod:`lsr.service.writes`), which need the API key whenever one is set.
 
     With ``api_key`` set, requests need it in the ``X-API-Key`` header, except ``/health``
     and the docs; ``public_reads`` leaves searching, encoding and stats open (endpoints that
     change state always need the key). CORS is off unless ``cors_origins`` are given.
     """
     state, stats = _State(), _Stats()
+    auto_commit: list[Callable[[Retriever], Any]] = []
+
+    def load() -> Retriever:
+        if not writable:
+            return _open(index)
+        if not isinstance(index, (str, os.PathLike)):
+            raise LsrError("a writable server opens the collection itself: give its directory")
+        return _open(Retriever(Collection.open(index, writable=True)))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         state.limiter = anyio.CapacityLimiter(limits.max_concurrency)
-        state.retriever = await anyio.to_thread.run_sync(_open, index)
-        yield
+        state.retriever = await anyio.to_thread.run_sync(load)
+        async with anyio.create_task_group() as tasks:
+            if writable:
+                tasks.start_soon(auto_commit[0], state.retriever)
+            yield
+            tasks.cancel_scope.cancel()
+        if writable:
+            state.retriever.collection.close()  # buffered, uncommitted changes are dropped, as documented
         state.retriever = None
 
     app = FastAPI(
@@ -665,6 +705,11 @@ def create_app(
         errors[401] = {"model": ErrorResponse, "description": f"Missing or wrong {API_KEY_HEADER}."}
     IndexDep = Annotated[Retriever, Depends(ready_index)]
 
+    write_key = [Depends(require_key)] if api_key is not None else []
+    if writable:
+        auto_commit.append(writes.register(app, ready=ready_index, in_thread=in_thread, read_key=read_key, write_key=write_key,
+                                           errors=errors, limits=limits, stats=stats))
+
     @app.post("/search", response_model=SearchResponse, responses=errors, dependencies=read_key, tags=["search"])
     async def search(body: SearchRequest, index: IndexDep) -> SearchResponse:
         """Top-k documents for a text or a `{term: weight}` query, optionally explained."""
@@ -682,13 +727,13 @@ def create_app(
             # The batch kernels already use every core, and Numba's fallback thread pool
             # (workqueue) must not be entered by two threads at once.
             with state.batch_lock:
-                return index.search_encoded(encoded, body.k, mode=body.mode, **body.knobs)
+                return index.search_encoded(encoded, body.k, mode=body.mode, **body.where(), **body.knobs)
 
         start = time.perf_counter()
         results = await in_thread(run)
         stats.queries[body.mode] += len(results)
         return BatchSearchResponse(
-            results=[Hits(ids=r.ids, scores=r.scores) for r in results],
+            results=[Hits(ids=r.ids, scores=r.scores, fields=r.fields) for r in results],
             took_ms=(time.perf_counter() - start) * 1e3,
             settings=body.used(),
         )

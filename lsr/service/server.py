@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from unittest import mock
 
-from lsr.index import SparseIndex
+from lsr.errors import LsrError
+from lsr.retrieval.collection import Collection
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -32,12 +33,16 @@ def app_factory() -> "FastAPI":
     """The app of one worker process (uvicorn calls this in each); the index loads at its startup."""
     from lsr.service.app import create_app
 
+    from lsr.service.app import Limits
+
     config = json.loads(os.environ[_CONFIG_ENV])
     return create_app(
         config["index"],
         api_key=os.environ.get(API_KEY_ENV) or None,
         public_reads=config["public_reads"],
         cors_origins=config["cors_origins"],
+        writable=config["writable"],
+        limits=Limits(**config["limits"]),
     )
 
 
@@ -51,10 +56,15 @@ def serve(
     cors_origins: Sequence[str] = (),
     log_level: str = "info",
     access_log: bool = True,
+    writable: bool = False,
+    commit_docs: int = 1000,
+    commit_ms: int = 1000,
 ) -> None:
     """Serve ``index_dir`` until SIGINT/SIGTERM; ``workers`` > 1 runs that many processes.
 
-    The API key, if any, is read from ``LSR_API_KEY`` (kept out of argv, where ``ps`` shows it).
+    ``writable`` serves a collection's write endpoints from one process (the one writer);
+    without an API key it binds only to loopback. The API key, if any, is read from
+    ``LSR_API_KEY`` (kept out of argv, where ``ps`` shows it).
     """
     import uvicorn
     from uvicorn.config import LOGGING_CONFIG
@@ -62,10 +72,17 @@ def serve(
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     path = Path(index_dir).resolve()
-    SparseIndex.load(path)  # a bad directory fails here, once, with lsr's message
-    if not os.environ.get(API_KEY_ENV) and not _is_loopback(host):
+    Collection.open(path).close()  # a bad directory fails here, once, with lsr's message
+    keyless = not os.environ.get(API_KEY_ENV)
+    if writable:
+        if keyless and not _is_loopback(host):
+            raise LsrError(f"refusing to serve writes on {host} without an API key: set {API_KEY_ENV}, or bind to 127.0.0.1")
+        if workers != 1:
+            raise LsrError("a writable collection has one writer: serve it with --workers 1")
+    elif keyless and not _is_loopback(host):
         log.warning("serving on %s without an API key: anyone who can reach it can query the index (set %s)", host, API_KEY_ENV)
-    os.environ[_CONFIG_ENV] = json.dumps({"index": str(path), "public_reads": public_reads, "cors_origins": list(cors_origins)})
+    os.environ[_CONFIG_ENV] = json.dumps({"index": str(path), "public_reads": public_reads, "cors_origins": list(cors_origins),
+                                          "writable": writable, "limits": {"commit_docs": commit_docs, "commit_ms": commit_ms}})
     log_config = copy.deepcopy(LOGGING_CONFIG)
     log_config["loggers"]["lsr"] = {"handlers": ["default"], "level": log_level.upper(), "propagate": False}
     with mock.patch.object(uvicorn.Config, "bind_socket", _bind_socket_nodelay(uvicorn.Config.bind_socket)):
@@ -116,6 +133,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="worker processes, each with its own memory-mapped index (default: %(default)s)")
     p.add_argument("--public-reads", action="store_true", help=f"with {API_KEY_ENV} set, still let anyone search, encode and read stats")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN", help="allow browser calls from ORIGIN (repeatable; CORS is off by default)")
+    p.add_argument("--writable", action="store_true", help="serve the collection's write endpoints (one process; needs a key off loopback)")
+    p.add_argument("--commit-docs", type=int, default=1000, help="writable: commit once this many changes are buffered")
+    p.add_argument("--commit-ms", type=int, default=1000, help="writable: commit buffered changes after at most this many ms")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--no-access-log", dest="access_log", action="store_false", help="do not log every request")
 
@@ -136,6 +156,7 @@ def run_serve(args: argparse.Namespace) -> int:
     serve(
         args.index, args.host, args.port, args.workers,
         public_reads=args.public_reads, cors_origins=args.cors_origin, log_level=args.log_level, access_log=args.access_log,
+        writable=args.writable, commit_docs=args.commit_docs, commit_ms=args.commit_ms,
     )
     return 0
 

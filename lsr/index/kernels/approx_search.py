@@ -50,14 +50,15 @@ def _summary_dots(t, q_terms, q_weights, lst_comp_ptr, comp_terms, comp_start, l
 @nb.njit(**JIT)
 def search_approx(q_terms, q_weights, query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs, lst_comp_ptr,
                   comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_indptr, fwd_terms, fwd_impacts,
-                  qdense, visited, seen, out_docs, out_scores, stats):
+                  allowed, qdense, visited, seen, out_docs, out_scores, stats):
     """Approximate top-k of one query; q_terms must ascend.
 
     Walks the lists of the ``query_cut`` heaviest query terms, heaviest first (the first list's
     blocks best summary first, so the heap fills with good hits early). A block is skipped when
     its summary dot product is below ``heap_factor`` x the current k-th score; the documents of
     the others are scored exactly with the whole query, each once. heap_factor = 0 with every
-    term kept and unpruned lists scores every matching document: the exhaustive top-k.
+    term kept and unpruned lists scores every matching document: the exhaustive top-k. With
+    ``allowed`` (uint8, one per doc) not empty, other documents are neither scored nor hits.
     qdense (float32, one per term), visited (uint8, one per doc) are zero on entry and on
     return; seen (int32, one per doc) is scratch. Adds work counts into stats.
     """
@@ -69,6 +70,7 @@ def search_approx(q_terms, q_weights, query_cut, heap_factor, k, lst_blk_ptr, bl
     heap_d = np.empty(k, dtype=np.int32)
     size = 0
     n_seen = 0
+    masked = allowed.shape[0] > 0
     for c in range(n_cut):
         t = q_terms[by_weight[c]]
         b_lo = lst_blk_ptr[t]
@@ -88,7 +90,7 @@ def search_approx(q_terms, q_weights, query_cut, heap_factor, k, lst_blk_ptr, bl
             b = b_lo + j
             for p in range(blk_doc_ptr[b], blk_doc_ptr[b + 1]):
                 d = blk_docs[p]
-                if visited[d]:
+                if visited[d] or (masked and not allowed[d]):
                     continue
                 visited[d] = 1
                 seen[n_seen] = d
@@ -111,7 +113,7 @@ def search_approx(q_terms, q_weights, query_cut, heap_factor, k, lst_blk_ptr, bl
 @nb.njit(parallel=True, **JIT)
 def search_approx_batch(q_indptr, q_terms, q_weights, query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs,
                         lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_indptr,
-                        fwd_terms, fwd_impacts, n_workers):
+                        fwd_terms, fwd_impacts, allowed, n_workers):
     """search_approx for many queries (CSR rows) over n_workers threads.
 
     Returns (docs, scores, counts, stats): row i holds query i's hits in its first counts[i]
@@ -130,6 +132,6 @@ def search_approx_batch(q_indptr, q_terms, q_weights, query_cut, heap_factor, k,
             counts[q] = search_approx(
                 q_terms[lo:hi], q_weights[lo:hi], query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs,
                 lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_indptr, fwd_terms,
-                fwd_impacts, qdense, visited, seen, out_docs[q], out_scores[q], worker_stats[w],
+                fwd_impacts, allowed, qdense, visited, seen, out_docs[q], out_scores[q], worker_stats[w],
             )
     return out_docs, out_scores, counts, worker_stats.sum(axis=0)

@@ -59,11 +59,12 @@ def _score_block(b, q_terms, q_weights, blk_indptr, blk_terms, entry_ptr, blk_of
 
 @nb.njit(**JIT)
 def search_bmp(q_terms, q_weights, n_docs, block_size, tb_indptr, tb_blocks, tb_max, dense_row, dense_rows,
-               blk_indptr, blk_terms, entry_ptr, blk_offsets, blk_impacts, k, alpha, ub, out_docs, out_scores):
+               blk_indptr, blk_terms, entry_ptr, blk_offsets, blk_impacts, k, alpha, allowed, ub, out_docs, out_scores):
     """Top-k of one query by block-max pruning; q_terms must ascend.
 
     A block is skipped when alpha x its bound is below the current k-th score (alpha = 1:
-    safe and exact). ub (float32, one slot per block) must be zero on entry; it is zeroed
+    safe and exact). With ``allowed`` (uint8, one per doc) not empty, only allowed docs are
+    hits; bounds stay true upper bounds, so the search stays exact. ub (float32, one slot per block) must be zero on entry; it is zeroed
     again before returning. Returns the number of hits, written best first into out_*.
     """
     n_blocks = ub.shape[0]
@@ -99,6 +100,7 @@ def search_bmp(q_terms, q_weights, n_docs, block_size, tb_indptr, tb_blocks, tb_
                 order[fill[bk]] = b
                 fill[bk] += 1
         local = np.zeros(block_size, dtype=np.float32)
+        masked = allowed.shape[0] > 0
         for bk in range(N_BUCKETS):
             if counts[bk] == counts[bk + 1]:
                 continue
@@ -113,7 +115,8 @@ def search_bmp(q_terms, q_weights, n_docs, block_size, tb_indptr, tb_blocks, tb_
                 for off in range(used):
                     s = local[off]
                     if s > 0.0:
-                        size = heap_offer(heap_s, heap_d, size, k, s, base + off)
+                        if not masked or allowed[base + off]:
+                            size = heap_offer(heap_s, heap_d, size, k, s, base + off)
                         local[off] = 0.0
     ub[:] = 0.0
     return heap_drain(heap_s, heap_d, size, out_docs, out_scores)
@@ -121,7 +124,7 @@ def search_bmp(q_terms, q_weights, n_docs, block_size, tb_indptr, tb_blocks, tb_
 
 @nb.njit(parallel=True, **JIT)
 def search_bmp_batch(q_indptr, q_terms, q_weights, n_docs, block_size, tb_indptr, tb_blocks, tb_max, dense_row,
-                     dense_rows, blk_indptr, blk_terms, entry_ptr, blk_offsets, blk_impacts, k, alpha, n_blocks,
+                     dense_rows, blk_indptr, blk_terms, entry_ptr, blk_offsets, blk_impacts, k, alpha, allowed, n_blocks,
                      n_workers):
     """search_bmp for many queries (CSR rows) over n_workers threads; returns (docs, scores, counts)."""
     n_queries = q_indptr.shape[0] - 1
@@ -132,7 +135,7 @@ def search_bmp_batch(q_indptr, q_terms, q_weights, n_docs, block_size, tb_indptr
             lo, hi = q_indptr[q], q_indptr[q + 1]
             counts[q] = search_bmp(
                 q_terms[lo:hi], q_weights[lo:hi], n_docs, block_size, tb_indptr, tb_blocks, tb_max, dense_row,
-                dense_rows, blk_indptr, blk_terms, entry_ptr, blk_offsets, blk_impacts, k, alpha, ub,
+                dense_rows, blk_indptr, blk_terms, entry_ptr, blk_offsets, blk_impacts, k, alpha, allowed, ub,
                 out_docs[q], out_scores[q],
             )
     return out_docs, out_scores, counts

@@ -14,12 +14,14 @@ from lsr.index.kernels.topk import batch_outputs, select_top_k
 
 
 @nb.njit(**JIT)
-def search_exhaustive(q_terms, q_weights, indptr, docs, impacts, k, acc, touched, out_docs, out_scores):
+def search_exhaustive(q_terms, q_weights, indptr, docs, impacts, k, allowed, acc, touched, out_docs, out_scores):
     """Exact top-k of one query: sum of query weight x stored impact over shared terms.
 
-    acc (float32, one slot per doc) must be zero on entry and is zero again on return;
-    touched (int32, one slot per doc) is scratch. Docs sharing no term with the query are
-    not hits. Scores are in impact units (multiply by the index scale).
+    Only documents with ``allowed[d]`` are hits when ``allowed`` (uint8, one per doc) is not
+    empty: deletions and filters are applied here, so k live hits come back. acc (float32,
+    one slot per doc) must be zero on entry and is zero again on return; touched (int32, one
+    slot per doc) is scratch. Docs sharing no term with the query are not hits. Scores are in
+    impact units (multiply by the index scale).
     """
     n_touched = 0
     for i in range(q_terms.shape[0]):
@@ -33,11 +35,11 @@ def search_exhaustive(q_terms, q_weights, indptr, docs, impacts, k, acc, touched
                 touched[n_touched] = d
                 n_touched += 1
             acc[d] += w * np.float32(impacts[j])
-    return select_top_k(acc, touched, n_touched, k, out_docs, out_scores)
+    return select_top_k(acc, touched, n_touched, k, allowed, out_docs, out_scores)
 
 
 @nb.njit(parallel=True, **JIT)
-def search_exhaustive_batch(q_indptr, q_terms, q_weights, indptr, docs, impacts, n_docs, k, n_workers):
+def search_exhaustive_batch(q_indptr, q_terms, q_weights, indptr, docs, impacts, n_docs, k, allowed, n_workers):
     """search_exhaustive for many queries (CSR rows), spread over n_workers threads.
 
     Returns (docs, scores, counts): row i holds query i's hits in its first counts[i] slots.
@@ -50,6 +52,6 @@ def search_exhaustive_batch(q_indptr, q_terms, q_weights, indptr, docs, impacts,
         for q in range(w, n_queries, n_workers):  # strided: neighbours in a batch cost alike
             lo, hi = q_indptr[q], q_indptr[q + 1]
             counts[q] = search_exhaustive(
-                q_terms[lo:hi], q_weights[lo:hi], indptr, docs, impacts, k, acc, touched, out_docs[q], out_scores[q]
+                q_terms[lo:hi], q_weights[lo:hi], indptr, docs, impacts, k, allowed, acc, touched, out_docs[q], out_scores[q]
             )
     return out_docs, out_scores, counts

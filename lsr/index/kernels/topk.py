@@ -76,14 +76,17 @@ def heap_drain(heap_s, heap_d, size, out_docs, out_scores) -> int:
 
 
 @nb.njit(**JIT)
-def select_top_k(acc, touched, n_touched, k, out_docs, out_scores):
-    """Best k of the touched docs into out_* (best first); clears acc; returns the hit count."""
+def select_top_k(acc, touched, n_touched, k, allowed, out_docs, out_scores):
+    """Best k of the touched docs into out_* (best first), only docs with ``allowed[d]`` when
+    ``allowed`` is not empty; clears acc; returns the hit count."""
     heap_s = np.empty(k, dtype=np.float32)
     heap_d = np.empty(k, dtype=np.int32)
     size = 0
+    masked = allowed.shape[0] > 0
     for t in range(n_touched):
         d = touched[t]
-        size = heap_offer(heap_s, heap_d, size, k, acc[d], d)
+        if not masked or allowed[d]:
+            size = heap_offer(heap_s, heap_d, size, k, acc[d], d)
         acc[d] = 0.0
     return heap_drain(heap_s, heap_d, size, out_docs, out_scores)
 

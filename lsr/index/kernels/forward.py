@@ -1,0 +1,35 @@
+"""Exact scoring of a given set of documents from the forward index.
+
+The plan for a selective filter: its cost is the filtered documents' lengths, not the query
+terms' posting lists. Each document adds its terms in ascending order, the order in which the
+exhaustive kernel adds the query's (ascending) terms, so the scores are the same floats.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from lsr.index.kernels import JIT
+from lsr.index.kernels.topk import heap_drain, heap_offer
+
+
+@nb.njit(**JIT)
+def search_rows(q_terms, q_weights, rows, fwd_indptr, fwd_terms, fwd_impacts, k, qdense, out_docs, out_scores):
+    """Top-k of one query among ``rows`` (ascending doc ids). qdense (float32, one per term) is
+    zero on entry and on return. Returns the number of hits, written best first into out_*."""
+    for i in range(q_terms.shape[0]):
+        qdense[q_terms[i]] = q_weights[i]
+    heap_s = np.empty(k, dtype=np.float32)
+    heap_d = np.empty(k, dtype=np.int32)
+    size = 0
+    for r in range(rows.shape[0]):
+        d = rows[r]
+        s = np.float32(0.0)
+        for e in range(fwd_indptr[d], fwd_indptr[d + 1]):
+            s += qdense[fwd_terms[e]] * np.float32(fwd_impacts[e])
+        if s > 0.0:
+            size = heap_offer(heap_s, heap_d, size, k, s, d)
+    for i in range(q_terms.shape[0]):
+        qdense[q_terms[i]] = 0.0
+    return heap_drain(heap_s, heap_d, size, out_docs, out_scores)
