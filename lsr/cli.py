@@ -59,6 +59,8 @@ def cmd_index(args: argparse.Namespace) -> None:
         approx=_approx_settings(args) if args.approx else False,
     )
     print(json.dumps(summary, indent=2))
+    for warning in summary["warnings"]:
+        print(f"lsr: warning: {warning}", file=sys.stderr)
 
 
 def _model(args: argparse.Namespace) -> str | None:
@@ -263,6 +265,14 @@ def cmd_bench_approx(args: argparse.Namespace) -> None:
     print(json.dumps({"builds": result["builds"], "ratios": result["ratios"], "throughput": result.get("throughput")}, indent=2))
 
 
+def cmd_bench_collection(args: argparse.Namespace) -> None:
+    from lsr.bench.collection import run_collection_benchmark
+
+    result = run_collection_benchmark(args.dataset, segments=args.segments, n_queries=args.max_queries, repeats=args.repeats,
+                                      out_dir=args.out_dir)
+    print(json.dumps({k: result[k] for k in ("insert", "insert_with_approx", "segments_latency", "filtered_latency", "crossover")}, indent=2))
+
+
 def cmd_bench_synth(args: argparse.Namespace) -> None:
     from lsr.bench.data import real_data, vector_stats
     from lsr.bench.synth import synthesize
@@ -422,6 +432,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-queries", type=_positive)
     p.add_argument("--out-dir", default="evaluation/results/approx")
     p.set_defaults(func=cmd_bench_approx)
+
+    p = bsub.add_parser("collection", help="collection writes (inserts, commits), search over segments, filtered search")
+    p.add_argument("--dataset", choices=["scifact", "gcide"], default="scifact")
+    p.add_argument("--segments", type=_positive, default=16, help="commits the documents are inserted in (segments before optimize)")
+    p.add_argument("--max-queries", type=_positive, default=300)
+    p.add_argument("--repeats", type=_positive, default=3)
+    p.add_argument("--out-dir", default="evaluation/results/collection")
+    p.set_defaults(func=cmd_bench_collection)
 
     p = bsub.add_parser("synth", help="grow real splade-tiny encodings into a synthetic corpus; print statistics")
     p.add_argument("--n-docs", type=_positive, default=1_000_000)

@@ -22,6 +22,7 @@ from lsr.encoders.models import DEFAULT_SPLADE
 from lsr.encoders.registry import load_encoder
 from lsr.index import SparseIndex
 from lsr.index.approx import ApproxSettings
+from lsr.index.build import raised_warning
 from lsr.index.dense import add_dense
 from lsr.errors import DataError
 from lsr.retrieval import Retriever
@@ -157,11 +158,12 @@ def build_index(
     summary = {
         "path": str(out) if out is not None else None,
         "model": model,
-        **{k: index.manifest["stats"][k] for k in ("num_docs", "empty_docs", "num_postings", "vocab_size")},
+        **{k: index.manifest["stats"][k] for k in ("num_docs", "empty_docs", "num_postings", "raised_postings", "vocab_size")},
         "encode_seconds": round(t1 - t0, 2),
         "docs_per_second": round(len(ids) / (t1 - t0), 1) if vectors is None and t1 > t0 else None,
         "index_seconds": round(t2 - t1, 2),
         "dense_seconds": dense_seconds,
         "bytes": dir_bytes(out) if out is not None else index.info()["bytes"],
+        "warnings": [w for w in [raised_warning(index.manifest["stats"], quantization)] if w],
     }
     return retriever, summary

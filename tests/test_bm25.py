@@ -13,7 +13,6 @@ import pytest
 from lsr.encoders import BM25Encoder, LuceneEnglishAnalyzer, load_encoder
 from lsr.encoders.bm25 import LUCENE_ENGLISH_STOPWORDS, byte_to_length, length_to_byte
 from lsr.encoders.porter import porter_stem
-from lsr.index import SparseIndex
 from lsr.pipeline import build_index
 from lsr.retrieval import Retriever
 
@@ -142,8 +141,12 @@ def test_saved_bm25_index_answers_text_queries(tmp_path: Path):
     docs = [("a", "Cats", "The cats are sleeping on the sofa."), ("b", "", "Dogs bark at cats."), ("c", "Birds", "Birds sing.")]
     corpus.write_text("".join(json.dumps({"_id": i, "title": t, "text": x}) + "\n" for i, t, x in docs))
     built, summary = build_index(tmp_path / "idx", corpus=corpus, model="bm25")
-    assert isinstance(built, SparseIndex) and summary["num_docs"] == 3 and summary["model"] == "bm25"
+    assert isinstance(built, Retriever) and summary["num_docs"] == 3 and summary["model"] == "bm25"
+    assert built.collection is not None and (tmp_path / "idx" / "collection.json").is_file()  # a one-segment collection
+    stored = built.collection.get("a")
+    assert (stored.title, stored.text) == ("Cats", "The cats are sleeping on the sofa.")
     index = Retriever.load(tmp_path / "idx")
+    assert index.collection is not None and len(index.segments.indexes) == 1
     assert index.manifest["model"] == "bm25"
     assert index.manifest["encoder"]["analyzer"]["stemmer"] == "porter"
     hits = index.search("sleeping cat", k=3)
@@ -152,6 +155,8 @@ def test_saved_bm25_index_answers_text_queries(tmp_path: Path):
     assert index.encoder.vocab == index.vocab
     q = index.encoder.encode_queries(["cat cats dog"]).to_dict(0)
     assert q == {"cat": 2.0, "dog": 1.0}
+    again = built.search("sleeping cat", k=3)  # the retriever build_index returns searches the same collection
+    assert again.ids == hits.ids and again.scores == hits.scores
 
 
 def test_load_encoder():
@@ -173,8 +178,8 @@ def test_scifact_bm25_matches_pyserini_published(tmp_path: Path):
     from lsr.data import load_collection
     from lsr.evaluation.metrics import evaluate
 
-    built, _ = build_index(None, corpus=root, model="bm25", show_progress_bar=False)
-    index = Retriever(built)
+    index, _ = build_index(None, corpus=root, model="bm25", show_progress_bar=False)
+    assert isinstance(index, Retriever) and index.collection is None and index.path is None  # in memory: nothing saved
     c = load_collection(root)
     results = index.search_batch([q.text for q in c.queries], k=100)
     run = {q.id: dict(zip(r.ids, r.scores)) for q, r in zip(c.queries, results)}

@@ -13,6 +13,11 @@ def test_index_search_info(adi_index, tmp_path):
     info = json.loads(run_cli("info", "--index", str(adi_index), "--json", "--verify").stdout)
     assert info["num_docs"] == 82 and info["model"] == "splade-tiny" and info["vocab_size"] == 30522
     assert info["num_postings"] > 82 * 20 and info["max_quantization_error"] > 0
+    # `lsr index` writes a one-segment collection
+    assert info["generation"] == 1 and info["deleted_docs"] == 0 and info["format_version"] == 2
+    assert [s["docs"] for s in info["segments"]] == [82] and info["segments"][0]["deleted"] == 0
+    assert (adi_index / "collection.json").is_file() and (adi_index / "docs.sqlite").is_file()
+    assert not (adi_index / "manifest.json").exists()
 
     out = json.loads(run_cli("search", "--index", str(adi_index), "--query", "automatic indexing of documents", "-k", "5", "--json").stdout)
     assert [h["rank"] for h in out["hits"]] == [1, 2, 3, 4, 5]
@@ -83,12 +88,23 @@ def test_cli_errors(tmp_path, adi_index):
     assert proc.returncode == 2 and "no index directory" in proc.stderr
     proc = run_cli("search", "--index", str(adi_index), "--query", "x", "-k", "0", check=False)
     assert proc.returncode == 2 and "must be a positive integer" in proc.stderr
+    # a collection written by a newer lsr
     newer = tmp_path / "newer"
     newer.mkdir()
-    manifest = json.loads((adi_index / "manifest.json").read_text())
-    (newer / "manifest.json").write_text(json.dumps({**manifest, "format_version": 2, "files": {}}))
+    settings = json.loads((adi_index / "collection.json").read_text())
+    assert settings["format"] == "lsr-collection" and isinstance(settings["format_version"], int)
+    (newer / "collection.json").write_text(json.dumps({**settings, "format_version": settings["format_version"] + 1}))
     proc = run_cli("info", "--index", str(newer), check=False)
-    assert proc.returncode == 2 and "newer than this lsr reads" in proc.stderr
+    assert proc.returncode == 2 and "newer than this lsr reads" in proc.stderr and "collection format" in proc.stderr
+    # a format-1 index directory written by a newer lsr (a segment's manifest is a format-1 one)
+    (segment,) = (adi_index / "segments").iterdir()
+    manifest = json.loads((segment / "manifest.json").read_text())
+    assert manifest["format_version"] == 1
+    newer_index = tmp_path / "newer_index"
+    newer_index.mkdir()
+    (newer_index / "manifest.json").write_text(json.dumps({**manifest, "format_version": 2, "files": {}}))
+    proc = run_cli("info", "--index", str(newer_index), check=False)
+    assert proc.returncode == 2 and "newer than this lsr reads" in proc.stderr and "index format version 2" in proc.stderr
 
 
 def _ranked_run(path) -> dict[str, list[str]]:
@@ -175,6 +191,8 @@ def test_evaluate_approx_and_exhaustive_modes(adi, tmp_path):
     assert set(exact["metrics"]) == set(exhaustive["metrics"]) and 0 < exact["metrics"]["nDCG@10"] <= 1
     assert exhaustive["metrics"] == exact["metrics"]
     assert exhaustive["efficiency"]["recall_vs_exact"] == 1.0
-    assert (tmp_path / "cache" / "adi" / "splade-tiny+approx" / "manifest.json").is_file()
+    cached = tmp_path / "cache" / "adi" / "splade-tiny+approx"
+    assert (cached / "collection.json").is_file() and "approx" in Retriever.load(cached).segments.parts
+    assert "approx" not in Retriever.load(tmp_path / "cache" / "adi" / "splade-tiny").segments.parts
     assert 0.9 <= approx["efficiency"]["recall_vs_exact"] <= 1.0
     assert all(0 <= v <= 1 for v in approx["metrics"].values()) and set(approx["metrics"]) == set(exact["metrics"])

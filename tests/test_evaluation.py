@@ -14,6 +14,7 @@ from lsr.data import Qrels, read_run, write_qrels, write_run
 from lsr.errors import DataError
 from lsr.cli import main as lsr_main
 from lsr.evaluation.metrics import evaluate, parse_metric, recall_against, trec_eval_order
+from lsr.retrieval import Retriever
 
 from conftest import shared_dataset
 
@@ -136,12 +137,14 @@ def test_cli_bm25_end_to_end(adi: Path, dirs, tmp_path: Path, capsys):
     description = json.loads(Path(str(run_file) + ".json").read_text())
     assert description["system"]["model"] == "bm25" and description["system"]["index"]["encoder"]["k1"] == 0.9
     assert description["dataset"]["qrels_lines"] == 170
-    assert "nDCG@10" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "nDCG@10" in printed.out and "building the index" in printed.err
     # Scoring the saved run gives the same numbers; a second run reuses the cached index.
     assert lsr_main(["evaluate", "--dataset", str(adi), "--run", str(run_file), "--output", str(tmp_path / "r2.json")]) == 0
     assert json.loads((tmp_path / "r2.json").read_text())["metrics"] == report["metrics"]
     assert lsr_main(["evaluate", "--dataset", str(adi), "--model", "bm25", "--no-efficiency", "--output", str(out), *dirs]) == 0
     assert json.loads(out.read_text())["metrics"] == report["metrics"]
+    assert "building the index" not in capsys.readouterr().err  # the cached collection was reused
 
 
 def test_cli_approx_and_exhaustive_modes(adi: Path, dirs, tmp_path: Path, capsys):
@@ -170,7 +173,8 @@ def test_cli_approx_and_exhaustive_modes(adi: Path, dirs, tmp_path: Path, capsys
     assert 0.5 < approx["efficiency"]["recall_vs_exact"] <= 1.0 and approx["efficiency"]["recall_vs_exact_k"] == 10
     assert approx["metrics"]["nDCG@10"] > 0.3
     assert Path(approx["system"]["index"]["path"]).name == "bm25-approx+approx"
-    assert (tmp_path / "cache" / "adi" / "bm25-approx+approx" / "manifest.json").is_file()
+    cached = tmp_path / "cache" / "adi" / "bm25-approx+approx"
+    assert (cached / "collection.json").is_file() and "approx" in Retriever.load(cached).segments.parts
     assert not (tmp_path / "cache" / "adi" / "bm25-exact+approx").exists()
     # knobs reach the search, and are checked against the mode's
     out = tmp_path / "knobs.json"

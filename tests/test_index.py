@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from lsr.data import SparseVectors
 from lsr.errors import DataError, IndexFormatError
+from lsr.index.build import raised_warning
 from lsr.index import SparseIndex
 from lsr.index.approx import ApproxSettings
 from lsr.retrieval import Retriever
@@ -25,14 +26,16 @@ def brute_force(rows: list[dict[str, float]], query: dict[str, float], k: int, q
     """Reference top-k written independently of the index: dense products over quantized weights.
 
     Returns (positions, scores) ranked by score desc then position asc, docs with no shared
-    term excluded; scores are exact integers of impact units times query weights.
+    term excluded; scores are exact integers of impact units times query weights. A positive
+    weight is at least one impact unit (the index never drops a posting to rounding).
     """
     top = max((w for r in rows for w in r.values()), default=0.0)
     scale = top / qmax if top > 0 else 1.0
     impacts = np.zeros((len(rows), len(VOCAB)), dtype=np.int64)
     for i, r in enumerate(rows):
         for t, w in r.items():
-            impacts[i, VOCAB.index(t)] = int(np.rint(np.float64(np.float32(w)) / scale))
+            if w > 0:
+                impacts[i, VOCAB.index(t)] = max(1, int(np.rint(np.float64(np.float32(w)) / scale)))
     q = np.zeros(len(VOCAB))
     for t, w in query.items():
         q[VOCAB.index(t)] = w
@@ -237,19 +240,28 @@ def test_quantization_error_is_reported_and_bounded():
         assert 0 < info["max_quantization_error"] <= 3.5 / qmax / 2 + 1e-9
 
 
-def test_weights_that_quantize_to_zero_leave_the_input_and_forward_index_intact():
-    rows = [{"t1": 0.001, "t2": 3.0, "t3": 0.0004}, {"t1": 0.002, "t4": 1.0}, {"t5": 0.0001}]
+def test_weights_below_half_a_step_are_never_dropped_and_a_coarse_scale_is_refused():
+    # one outlier weight of 100 sets the u8 step at 0.39: 400 of 401 weights would round to 0
+    outlier = [{"t2": 100.0}, *({"t1": 0.05, "t3": 0.1} for _ in range(200))]
+    ids = [str(i) for i in range(len(outlier))]
+    coarse = SparseIndex.build(SparseVectors.from_dicts(outlier, VOCAB), ids, quantization="u8")
+    assert coarse.info()["raised_postings"] == 400 and int((coarse.postings_impacts > 0).sum()) == 401
+    assert "400 of 401 weights (99.8%) were below half a u8 impact step" in raised_warning(coarse.manifest["stats"], "u8")
+    fine = SparseIndex.build(SparseVectors.from_dicts(outlier, VOCAB), ids, quantization="u16")
+    assert fine.info()["raised_postings"] == 0 and raised_warning(fine.manifest["stats"], "u16") is None
+    # one tiny weight among many: kept as one impact unit, reported, found by a query for its term
+    rows = [{"t1": 0.001, "t2": 3.0}, *({"t2": 1.0 + i / 100, "t4": 2.0} for i in range(60))]
     vecs = SparseVectors.from_dicts(rows, VOCAB)
     before = vecs.to_dicts()
-    index = Retriever.build(vecs, ["a", "b", "c"], quantization="u8", reorder="dominant")
+    index = Retriever.build(vecs, [str(i) for i in range(len(rows))], quantization="u8", reorder="dominant")
     assert vecs.to_dicts() == before
-    assert index.info()["dropped_postings"] == 4
+    assert index.info()["raised_postings"] == 1 and index.search({"t1": 1.0}, 5).ids == ["0"]
     sparse = index.index
     forward = {sparse.doc_ids[d]: {VOCAB[t]: float(w) for t, w in zip(
         sparse.forward_terms[sparse.forward_indptr[d]:sparse.forward_indptr[d + 1]],
-        sparse.forward_weights[sparse.forward_indptr[d]:sparse.forward_indptr[d + 1]])} for d in range(3)}
-    assert forward == {"a": pytest.approx(rows[0]), "b": pytest.approx(rows[1]), "c": pytest.approx(rows[2])}
-    assert index.search({"t2": 1.0, "t4": 1.0, "t1": 1.0}, 5).ids == ["a", "b"]
+        sparse.forward_weights[sparse.forward_indptr[d]:sparse.forward_indptr[d + 1]])} for d in range(len(rows))}
+    assert forward == {str(i): pytest.approx(row) for i, row in enumerate(rows)}
+    assert int((sparse.postings_impacts > 0).sum()) == vecs.nnz  # every posting is there
 
 
 def test_save_load_roundtrip(tmp_path):

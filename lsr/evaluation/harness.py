@@ -90,7 +90,7 @@ def get_index(spec: SystemSpec, collection: Collection, cache_dir: str | os.Path
     out = Path(cache_dir) / safe_name(collection.name) / (safe_name(spec.name) + ("+approx" if with_approx else ""))
     record_file = out.with_name(out.name + ".build.json")
     key = build_key(spec.kind, spec.model, {**params, "approx": with_approx}, collection)
-    if not rebuild and (out / "manifest.json").is_file() and record_file.is_file():
+    if not rebuild and ((out / "collection.json").is_file() or (out / "manifest.json").is_file()) and record_file.is_file():
         record = json.loads(record_file.read_text())
         if record.get("key") == key:
             try:

@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from lsr.index.kernels import approx_build
+from lsr.index.validate import Checker
 from lsr.index.kernels.approx_search import STAT_DOC_ENTRIES, STAT_SUMMARY_ENTRIES
 from lsr.util import concat, offsets
 
@@ -81,6 +82,32 @@ class ApproxIndex:
     @classmethod
     def names(cls) -> list[str]:
         return [f"approx_{f.name}" for f in fields(cls)]
+
+    def validate(self, c: Checker, n_docs: int, vocab_size: int, nnz: int, dtype: type) -> None:
+        """Refuse arrays the search kernels would read out of bounds (see lsr.index.validate)."""
+        n_blocks = self.blk_doc_ptr.shape[0] - 1
+        c.array("approx_fwd_impacts", self.fwd_impacts, (dtype,), nnz)
+        c.pointers("approx_lst_blk_ptr", self.lst_blk_ptr, vocab_size, n_blocks)
+        c.pointers("approx_blk_doc_ptr", self.blk_doc_ptr, n_blocks, self.blk_docs.shape[0])
+        c.array("approx_blk_docs", self.blk_docs, (np.int32,))
+        c.ids("approx_blk_docs", self.blk_docs, n_docs)
+        c.pointers("approx_lst_comp_ptr", self.lst_comp_ptr, vocab_size, self.comp_terms.shape[0])
+        c.ids("approx_comp_terms", self.comp_terms, vocab_size)
+        c.ascending_within("approx_comp_terms", self.comp_terms, self.lst_comp_ptr)
+        c.pointers("approx_lst_ent_ptr", self.lst_ent_ptr, vocab_size, self.ent_blk.shape[0])
+        c.array("approx_ent_code", self.ent_code, (np.uint8,), self.ent_blk.shape[0])
+        c.array("approx_comp_start", self.comp_start, (np.uint8, np.uint16, np.uint32), self.comp_terms.shape[0])
+        terms = np.arange(vocab_size)
+        list_of_comp = np.repeat(terms, np.diff(self.lst_comp_ptr))
+        start = self.comp_start.astype(np.int64)
+        if start.size and (np.any(start > np.diff(self.lst_ent_ptr)[list_of_comp])
+                           or np.any((start[1:] < start[:-1]) & (list_of_comp[1:] == list_of_comp[:-1]))):
+            c.fail("approx_comp_start points outside its list's summary entries")
+        list_of_entry = np.repeat(terms, np.diff(self.lst_ent_ptr))
+        if self.ent_blk.size and np.any(self.ent_blk.astype(np.int64) >= np.diff(self.lst_blk_ptr)[list_of_entry]):
+            c.fail("approx_ent_blk names a block outside its list")
+        c.array("approx_blk_scale", self.blk_scale, (np.float32,), n_blocks)
+        c.finite("approx_blk_scale", self.blk_scale)
 
     def kernel_args(self) -> tuple:
         """The list, block and summary arrays in the order the search kernels take them."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lsr.index.validate import Checker
 from lsr.index.kernels.blockmax_build import count_block_entries, fill_blocks, fill_dense_rows
 
 # A term whose postings touch more than this fraction of blocks keeps a dense row of block
@@ -46,6 +47,31 @@ class BlockMax:
     @classmethod
     def from_arrays(cls, block_size: int, arrays: dict[str, np.ndarray]) -> "BlockMax":
         return cls(block_size=block_size, **{name: arrays[f"bmp_{name}"] for name in cls.ARRAYS})
+
+    def validate(self, c: Checker, n_docs: int, vocab_size: int, dtype: type) -> None:
+        """Refuse arrays the search kernels would read out of bounds (see lsr.index.validate)."""
+        if not 1 <= self.block_size <= 256:
+            c.fail(f"block size {self.block_size} is outside 1..256")
+        n_blocks = max(1, -(-n_docs // self.block_size))
+        c.pointers("bmp_tb_indptr", self.tb_indptr, vocab_size, self.tb_blocks.shape[0])
+        c.array("bmp_tb_blocks", self.tb_blocks, (np.int32,))
+        c.ids("bmp_tb_blocks", self.tb_blocks, n_blocks)
+        c.array("bmp_tb_max", self.tb_max, (dtype,), self.tb_blocks.shape[0])
+        c.array("bmp_dense_rows", self.dense_rows, (dtype,), ndim=2)
+        if self.dense_rows.shape[0] and self.dense_rows.shape[1] != n_blocks:
+            c.fail(f"bmp_dense_rows has {self.dense_rows.shape[1]} columns for {n_blocks} blocks")
+        c.array("bmp_dense_row", self.dense_row, (np.int32,), vocab_size)
+        c.ids("bmp_dense_row", self.dense_row, self.dense_rows.shape[0], low=-1)
+        c.pointers("bmp_blk_indptr", self.blk_indptr, n_blocks, self.blk_terms.shape[0])
+        c.array("bmp_blk_terms", self.blk_terms, (np.int32,))
+        c.ids("bmp_blk_terms", self.blk_terms, vocab_size)
+        c.ascending_within("bmp_blk_terms", self.blk_terms, self.blk_indptr)
+        c.pointers("bmp_entry_ptr", self.entry_ptr, self.blk_terms.shape[0], self.blk_offsets.shape[0])
+        c.array("bmp_blk_offsets", self.blk_offsets, (np.uint8,))
+        c.ids("bmp_blk_offsets", self.blk_offsets, self.block_size)
+        last = self.blk_offsets[self.entry_ptr[self.blk_indptr[n_blocks - 1]]:]  # the last block may be short
+        c.ids("bmp_blk_offsets (last block)", last, n_docs - (n_blocks - 1) * self.block_size)
+        c.array("bmp_blk_impacts", self.blk_impacts, (dtype,), self.blk_offsets.shape[0])
 
     def kernel_args(self) -> tuple:
         """The arguments of :func:`lsr.index.kernels.blockmax_search.search_bmp` after the query,

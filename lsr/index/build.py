@@ -10,7 +10,11 @@ import scipy.sparse as sp
 from lsr.data.vectors import SparseVectors
 
 QUANTIZATIONS = {"u8": np.uint8, "u16": np.uint16}
-
+# A positive weight below half an impact unit is stored as 1 unit, never dropped: a posting
+# lost to rounding is a document no query finds. Their count is reported (raised_postings);
+# past RAISED_WARN of the weights the step is too coarse for the data (typically one outlier
+# weight sets it) and the build summary says to use u16.
+RAISED_WARN = 0.01
 
 def quantization_scale(max_weight: float, dtype: np.dtype) -> float:
     """Weight of one impact unit: the largest weight maps to the dtype's maximum, so none overflows."""
@@ -19,9 +23,11 @@ def quantization_scale(max_weight: float, dtype: np.dtype) -> float:
 
 
 def quantize(weights: np.ndarray, scale: float, dtype: np.dtype) -> np.ndarray:
-    """Round weights to the nearest impact unit (never above the dtype's maximum)."""
+    """Round weights to the nearest impact unit, never above the dtype's maximum and, for a
+    positive weight, never below 1 (see RAISED_LIMIT)."""
     qmax = np.iinfo(dtype).max
-    return np.clip(np.rint(weights.astype(np.float64) / scale), 0, qmax).astype(dtype)
+    w = weights.astype(np.float64)
+    return np.where(w > 0, np.clip(np.rint(w / scale), 1, qmax), 0).astype(dtype)
 
 
 @dataclass(frozen=True)
@@ -33,7 +39,7 @@ class Postings:
     impacts: np.ndarray  # uint8 | uint16
     scale: float
     max_error: float  # largest |weight - impact * scale| over all postings
-    dropped: int  # non-zero weights that quantize to 0 and so have no posting
+    raised: int  # positive weights below half a unit, stored as 1 unit
 
 
 def build_postings(vectors: SparseVectors, vocab_size: int, quantization: str = "u16") -> Postings:
@@ -43,6 +49,7 @@ def build_postings(vectors: SparseVectors, vocab_size: int, quantization: str = 
     n_docs = len(vectors)
     scale = quantization_scale(float(vectors.values.max()) if vectors.nnz else 0.0, dtype)
     q = quantize(vectors.values, scale, dtype)
+    raised = int(np.count_nonzero((vectors.values > 0) & (vectors.values < scale / 2)))
     max_error = float(np.abs(vectors.values.astype(np.float64) - q * scale).max()) if vectors.nnz else 0.0
     # copies: scipy shares the arrays it is given, and eliminate_zeros compacts them in place
     by_doc = sp.csr_matrix((q, vectors.indices.copy(), vectors.indptr.copy()), shape=(n_docs, vocab_size))
@@ -55,5 +62,14 @@ def build_postings(vectors: SparseVectors, vocab_size: int, quantization: str = 
         impacts=by_term.data.astype(dtype),
         scale=scale,
         max_error=max_error,
-        dropped=int(vectors.nnz - by_doc.nnz),
+        raised=raised,
     )
+
+
+def raised_warning(stats: dict, quantization: str) -> str | None:
+    """The build summary's warning when many weights were raised to one impact step."""
+    raised, total = stats.get("raised_postings", 0), max(1, stats.get("num_postings", 0))
+    if raised <= RAISED_WARN * total:
+        return None
+    return (f"{raised:,} of {total:,} weights ({raised / total:.1%}) were below half a {quantization} impact step and are "
+            f"stored as one step (kept, but coarsened): the largest weight sets the step; --quantization u16 is 256x finer")

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lsr.errors import DataError
+from lsr.index.validate import Checker
 
 if TYPE_CHECKING:
     from lsr.index.sparse import SparseIndex
@@ -140,6 +141,21 @@ class DenseIndex:
         if settings["kind"] != "flat":
             faiss_index = _faiss().deserialize_index(np.asarray(load_array(_PREFIX + "faiss")))
         return cls(settings=dict(settings), faiss_index=faiss_index, **arrays)
+
+    def validate(self, c: Checker, n_docs: int) -> None:
+        """Refuse arrays that do not fit the sparse index's documents (see lsr.index.validate)."""
+        dim, n_clusters = self.settings.get("dim"), self.centroids.shape[0] if self.centroids.ndim == 2 else -1
+        c.array("dense_vectors", self.vectors, (np.float32,), n_docs, ndim=2)
+        c.array("dense_centroids", self.centroids, (np.float32,), ndim=2)
+        if self.vectors.shape[1] != dim or self.centroids.shape[1] != dim:
+            c.fail(f"dense vectors or centroids are not {dim}-dimensional")
+        c.pointers("dense_cluster_indptr", self.cluster_indptr, n_clusters, n_docs)
+        c.array("dense_cluster_docs", self.cluster_docs, (np.int32,), n_docs)
+        c.ids("dense_cluster_docs", self.cluster_docs, n_docs)
+        c.array("dense_doc_cluster", self.doc_cluster, (np.int32,), n_docs)
+        c.ids("dense_doc_cluster", self.doc_cluster, n_clusters)
+        if self.faiss_index is not None and self.faiss_index.ntotal != n_docs:
+            c.fail(f"the faiss index holds {self.faiss_index.ntotal} vectors for {n_docs} documents")
 
     # ---- facts --------------------------------------------------------------------------
     @property

@@ -31,6 +31,7 @@ from lsr.index.dense import DenseIndex
 from lsr.index.kernels import approx_search, blockmax_search, exhaustive, forward
 from lsr.index.modes import APPROX, SPARSE_MODES
 from lsr.index.reorder import reorder_documents
+from lsr.index.validate import Checker
 from lsr.util import offsets
 from lsr.version import __version__
 
@@ -132,7 +133,7 @@ class SparseIndex:
                 "empty_docs": int((lengths == 0).sum()),
                 "mean_terms_per_doc": float(lengths.mean()) if len(lengths) else 0.0,
                 "max_quantization_error": postings.max_error,
-                "dropped_postings": postings.dropped,
+                "raised_postings": postings.raised,
                 "build_seconds": round(time.perf_counter() - start, 3),
             },
         }
@@ -193,7 +194,7 @@ class SparseIndex:
             return storage.load_array(path, name, mmap)
 
         approx = ApproxIndex.from_arrays({name: load(name) for name in ApproxIndex.names()}) if "approx" in manifest else None
-        return cls(
+        index = cls(
             approx=approx,
             dense=DenseIndex.load(manifest["dense"], load) if "dense" in manifest else None,
             blocks=BlockMax.from_arrays(manifest["settings"]["block_size"], {f"bmp_{n}": load(f"bmp_{n}") for n in BlockMax.ARRAYS}),
@@ -203,6 +204,44 @@ class SparseIndex:
             path=path,
             **{name: load(name) for name in _ARRAYS},
         )
+        index.validate()
+        return index
+
+    def validate(self) -> None:
+        """Refuse a damaged index with one clear error (lsr.index.validate): lengths, dtypes,
+        monotone pointers and ids within bounds of every array, and the manifest's facts."""
+        c = Checker(self.path or "the index")
+        n, vocab_size = len(self.doc_ids), len(self.vocab)
+        stats, settings = self.manifest.get("stats"), self.manifest.get("settings")
+        if not isinstance(stats, dict) or not isinstance(settings, dict) or settings.get("quantization") not in QUANTIZATIONS:
+            c.fail("the manifest lacks its stats or settings")
+        if stats.get("num_docs") != n or stats.get("vocab_size") != vocab_size:
+            c.fail(f"doc_ids.json and vocab.json hold {n} ids and {vocab_size} terms, the manifest says "
+                   f"{stats.get('num_docs')} and {stats.get('vocab_size')}")
+        if not all(isinstance(d, str) for d in self.doc_ids) or len(set(self.doc_ids)) != n:
+            c.fail("doc_ids.json does not hold unique string ids")
+        if not all(isinstance(t, str) for t in self.vocab):
+            c.fail("vocab.json does not hold strings")
+        scale = settings.get("scale")
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not np.isfinite(scale) or scale <= 0:
+            c.fail(f"the manifest's scale {scale!r} is not a positive number")
+        dtype = QUANTIZATIONS[settings["quantization"]]
+        c.pointers("postings_indptr", self.postings_indptr, vocab_size, self.postings_docs.shape[0])
+        c.array("postings_docs", self.postings_docs, (np.int32,))
+        c.ids("postings_docs", self.postings_docs, n)
+        c.ascending_within("postings_docs", self.postings_docs, self.postings_indptr)
+        c.array("postings_impacts", self.postings_impacts, (dtype,), self.postings_docs.shape[0])
+        c.pointers("forward_indptr", self.forward_indptr, n, self.forward_terms.shape[0])
+        c.array("forward_terms", self.forward_terms, (np.int32,))
+        c.ids("forward_terms", self.forward_terms, vocab_size)
+        c.ascending_within("forward_terms", self.forward_terms, self.forward_indptr)
+        c.array("forward_weights", self.forward_weights, (np.float32,), self.forward_terms.shape[0])
+        c.finite("forward_weights", self.forward_weights)
+        self.blocks.validate(c, n, vocab_size, dtype)
+        if self.approx is not None:
+            self.approx.validate(c, n, vocab_size, self.forward_terms.shape[0], dtype)
+        if self.dense is not None:
+            self.dense.validate(c, n)
 
     # ---- facts --------------------------------------------------------------------------
     @property
@@ -372,7 +411,7 @@ class SparseIndex:
         if len(q) != 1:
             return approx_search.search_approx_batch(q.indptr, q.indices, q.values, *args, self._workers(threads, len(q)))
         s = self._thread_scratch()
-        if getattr(s, "qdense", None) is None:
+        if getattr(s, "visited", None) is None:  # not qdense: a selective-filter search may have made that alone
             s.qdense = np.zeros(len(self.vocab), dtype=np.float32)
             s.visited = np.zeros(self.num_docs, dtype=np.uint8)
         docs, scores = np.empty((1, k), np.int32), np.empty((1, k), np.float32)

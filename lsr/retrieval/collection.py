@@ -28,8 +28,10 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import json
+import logging
 import os
 import shutil
+import sqlite3
 import threading
 import time
 import uuid
@@ -61,6 +63,7 @@ SETTINGS_FILE = "collection.json"
 # Size-tiered merging (Lucene's TieredMergePolicy in spirit): when MERGE_FACTOR adjacent
 # segments fall in one size tier (a factor of MERGE_FACTOR in documents), they become one.
 MERGE_FACTOR = 8
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -256,7 +259,7 @@ class Collection:
             "approx": self.settings.get("approx"), "dense": self.settings.get("dense"),
             "segments": segs, "num_docs": snap.num_docs, "deleted_docs": sum(s["deleted"] for s in segs),
             "vocab_size": len(snap.vocab),
-            **{key: sum(ix.manifest["stats"][key] for ix in snap.indexes) for key in ("num_postings", "dropped_postings")},
+            **{key: sum(ix.manifest["stats"][key] for ix in snap.indexes) for key in ("num_postings", "raised_postings")},
             "max_quantization_error": max((ix.manifest["stats"]["max_quantization_error"] for ix in snap.indexes), default=0.0), "pending": {"docs": len(self._pending.docs), "deletes": len(self._pending.deletes)},
             "bytes": sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file()),
         }
@@ -283,6 +286,9 @@ class Collection:
         needs_model = [i for i, d in enumerate(parsed) if d.vector is None]
         if needs_model and not self.settings.get("model"):
             raise DataError(f"document {needs_model[0]}: this collection has no model to encode text; give 'vector'")
+        vectors_given = [i for i, d in enumerate(parsed) if d.vector is not None]
+        if vectors_given and self.settings.get("model") and isinstance(self.encoder, BM25Encoder):
+            raise DataError(f"document {vectors_given[0]}: a BM25 collection weighs texts against its statistics; give 'text', not 'vector'")
         if self.settings.get("dense") and any(d.vector is not None for d in parsed):
             raise DataError("this collection has a dense part: documents need text (its dense model encodes it)")
         with self._mutex:
@@ -330,11 +336,20 @@ class Collection:
         self._writer()
         with self._mutex:
             point = self.store.latest_commit()
+            published = bool(self._pending)
             if self._pending:
                 point = self._publish(point, self._pending)
                 self._pending = _Pending()
             if merge:
-                point = self._merge_tiers(point)
+                try:
+                    point = self._merge_tiers(point)
+                except (OSError, sqlite3.Error) as e:
+                    if not published:
+                        raise
+                    # the changes are durable already: a failed merge (a full disk) must not report them
+                    # lost; it is retried by the next commit
+                    log.warning("%s: merge after commit %s failed, retried at the next commit: %s", self.path, point["generation"], e)
+                    point = self.store.latest_commit()
             self._remove_unreferenced()
             return int(point["generation"])
 
@@ -343,7 +358,10 @@ class Collection:
         gen = self.commit(merge=False)
         with self._mutex:
             point = self.store.latest_commit()
-            while len(point["segments"]) > max(1, max_segments):
+            # one segment still holding deletions is rewritten too: its quantization scale and (BM25)
+            # statistics include the deleted rows, so it would not equal a fresh build
+            while len(point["segments"]) > max(1, max_segments) or (
+                    max_segments <= 1 and len(point["segments"]) == 1 and point["segments"][0].get("deletes")):
                 n = len(point["segments"]) - max(1, max_segments) + 1
                 point = self._merge(point, 0, n)
             self._remove_unreferenced()
@@ -552,6 +570,9 @@ class Collection:
         for entry in (self.path / "deletes").iterdir():
             if entry.name not in keep_deletes:
                 entry.unlink(missing_ok=True)
+        for entry in self.path.glob(".*.tmp-*"):  # vocab.json / collection.json replacements cut short by a crash
+            if not entry.name.split(".tmp-", 1)[1].startswith(f"{os.getpid()}-"):  # the lock holder's own may be in use
+                entry.unlink(missing_ok=True)
         for name in list(self._segments):
             if name not in keep_segments:
                 del self._segments[name]
@@ -579,6 +600,10 @@ def upgrade(path: str | os.PathLike) -> Path:
     """Turn a format-1 index directory into a one-segment collection in place (same documents,
     same scores; no texts or metadata are stored, as format 1 has none)."""
     index = SparseIndex.load(path)
+    if str(index.manifest.get("model") or "").lower() == "bm25":
+        raise IndexFormatError(f"{path} is a format-1 BM25 index: it stores no texts or lengths, so a collection could not keep "
+                               f"its BM25 statistics right; rebuild it from the corpus (`lsr index --corpus C --model bm25 --out {path}`). "
+                               "As it is, it still opens read-only")
     approx = ApproxSettings(**index.manifest["approx"]["settings"]) if "approx" in index.manifest else False
     docs = [Document(d) for d in index.doc_ids]
     return Collection.build(path, index, docs, growing_vocab=index.manifest.get("model") in (None, "bm25"), approx=approx,

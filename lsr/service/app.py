@@ -582,6 +582,8 @@ def _open(source: str | os.PathLike | Retriever) -> Retriever:
         probe = {retriever.vocab[0]: 1.0}
     else:
         return retriever
+    if not retriever.segments.indexes:
+        return retriever  # an empty collection: no kernel to warm up (and it claims every part, dense included)
     for name, mode in MODES.items():
         if not mode.needs <= retriever.segments.parts or (mode.text_only and not isinstance(probe, str)):
             continue  # a mode this index cannot serve: requests for it get a clear 422
