@@ -1,7 +1,9 @@
 """Indexes for the service tests, built once per test process whichever module asks first.
 
-The tiny index is built from hand-written vectors (no model: text queries are an error);
-the ADI index is encoded with splade-tiny from ../shared/data/adi, for text queries.
+The tiny index is built from hand-written vectors (no model: text queries are an error) and
+saved by SparseIndex.save (a format-1 index directory, which the service still serves); the
+ADI index is encoded with splade-tiny from ../shared/data/adi, for text queries, and written
+by the build pipeline as a one-segment collection (what `lsr index` writes).
 """
 
 import atexit
@@ -44,5 +46,6 @@ def adi_index_dir() -> Path:
     from lsr.pipeline import build_index
 
     # With a dense part and the approx structure, so that every mode the schema offers can serve requests.
-    index, _ = build_index(ADI_INDEX, corpus=ADI, model="splade-tiny", show_progress_bar=False, dense_model="all-MiniLM-L6-v2", approx=True)
-    return index.path
+    retriever, _ = build_index(ADI_INDEX, corpus=ADI, model="splade-tiny", show_progress_bar=False, dense_model="all-MiniLM-L6-v2", approx=True)
+    assert retriever.collection is not None and retriever.path == ADI_INDEX
+    return retriever.path

@@ -177,6 +177,11 @@ def test_cli_tune_then_search_both_modes(adi, adi_index, tmp_path):
     shutil.copytree(adi_index, index_dir)
     tuned = json.loads(run_cli("tune", "--index", str(index_dir), "--queries", str(adi), "--target", "0.9", "--n-postings", "0").stdout)
     assert tuned["chosen"]["recall"] >= 0.9 and tuned["approx"]["settings"]["n_postings"] is None
+    # `lsr index` wrote a collection: the tuned structure is saved in its segment, and the
+    # collection now records the approx settings (for the segments later commits write)
+    info = json.loads(run_cli("info", "--index", str(index_dir), "--json", "--verify").stdout)
+    assert info["approx"] is not None and info["approx"]["n_postings"] is None and len(info["segments"]) == 1
+    assert Retriever.load(index_dir).index.manifest["approx"] == tuned["approx"]
     query = ["--index", str(index_dir), "--query", "computer information retrieval", "-k", "5", "--json"]
     approx = json.loads(run_cli("search", *query, "--mode", "approx", "--query-cut", "65536", "--heap-factor", "0").stdout)
     assert approx == json.loads(run_cli("search", *query, "--mode", "exhaustive").stdout)

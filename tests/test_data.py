@@ -42,7 +42,8 @@ def test_corpus_loads_title_and_text(tmp_path):
         ('{"_id": "a", "text": "again"}', "corpus.jsonl:2: duplicate document id 'a' (first on line 1)"),
         ('["not", "an", "object"]', "corpus.jsonl:2: expected a JSON object"),
         ('{"_id": "b", "text": 3}', "corpus.jsonl:2: 'title' and 'text' must be strings"),
-        ('{"_id": "b\\tc", "text": "x"}', "corpus.jsonl:2: id 'b\\tc' contains a tab or newline"),
+        ('{"_id": "b\\tc", "text": "x"}', "corpus.jsonl:2: id 'b\\tc' contains white space, which TREC runs cannot carry"),
+        ('{"_id": "b c", "text": "x"}', "corpus.jsonl:2: id 'b c' contains white space, which TREC runs cannot carry"),
     ],
 )
 def test_corpus_errors_name_file_and_line(tmp_path, bad_line, message):
@@ -117,7 +118,8 @@ def test_vectors_concat():
         ('{"id": "x", "vector": {"a": -1}}', "must be finite and >= 0"),
         ('{"id": "x", "vector": {"a": "heavy"}}', "must be a number"),
         ('{"id": "x", "vector": [1, 2]}', "'vector' must be an object"),
-        ('{"vector": {"a": 1}}', "missing 'id'"),
+        ('{"vector": {"a": 1}}', "missing '_id'"),  # a vectors line's id is checked as a corpus record's ('id' or '_id')
+        ('{"id": "d 2", "vector": {"a": 1}}', "id 'd 2' contains white space"),
         ('{"id": "d1", "vector": {"a": 1}}', "duplicate id 'd1'"),
         ('{"id": "x", "vector": {"a": NaN}}', "must be finite"),
     ],

@@ -241,7 +241,11 @@ def adi_hybrid(tmp_path_factory):
 
 def test_cli_dense_and_hybrid_search(adi_hybrid):
     info = json.loads(run_cli("info", "--index", str(adi_hybrid), "--json", "--verify").stdout)
-    assert info["dense"]["model"] == "all-MiniLM-L6-v2" and info["dense"]["dim"] == 384
+    # the collection records the dense model; its one segment holds the dense part (384-dim MiniLM vectors)
+    assert info["dense"]["model"] == "all-MiniLM-L6-v2" and [s["docs"] for s in info["segments"]] == [82]
+    segment = Retriever.load(adi_hybrid).index
+    assert segment.path.parent == adi_hybrid / "segments" and "dense" in segment.parts
+    assert segment.info()["dense"]["model"] == "all-MiniLM-L6-v2" and segment.info()["dense"]["dim"] == 384
     for mode in ("dense", "hybrid", "selective"):
         out = json.loads(run_cli("search", "--index", str(adi_hybrid), "--query", "computer information retrieval", "--mode", mode, "-k", "5", "--json").stdout)
         assert len(out["hits"]) == 5

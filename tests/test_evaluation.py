@@ -145,6 +145,15 @@ def test_cli_bm25_end_to_end(adi: Path, dirs, tmp_path: Path, capsys):
     assert lsr_main(["evaluate", "--dataset", str(adi), "--model", "bm25", "--no-efficiency", "--output", str(out), *dirs]) == 0
     assert json.loads(out.read_text())["metrics"] == report["metrics"]
     assert "building the index" not in capsys.readouterr().err  # the cached collection was reused
+    # a prebuilt collection (--index): same metrics, and the build facts its segment records
+    cached = tmp_path / "cache" / "adi" / "bm25"
+    assert (cached / "collection.json").is_file()
+    assert lsr_main(["evaluate", "--dataset", str(adi), "--index", str(cached), "--output", str(out), *dirs]) == 0
+    prebuilt = json.loads(out.read_text())
+    assert prebuilt["metrics"] == report["metrics"] and prebuilt["system"]["model"] == "bm25"
+    stats = Retriever.load(cached).index.manifest["stats"]
+    assert prebuilt["efficiency"]["build_seconds"] == stats["build_seconds"] is not None
+    assert prebuilt["efficiency"]["encode_corpus_seconds"] == stats["encode_seconds"] is not None
 
 
 def test_cli_approx_and_exhaustive_modes(adi: Path, dirs, tmp_path: Path, capsys):

@@ -129,6 +129,33 @@ def test_non_finite_weight_is_rejected(client):
     validation_error(r, ["vector", "apple"])
 
 
+@pytest.mark.parametrize("flt, where", [
+    (b'{"a": 1' + b"0" * 400 + b"}", "filter.a"),  # an integer no float64 holds: a 422, not a 500
+    (b'{"a": {"gt": 1' + b"0" * 400 + b"}}", "filter.a.gt"),
+    (b'{"a": [1]}', "filter.a"),
+    (b'{"and": []}', "filter.and"),
+    (b'{".a": 1}', "filter..a"),
+])
+def test_invalid_filters_are_422_naming_the_place(client, flt, where):
+    r = client.post("/search", content=b'{"vector": {"apple": 1.0}, "filter": ' + flt + b"}", headers={"content-type": "application/json"})
+    assert where + ":" in validation_error(r, ["body"])["message"]
+
+
+def test_openapi_describes_the_filter_language(client):
+    """The filter schema is the filter language (lsr.data.filters), not any object: a filter
+    the schema allows is one the server takes (the fuzz test relies on it)."""
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    for name in ("SearchRequest", "BatchSearchRequest"):
+        assert schemas[name]["properties"]["filter"]["anyOf"] == [{"$ref": "#/components/schemas/MetadataFilter"}, {"type": "null"}]
+    flt, condition = schemas["MetadataFilter"], schemas["FilterCondition"]
+    assert set(flt["properties"]) == {"and", "or", "not"} and flt["minProperties"] == 1
+    assert {"$ref": "#/components/schemas/FilterCondition"} in flt["additionalProperties"]["anyOf"]
+    assert condition["additionalProperties"] is False and condition["minProperties"] == 1
+    from lsr.data.filters import COMPARISONS
+
+    assert set(condition["properties"]) == set(COMPARISONS)
+
+
 def test_explain_depth_is_capped(client):
     err = validation_error(client.post("/search", json={"vector": {"a": 1}, "k": MAX_EXPLAIN_K + 1, "explain": True}), ["body"])
     assert str(MAX_EXPLAIN_K) in err["message"]

@@ -92,4 +92,12 @@ def test_serve_subcommand_parses_and_dispatches(monkeypatch):
     assert args.func is service_server.run_serve and args.func(args) == 0
     assert calls == [(("idx", "127.0.0.1", 9000, 2), {
         "public_reads": False, "cors_origins": ["https://a.example"], "log_level": "info", "access_log": False,
+        "writable": False, "commit_docs": 1000, "commit_ms": 1000,
+    })]
+    calls.clear()
+    args = build_parser().parse_args(["serve", "--index", "idx", "--writable", "--commit-docs", "5", "--commit-ms", "20"])
+    assert args.func(args) == 0
+    assert calls == [(("idx", "127.0.0.1", 8000, 1), {
+        "public_reads": False, "cors_origins": [], "log_level": "info", "access_log": True,
+        "writable": True, "commit_docs": 5, "commit_ms": 20,
     })]

@@ -9,12 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lsr.data.files import format_suffix, iter_jsonl, open_text
+from lsr.data.files import check_text, format_suffix, iter_jsonl, open_text, record_id
 from lsr.data.vectors import check_weight
 from lsr.errors import DataError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-MAX_ID_CHARS = 512
 
 
 @dataclass(frozen=True)
@@ -43,6 +42,8 @@ class Document:
         title, text = obj.get("title") or "", obj.get("text") or ""
         if not isinstance(title, str) or not isinstance(text, str):
             raise DataError(f"{where}: 'title' and 'text' must be strings")
+        check_text(title, f"{where}: 'title'")
+        check_text(text, f"{where}: 'text'")
         meta = obj.get("metadata") or {}
         if not isinstance(meta, Mapping):
             raise DataError(f"{where}: 'metadata' must be a JSON object")
@@ -195,16 +196,3 @@ def add_query(seen: dict[str, int], qid: str, text: str, f: Path, lineno: int) -
     seen[qid] = lineno
     return Query(qid, text)
 
-
-def record_id(obj: Mapping[str, Any], where: str) -> str:
-    """The ``_id`` (or ``id``) of a corpus or topics record: a non-empty string (numbers are
-    taken as their text) that a TREC run can carry (no tab, no newline)."""
-    raw = obj.get("_id", obj.get("id"))
-    if raw is None or isinstance(raw, (dict, list, bool)) or not str(raw).strip():
-        raise DataError(f"{where}: missing '_id'")
-    doc_id = str(raw)
-    if any(c in doc_id for c in "\t\n\r"):
-        raise DataError(f"{where}: id {doc_id!r} contains a tab or newline")
-    if len(doc_id) > MAX_ID_CHARS:
-        raise DataError(f"{where}: id is longer than {MAX_ID_CHARS} characters")
-    return doc_id

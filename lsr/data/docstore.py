@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lsr.errors import DataError
+from lsr.errors import DataError, LsrError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
@@ -40,6 +40,11 @@ CREATE INDEX IF NOT EXISTS docs_live_id ON docs (id) WHERE deleted_gen IS NULL;
 CREATE TABLE IF NOT EXISTS commits (generation INTEGER PRIMARY KEY, point TEXT NOT NULL, created TEXT NOT NULL);
 """
 FIELDS = ("title", "text", "metadata")
+
+
+class StoreError(LsrError, sqlite3.OperationalError):
+    """The database refused a write (a full disk, permissions): one line for the user, and
+    still the sqlite3 error it was for callers that catch that."""
 
 
 @dataclass(frozen=True)
@@ -120,14 +125,17 @@ class DocStore:
         title, text, metadata_json, length)``, mark ``deleted`` rows (segment -> rows), forget the rows
         of merged-away segments, and record the point, in one transaction."""
         gen = int(point["generation"])
-        with self.transaction() as db:
-            db.executemany("INSERT INTO docs (segment, row, id, title, text, metadata, length) VALUES (?, ?, ?, ?, ?, ?, ?)", added)
-            for segment, rows in deleted.items():
-                db.executemany("UPDATE docs SET deleted_gen = ? WHERE segment = ? AND row = ? AND deleted_gen IS NULL",
-                               [(gen, segment, int(r)) for r in rows])
-            db.executemany("DELETE FROM docs WHERE segment = ?", [(s,) for s in dropped_segments])
-            db.execute("INSERT INTO commits (generation, point, created) VALUES (?, ?, ?)", (gen, json.dumps(point), created))
-            db.execute("DELETE FROM commits WHERE generation < ?", (gen - 16,))  # a short history, for inspection
+        try:
+            with self.transaction() as db:
+                db.executemany("INSERT INTO docs (segment, row, id, title, text, metadata, length) VALUES (?, ?, ?, ?, ?, ?, ?)", added)
+                for segment, rows in deleted.items():
+                    db.executemany("UPDATE docs SET deleted_gen = ? WHERE segment = ? AND row = ? AND deleted_gen IS NULL",
+                                   [(gen, segment, int(r)) for r in rows])
+                db.executemany("DELETE FROM docs WHERE segment = ?", [(s,) for s in dropped_segments])
+                db.execute("INSERT INTO commits (generation, point, created) VALUES (?, ?, ?)", (gen, json.dumps(point), created))
+                db.execute("DELETE FROM commits WHERE generation < ?", (gen - 16,))  # a short history, for inspection
+        except sqlite3.OperationalError as e:  # a full disk, a read-only file, a lock held too long
+            raise StoreError(f"{self.path}: generation {gen} was not committed ({e}); the previous one is intact") from e
 
     # ---- reads --------------------------------------------------------------------------
     def live(self, ids: Sequence[str]) -> dict[str, tuple[str, int]]:

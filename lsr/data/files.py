@@ -5,11 +5,13 @@ from __future__ import annotations
 import gzip
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from lsr.errors import DataError
+
+MAX_ID_CHARS = 512
 
 
 def open_text(path: str | os.PathLike) -> TextIO:
@@ -41,3 +43,27 @@ def parse_object(text: str, where: str) -> dict:
     if not isinstance(obj, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     return obj
+
+
+def record_id(obj: Mapping[str, Any], where: str) -> str:
+    """The ``_id`` (or ``id``) of a corpus or topics record: a non-empty string (numbers are
+    taken as their text) that a TREC run can carry (no white space)."""
+    raw = obj.get("_id", obj.get("id"))
+    if raw is None or isinstance(raw, (dict, list, bool)) or not str(raw).strip():
+        raise DataError(f"{where}: missing '_id'")
+    doc_id = str(raw)
+    if any(c.isspace() for c in doc_id):
+        raise DataError(f"{where}: id {doc_id!r} contains white space, which TREC runs cannot carry")
+    if len(doc_id) > MAX_ID_CHARS:
+        raise DataError(f"{where}: id is longer than {MAX_ID_CHARS} characters")
+    return doc_id
+
+
+def check_text(text: str, where: str) -> str:
+    """``text`` if it is valid Unicode (a lone surrogate, from JSON escapes or undecodable bytes
+    in argv, cannot be encoded, and would fail deep inside a tokenizer or the database)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise DataError(f"{where} is not valid Unicode (character {e.start}: {text[e.start]!r})") from None
+    return text

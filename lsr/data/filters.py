@@ -62,7 +62,7 @@ def _check_comparison(op: str, arg: Any, where: str) -> None:
         for v in arg:
             _check_scalar(v, where)
     elif op in _RANGES:
-        if isinstance(arg, bool) or not isinstance(arg, (int, float)) or not math.isfinite(arg):
+        if isinstance(arg, bool) or not isinstance(arg, (int, float)) or not _finite(arg):
             raise DataError(f"{where}: takes a finite number, got {json.dumps(arg)}")
     elif op == "exists":
         if not isinstance(arg, bool):
@@ -72,8 +72,16 @@ def _check_comparison(op: str, arg: Any, where: str) -> None:
 
 
 def _check_scalar(value: Any, where: str) -> None:
-    if not (value is None or isinstance(value, (str, bool)) or isinstance(value, (int, float)) and math.isfinite(value)):
+    if not (value is None or isinstance(value, (str, bool)) or isinstance(value, (int, float)) and _finite(value)):
         raise DataError(f"{where}: compares with a string, number, boolean or null, got {json.dumps(value)[:80]}")
+
+
+def _finite(x: int | float) -> bool:
+    """A finite float64: an integer too large for one (JSON allows it) is not."""
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
 
 
 class Columns:

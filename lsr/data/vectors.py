@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lsr.data.files import iter_jsonl
+from lsr.data.files import iter_jsonl, record_id
 from lsr.errors import DataError
 from lsr.util import concat, offsets
 
@@ -142,10 +142,7 @@ def read_vectors_jsonl(path: str | Path, vocab: Sequence[str] | None = None) -> 
     rows: list[dict[str, float]] = []
     seen: dict[str, int] = {}
     for lineno, obj in iter_jsonl(path):
-        doc_id = obj.get("id", obj.get("_id"))
-        if doc_id is None or (isinstance(doc_id, str) and not doc_id.strip()):
-            raise DataError(f"{path}:{lineno}: missing 'id'")
-        doc_id = str(doc_id)
+        doc_id = record_id(obj, f"{path}:{lineno}")
         if doc_id in seen:
             raise DataError(f"{path}:{lineno}: duplicate id {doc_id!r} (first on line {seen[doc_id]})")
         seen[doc_id] = lineno

@@ -79,7 +79,8 @@ def get_index(spec: SystemSpec, collection: Collection, cache_dir: str | os.Path
     build record. The parts the system's mode needs (approx, dense) are built with it."""
     if spec.kind == "index":
         retriever = Retriever.load(spec.index)
-        stats = retriever.manifest.get("stats", {})
+        indexes = retriever.segments.indexes  # a collection's build stats are its (one) segment's
+        stats = retriever.manifest.get("stats") or (indexes[0].manifest.get("stats", {}) if len(indexes) == 1 else {})
         return retriever, {"reused": True, "build_seconds": stats.get("build_seconds"), "encode_seconds": stats.get("encode_seconds")}
     corpus = need_corpus(spec.name, collection)
     params = dict(spec.params)

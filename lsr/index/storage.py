@@ -118,12 +118,20 @@ def verify_files(path: str | os.PathLike, manifest: Mapping[str, Any]) -> None:
 
 
 def load_array(path: Path, name: str, mmap: bool = True) -> np.ndarray:
-    return np.load(path / f"{name}.npy", mmap_mode="r" if mmap else None)
+    """An array file, or IndexFormatError when it is missing, empty or not an .npy array."""
+    try:
+        return np.load(path / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise IndexFormatError(f"{path / (name + '.npy')} is damaged or missing ({type(e).__name__}: {e})") from None
 
 
 def load_json(path: Path, name: str) -> Any:
-    with open(path / f"{name}.json", encoding="utf-8") as f:
-        return json.load(f)
+    """A JSON file, or IndexFormatError when it is missing or not JSON."""
+    try:
+        with open(path / f"{name}.json", encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise IndexFormatError(f"{path / (name + '.json')} is damaged or missing ({type(e).__name__}: {e})") from None
 
 
 def _refuse_foreign(out: Path) -> None:
@@ -153,7 +161,9 @@ def _check(path: Path) -> dict[str, Any]:
     if format_ != FORMAT:
         raise IndexFormatError(f"{path} is not an lsr index (format {format_!r})")
     version = manifest.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise IndexFormatError(f"{path / MANIFEST} is damaged: format_version is {version!r}, not a version number")
+    if version > FORMAT_VERSION:
         raise IndexFormatError(
             f"{path} has index format version {version}, newer than this lsr reads ({FORMAT_VERSION}); upgrade lsr"
         )

@@ -22,6 +22,7 @@ from lsr.encoders.base import Encoder
 from lsr.encoders.registry import load_encoder
 from lsr.errors import DataError
 from lsr.data.docstore import FIELDS
+from lsr.data.files import check_text
 from lsr.data.filters import check_filter
 from lsr.errors import LsrError
 from lsr.index import SparseIndex
@@ -84,7 +85,11 @@ class Retriever:
     def load(cls, path: str | os.PathLike, *, mmap: bool = True, verify: bool = False, encoder: Encoder | None = None) -> "Retriever":
         """Open a collection (read-only) or an index directory; the query model loads on first use."""
         if (Path(path) / SETTINGS_FILE).is_file():
-            return cls(Collection.open(path), encoder=encoder)
+            collection = Collection.open(path)
+            if verify:  # every segment of the newest generation against its checksums
+                for segment in collection.snapshot().indexes:
+                    SparseIndex.load(segment.path, verify=True)
+            return cls(collection, encoder=encoder)
         return cls(SparseIndex.load(path, mmap=mmap, verify=verify), encoder=encoder)
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -201,7 +206,7 @@ class Retriever:
         for q in queries:
             if not isinstance(q, (str, Mapping)):
                 raise TypeError(f"a query is a text or a {{term: weight}} mapping, got {type(q).__name__}")
-        texts = [q for q in queries if isinstance(q, str)]
+        texts = [check_text(q, f"query {i}") for i, q in enumerate(queries) if isinstance(q, str)]
         encoded = iter(self._encode_texts(texts)) if texts else iter(())
         mappings = [q for q in queries if not isinstance(q, str)]
         from_dicts = SparseVectors.from_dicts(mappings, self.vocab, source="query", term_ids=self._term_positions())

@@ -168,6 +168,43 @@ class QueryInput(ApiModel):
         return self.query if self.query is not None else self.vector  # type: ignore[return-value]
 
 
+_FilterScalar = str | float | bool | None
+
+
+class FilterCondition(BaseModel):
+    """The schema (only) of one field's condition in a filter (:mod:`lsr.data.filters`)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
+    eq: _FilterScalar = None
+    ne: _FilterScalar = None
+    in_: list[_FilterScalar] = Field(None, alias="in")
+    nin: list[_FilterScalar] = Field(None)
+    gt: float = Field(None)
+    gte: float = Field(None)
+    lt: float = Field(None)
+    lte: float = Field(None)
+    exists: bool = Field(None)
+
+
+class MetadataFilter(BaseModel):
+    """The schema (only) of a filter, so that a filter the schema allows is one check_filter takes."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"minProperties": 1, "propertyNames": {"minLength": 1, "pattern": "^[^.]"}})
+    and_: list["MetadataFilter"] = Field(None, alias="and", min_length=1)
+    or_: list["MetadataFilter"] = Field(None, alias="or", min_length=1)
+    not_: "MetadataFilter" = Field(None, alias="not")
+    __pydantic_extra__: dict[str, _FilterScalar | FilterCondition]
+
+
+class _FilterSchema:
+    """Parsed as a plain object (check_filter validates it, naming the place of a mistake);
+    described by :class:`MetadataFilter`."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core: Any, handler: Any) -> dict[str, Any]:
+        return handler(MetadataFilter.__pydantic_core_schema__)
+
+
 class SearchSettings(ApiModel):
     """How to search: depth, mode and the mode's knobs."""
 
@@ -177,7 +214,7 @@ class SearchSettings(ApiModel):
     knobs: dict[str, KnobValue] = Field(default_factory=dict, json_schema_extra=_KNOB_RANGES, description="Mode-specific settings: "
                                         + "; ".join(f"{m.name}: {', '.join(m.knob_names) or 'none'}" for m in MODES.values()) + ".")
 
-    filter: dict[str, Any] | None = Field(None, description="Metadata filter (a collection): equality `{\"lang\": \"en\"}`, "
+    filter: Annotated[dict[str, Any], _FilterSchema] | None = Field(None, description="Metadata filter (a collection): equality `{\"lang\": \"en\"}`, "
                                           "`in`, `nin`, `ne`, ranges `{\"year\": {\"gte\": 2000}}`, `exists`, and `and`/`or`/`not` of those.",
                                           examples=[{"year": {"gte": 2000}, "lang": "en"}])
     fields: list[Literal["title", "text", "metadata"]] | None = Field(None, max_length=3, description="Stored fields returned with each hit.")

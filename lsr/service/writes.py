@@ -17,7 +17,8 @@ from fastapi import Depends, FastAPI, Query as Param
 from pydantic import Field, StringConstraints
 from starlette.exceptions import HTTPException
 
-from lsr.data.beir import MAX_ID_CHARS, Document
+from lsr.data.beir import Document
+from lsr.data.files import MAX_ID_CHARS
 from lsr.retrieval.collection import Collection
 
 MAX_DOCUMENTS = 1000  # per POST /documents
@@ -39,7 +40,7 @@ def register(app: FastAPI, *, ready: Callable, in_thread: Callable, read_key: li
     class DocumentIn(ApiModel):
         """One document: ``text`` (encoded by the collection's model) or a ``vector``."""
 
-        id: Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS, pattern=r"^[^\t\n\r]+$")]
+        id: Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS, pattern=r"^\S+$")]
         title: Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)] = ""
         text: Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)] | None = None
         metadata: dict[str, Any] = Field(default_factory=dict, description="JSON object stored with the document and filterable.")
