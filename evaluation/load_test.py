@@ -57,11 +57,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(index: str, workers: int, log: Path) -> tuple[subprocess.Popen, str]:
+def start_server(index: str, workers: int, log: Path, extra: list[str] = ()) -> tuple[subprocess.Popen, str]:
     """A server on a free loopback port, in its own process group; returns once /health is 200."""
     port = free_port()
     cmd = [sys.executable, "-m", "lsr.cli", "serve", "--index", index, "--port", str(port),
-           "--workers", str(workers), "--no-access-log", "--log-level", "warning"]
+           "--workers", str(workers), "--no-access-log", "--log-level", "warning", *extra]
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -243,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=30.0, help="per request, seconds")
     p.add_argument("--deadline", type=float, default=1800.0, help="whole load phase, seconds")
     p.add_argument("--label", help="result file name (default: workers<N> or the URL's port)")
+    p.add_argument("--serve-arg", action="append", default=[], help="passed to `lsr serve` (repeat), e.g. --serve-arg=--batch-wait-ms=0")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
 
@@ -262,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
 
     loadavg_before = [round(x, 2) for x in os.getloadavg()]
     server_log = Path(tempfile.gettempdir()) / f"lsr-load-test-{label}.server.log"
-    proc, url = start_server(args.index, workers, server_log) if workers else (None, args.url.rstrip("/"))
+    proc, url = start_server(args.index, workers, server_log, args.serve_arg) if workers else (None, args.url.rstrip("/"))
     try:
         for q in queries[:50]:  # warm the server's threads and caches
             httpx.post(f"{url}/search", json={"query": q, "k": args.k}, timeout=args.timeout).raise_for_status()

@@ -123,7 +123,7 @@ def cmd_search(args: argparse.Namespace) -> None:
         query = args.query if args.query is not None else parse_object(args.vector, "--vector")
         if isinstance(query, dict):
             SparseVectors.from_dicts([query], source="--vector")  # weights checked, the line named
-        result = retriever.search(query, k=args.k, mode=args.mode, **where, **knobs)
+        result = retriever.search(query, k=args.k or 10, mode=args.mode, **where, **knobs)
         fields = result.fields or [{} for _ in result.ids]
         if args.json:
             hits = [{"rank": r, "id": i, "score": s, **f} for r, (i, s, f) in enumerate(zip(result.ids, result.scores, fields), 1)]
@@ -134,7 +134,7 @@ def cmd_search(args: argparse.Namespace) -> None:
                 print(f"{r:>4}  {score:10.4f}  {doc_id}" + (f"  {shown}" if shown else ""))
         return
     queries = load_queries(resolve_dataset(args.queries))
-    results = retriever.search_batch([q.text for q in queries], k=args.k, mode=args.mode, filter=where.get("filter"), **knobs)
+    results = retriever.search_batch([q.text for q in queries], k=args.k or 1000, mode=args.mode, filter=where.get("filter"), **knobs)
     lines = [
         f"{q.id} Q0 {doc_id} {r} {score:.6f} {args.tag}\n"
         for q, result in zip(queries, results)
@@ -356,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--query", help="query text")
     src.add_argument("--vector", help='query term weights as JSON: \'{"term": weight, ...}\'')
     src.add_argument("--queries", help="collection name, BEIR folder, queries.jsonl or qid<TAB>text file")
-    p.add_argument("-k", type=_positive, default=10)
+    p.add_argument("-k", type=_positive, help="hits per query (default: 10 for one query, 1000 for a queries file: a run deep enough for R@1000)")
     add_mode_arguments(p)
     p.add_argument("--filter", help='metadata filter as JSON, e.g. \'{"year": {"gte": 2000}, "lang": "en"}\' (a collection)')
     p.add_argument("--fields", help="stored fields to show with each hit (single query): title,text,metadata")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from conftest import run_cli
 
 from lsr.retrieval import Retriever
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_index_search_info(adi_index, tmp_path):
@@ -208,13 +211,15 @@ def test_evaluate_approx_and_exhaustive_modes(adi, tmp_path):
             assert any(line.strip().startswith(f"{metric}: ") for line in proc.stdout.splitlines()), proc.stdout
         reports[mode] = json.loads(out.read_text())
         assert reports[mode]["system"]["mode"] == mode
-        assert (tmp_path / "runs" / mode / "adi" / "splade-tiny.trec").is_file()
+        assert (tmp_path / "runs" / mode / "adi" / ("splade-tiny.trec" if mode == "exact" else f"splade-tiny-{mode}.trec")).is_file()
     exact, exhaustive, approx = reports["exact"], reports["exhaustive"], reports["approx"]
     assert set(exact["metrics"]) == set(exhaustive["metrics"]) and 0 < exact["metrics"]["nDCG@10"] <= 1
     assert exhaustive["metrics"] == exact["metrics"]
     assert exhaustive["efficiency"]["recall_vs_exact"] == 1.0
-    cached = tmp_path / "cache" / "adi" / "splade-tiny+approx"
-    assert (cached / "collection.json").is_file() and "approx" in Retriever.load(cached).segments.parts
-    assert "approx" not in Retriever.load(tmp_path / "cache" / "adi" / "splade-tiny").segments.parts
+    cached = {mode: Path(r["system"]["index"]["path"]) for mode, r in reports.items()}
+    cached = {mode: p if p.is_absolute() else PROJECT_ROOT / p for mode, p in cached.items()}
+    assert cached["exact"] == cached["exhaustive"] != cached["approx"]  # one index per build, shared by the modes
+    assert (cached["approx"] / "collection.json").is_file() and "approx" in Retriever.load(cached["approx"]).segments.parts
+    assert "approx" not in Retriever.load(cached["exact"]).segments.parts
     assert 0.9 <= approx["efficiency"]["recall_vs_exact"] <= 1.0
     assert all(0 <= v <= 1 for v in approx["metrics"].values()) and set(approx["metrics"]) == set(exact["metrics"])

@@ -242,10 +242,15 @@ def _enum(schema: dict, schemas: dict) -> list:
     return schema["enum"]
 
 
-def test_openapi_modes_and_knobs_are_the_registrys(client):
-    """The request schema is derived from lsr.retrieval.modes.MODES: the same modes, and per
-    mode exactly its knobs with their ranges, so the two cannot drift apart."""
-    spec = client.get("/openapi.json").json()
+def test_openapi_modes_and_knobs_are_the_registrys(adi, client):
+    """The request schema is derived from lsr.retrieval.modes.MODES: the same modes (those the
+    loaded index can serve), and per mode exactly its knobs with their ranges, so the two cannot
+    drift apart."""
+    tiny = client.get("/openapi.json").json()  # no approx structure, no dense part
+    for name, schema in _search_request_schemas(tiny).items():
+        assert _enum(schema["properties"]["mode"], tiny["components"]["schemas"]) == ["exact", "exhaustive"], name
+        assert [r["if"].get("properties", {}).get("mode", {}).get("const") or "exact" for r in schema["allOf"]] == ["exact", "exhaustive"]
+    spec = adi.get("/openapi.json").json()  # the ADI index has every part
     schemas = spec["components"]["schemas"]
     every_knob = all_knobs()
     for name, schema in _search_request_schemas(spec).items():
@@ -419,13 +424,18 @@ def test_api_key_guards_reads_but_not_health():
         error_of(c.post("/encode", json={"texts": ["a"]}), 401, "unauthorized")
         assert c.post("/search", json=q, headers={"X-API-Key": "s3cret"}).status_code == 200
         assert c.get("/stats", headers={"X-API-Key": "s3cret"}).json()["service"]["api_key_required"] is True
-        assert c.get("/health").status_code == 200
-        assert "APIKeyHeader" in c.get("/openapi.json").json()["components"]["securitySchemes"]
+        assert c.get("/health").status_code == 200 and c.head("/health").status_code == 200
+        # the schema and docs are reads too: behind the key
+        error_of(c.get("/openapi.json"), 401, "unauthorized")
+        error_of(c.get("/docs"), 401, "unauthorized")
+        assert "APIKeyHeader" in c.get("/openapi.json", headers={"X-API-Key": "s3cret"}).json()["components"]["securitySchemes"]
+        assert "swagger" in c.get("/docs", headers={"X-API-Key": "s3cret"}).text.lower()
 
 
 def test_public_reads_leave_search_open():
     with TestClient(create_app(tiny_index_dir(), api_key="s3cret", public_reads=True)) as c:
         assert c.post("/search", json={"vector": {"apple": 1.0}}).status_code == 200
+        assert c.get("/openapi.json").status_code == 200 and c.get("/docs").status_code == 200
 
 
 def test_cors_is_off_unless_origins_are_given():

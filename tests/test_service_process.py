@@ -92,12 +92,15 @@ def test_serve_subcommand_parses_and_dispatches(monkeypatch):
     assert args.func is service_server.run_serve and args.func(args) == 0
     assert calls == [(("idx", "127.0.0.1", 9000, 2), {
         "public_reads": False, "cors_origins": ["https://a.example"], "log_level": "info", "access_log": False,
-        "writable": False, "commit_docs": 1000, "commit_ms": 1000,
+        "writable": False, "limits": {"commit_docs": 1000, "commit_ms": 1000, "queue_depth": 64, "queue_timeout_ms": 2000,
+                                      "batch_max": 32, "batch_wait_ms": 2.0},
     })]
     calls.clear()
-    args = build_parser().parse_args(["serve", "--index", "idx", "--writable", "--commit-docs", "5", "--commit-ms", "20"])
+    args = build_parser().parse_args(["serve", "--index", "idx", "--writable", "--commit-docs", "5", "--commit-ms", "20",
+                                      "--queue-depth", "8", "--batch-wait-ms", "0"])
     assert args.func(args) == 0
     assert calls == [(("idx", "127.0.0.1", 8000, 1), {
         "public_reads": False, "cors_origins": [], "log_level": "info", "access_log": True,
-        "writable": True, "commit_docs": 5, "commit_ms": 20,
+        "writable": True, "limits": {"commit_docs": 5, "commit_ms": 20, "queue_depth": 8, "queue_timeout_ms": 2000,
+                                     "batch_max": 32, "batch_wait_ms": 0.0},
     })]

@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lsr.encoders.models import DEFAULT_DENSE, resolve_model
+from lsr.encoders.splade import CHARS_PER_TOKEN
 from lsr.util import machine_threads
 
 # Used when the model folder has no sentence_bert_config.json saying how far it was trained.
@@ -82,7 +83,8 @@ class DenseEncoder:
         if not len(texts):
             return out
         batch_size = batch_size or self.batch_size
-        token_ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        cut = self.max_length * CHARS_PER_TOKEN  # the tokenizer would read all of a huge text
+        token_ids = self.tokenizer([t[:cut] for t in texts], truncation=True, max_length=self.max_length)["input_ids"]
         order = np.argsort([-len(t) for t in token_ids], kind="stable")
         if show_progress_bar is None:
             show_progress_bar = len(texts) >= 1000

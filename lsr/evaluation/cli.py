@@ -66,7 +66,10 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     p.add_argument("--judged-only", action="store_true", help="search only queries that have judgments")
     p.add_argument("--param", type=_param, action="append", default=[], metavar="KEY=VALUE",
                    help="index build setting for --model/--pyserini (k1=0.9, b=0.4, quantization=u8, max_length=256 ...)")
-    p.add_argument("--name", help="system name in runs and reports (default: from the model/index)")
+    p.add_argument("--dense-model", help="also build a dense part with this model (for --mode dense/hybrid/selective), e.g. all-MiniLM-L6-v2")
+    p.add_argument("--query-max-length", type=_positive, help="query tokens the SPLADE model reads (default 64)")
+    p.add_argument("--name", help="system name in runs and reports (default: the model or index, plus the mode and a digest of "
+                   "the other settings, so that differently built or searched systems never share a cache or a run file)")
     p.add_argument("--cache-dir", default="indexes/evaluate", help="where --model/--pyserini indexes are cached")
     p.add_argument("--runs-dir", default="runs", help="where runs are written (<runs-dir>/<dataset>/<system>.trec)")
     p.add_argument("--threads", type=_positive, help="search threads (default: all cores)")
@@ -94,6 +97,10 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         relevance_level=args.relevance_level, ignore_identical_ids=args.ignore_identical_ids,
     )
     params = dict(args.param)
+    if args.dense_model:
+        params["dense"] = {**params.get("dense", {}), "model": args.dense_model}
+    if args.query_max_length:
+        params["query_max_length"] = args.query_max_length
     command = "lsr evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["evaluate"] else None
     if args.run:
         run = read_run(args.run)
@@ -114,10 +121,10 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
             spec = SystemSpec(name=args.name or "bm25-pyserini", kind="pyserini-bm25", params=params, mode=args.mode,
                               knobs=dict(args.knob))
         elif args.index:
-            spec = SystemSpec(name=args.name or Path(args.index).name, kind="index", index=args.index, mode=args.mode, knobs=dict(args.knob),
+            spec = SystemSpec(name=args.name or _name(Path(args.index).name, args, {}), kind="index", index=args.index, mode=args.mode, knobs=dict(args.knob),
                               query_encodings=args.query_encodings)
         else:
-            spec = SystemSpec(name=args.name or Path(args.model).name, kind="lsr", model=args.model, params=params,
+            spec = SystemSpec(name=args.name or _name(Path(args.model).name, args, params), kind="lsr", model=args.model, params=params,
                               mode=args.mode, knobs=dict(args.knob), query_encodings=args.query_encodings)
         if args.query_encodings and args.pyserini:
             raise ValueError("--query-encodings applies to lsr indexes, not to --pyserini")
@@ -134,6 +141,17 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     else:
         _print_report(report)
     return report
+
+
+def _name(base: str, args: argparse.Namespace, params: dict[str, Any]) -> str:
+    """A default system name that differs whenever the build or search settings do."""
+    import hashlib
+
+    name = base if args.mode == "exact" else f"{base}-{args.mode}"
+    settings = {"params": params, "knobs": dict(args.knob), "query_encodings": args.query_encodings}
+    if params or args.knob or args.query_encodings:
+        name += "-" + hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return name
 
 
 def _print_report(report: dict[str, Any]) -> None:

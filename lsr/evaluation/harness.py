@@ -9,6 +9,7 @@ and returns one report: dataset, system description, metrics, efficiency, run fi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -88,9 +89,12 @@ def get_index(spec: SystemSpec, collection: Collection, cache_dir: str | os.Path
     if "dense" in needs and "dense" not in params:
         raise ValueError(f"system {spec.name!r}: mode {spec.mode!r} needs a dense part: give params.dense = {{model: ...}}")
     with_approx = "approx" in needs or bool(params.get("approx"))
-    out = Path(cache_dir) / safe_name(collection.name) / (safe_name(spec.name) + ("+approx" if with_approx else ""))
-    record_file = out.with_name(out.name + ".build.json")
     key = build_key(spec.kind, spec.model, {**params, "approx": with_approx}, collection)
+    # named by what it was built from, not by the system: systems that differ only in how they
+    # search share one index, and different builds never overwrite each other
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    out = Path(cache_dir) / safe_name(collection.name) / f"{safe_name(spec.model)}-{digest}"
+    record_file = out.with_name(out.name + ".build.json")
     if not rebuild and ((out / "collection.json").is_file() or (out / "manifest.json").is_file()) and record_file.is_file():
         record = json.loads(record_file.read_text())
         if record.get("key") == key:
@@ -207,6 +211,8 @@ def evaluate_system(
         "git_commit": git_commit(),
         "command": command,
     }
+    if collection.ignore_identical_ids:  # the saved run is what other tools score: no self-hits in it
+        run = {q: {d: s for d, s in hits.items() if d != q} for q, hits in run.items()}
     write_run(run_path, run, tag=safe_name(spec.name), description=description)
     written = read_run(run_path)  # score exactly what was saved (6-decimal scores)
     result = evaluate(

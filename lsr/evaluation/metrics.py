@@ -204,6 +204,13 @@ def evaluate(
         notes.append(f"{len(unknown)} run queries have no judgments and are not scored: {_sample(unknown)}")
     if without_relevant:
         notes.append(f"{without_relevant} scored queries have no document of relevance >= {level}")
+    depth = max((len(d) for d in cleaned.values()), default=0)
+    shallow = [m.name for m in parsed if m.cutoff is not None and m.cutoff > depth]
+    if cleaned and shallow:
+        notes.append(f"warning: the run holds at most {depth} hits per query, fewer than the cutoff of {', '.join(shallow)}: "
+                     f"{'those are' if len(shallow) > 1 else 'it is'} lower than a deep enough run would score (search with -k 1000)")
+    if removed:
+        notes.append(f"ignore_identical_ids: dropped the query's own id from {removed} queries' hits")
     return Evaluation(
         scores=scores,
         per_query=per_query,

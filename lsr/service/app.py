@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
@@ -24,8 +25,10 @@ import anyio.to_thread
 import torch
 from fastapi import Depends, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
@@ -38,6 +41,7 @@ from lsr.index.modes import Knob
 from lsr.retrieval import Query, Retriever, SearchResult
 from lsr.retrieval.collection import Collection
 from lsr.service import writes
+from lsr.service.scheduling import UNQUEUED, Admission, ClientGone, Overloaded, QueryBatcher, Ticket
 from lsr.retrieval.modes import MODES, all_knobs
 from lsr.util import machine_threads
 from lsr.version import __version__
@@ -71,6 +75,14 @@ class Limits:
     """Torch threads per encoding (None leaves torch's setting). Requests already run in
     parallel, and several requests each spinning up a multi-threaded torch op on the same
     cores slow each other down several times over."""
+    queue_depth: int = 64
+    """Requests that may wait for a worker; more are answered 503 with Retry-After at once."""
+    queue_timeout_ms: int = 2000
+    """A request that waited this long for a worker is answered 503 instead of late."""
+    batch_max: int = 32
+    """Text queries of concurrent requests encoded in one model call, at most this many."""
+    batch_wait_ms: float = 2.0
+    """How long a text query waits for others to share its encoding call (0: no batching)."""
     commit_docs: int = 1000
     """Writable collections: commit as soon as this many changes are buffered."""
     commit_ms: int = 1000
@@ -384,6 +396,8 @@ class ServiceStats(ApiModel):
     encoded_texts: int
     api_key_required: bool
     limits: dict[str, int]
+    scheduling: dict[str, int] = Field(description="Admission queue: waiting now, shed (503), abandoned (client gone, not computed); "
+                                       "micro-batching: encode_batches and batched_texts (encoder calls and the texts they encoded).")
 
 
 class StatsResponse(ApiModel):
@@ -488,7 +502,7 @@ class _TrackRequests:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        start, status = time.perf_counter(), 500
+        start, status = time.perf_counter(), 499  # no response started: the client left first
 
         async def send_and_note(message: Message) -> None:
             nonlocal status
@@ -498,6 +512,9 @@ class _TrackRequests:
 
         try:
             await self.app(scope, receive, send_and_note)
+        except Exception:
+            status = 500 if status == 499 else status  # unhandled: the outer error handler answers 500
+            raise
         finally:
             self.stats.record(scope["path"], status, time.perf_counter() - start)
 
@@ -574,7 +591,13 @@ async def _on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
         404: f"no endpoint at {request.url.path}",
         405: f"{request.method} is not allowed on {request.url.path}",
     }.get(exc.status_code, str(exc.detail))
-    return _error(exc.status_code, _HTTP_KINDS.get(exc.status_code, "http_error"), message, headers=exc.headers)
+    kind = "overloaded" if isinstance(exc, Overloaded) else _HTTP_KINDS.get(exc.status_code, "http_error")
+    return _error(exc.status_code, kind, message, headers=exc.headers)
+
+
+async def _on_client_gone(request: Request, exc: ClientGone) -> Response:
+    """Nobody reads this answer: the status only feeds /stats, as a client-side outcome."""
+    return Response(status_code=499)
 
 
 async def _on_bad_input(request: Request, exc: Exception) -> JSONResponse:
@@ -595,6 +618,12 @@ async def _on_internal_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 # ---- the app -----------------------------------------------------------------------------
+def _rows(vectors: Any) -> list[Any]:
+    """A batch of encoded queries as one single-row batch per query."""
+    return [vectors.take([i]) for i in range(len(vectors))]
+
+
+
 T = TypeVar("T")
 
 
@@ -603,7 +632,8 @@ class _State:
     """What requests share; ``retriever`` is set once the startup has loaded and warmed it."""
 
     retriever: Retriever | None = None
-    limiter: anyio.CapacityLimiter | None = None
+    admission: Admission | None = None
+    batcher: QueryBatcher | None = None
     batch_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -630,8 +660,9 @@ def _open(source: str | os.PathLike | Retriever) -> Retriever:
     return retriever
 
 
-def _search(retriever: Retriever, body: SearchRequest) -> Hits:
-    encoded = retriever.encode([body.as_query()], body.mode)
+def _search(retriever: Retriever, body: SearchRequest, encoded: Any = None) -> Hits:
+    if encoded is None:
+        encoded = retriever.encode([body.as_query()], body.mode)
     [result] = retriever.search_encoded(encoded, body.k, mode=body.mode, threads=1, **body.where(), **body.knobs)
     explanations = None
     if body.explain:
@@ -683,11 +714,17 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        state.limiter = anyio.CapacityLimiter(limits.max_concurrency)
+        state.admission = Admission(limits.max_concurrency, limits.queue_depth, limits.queue_timeout_ms / 1000)
         state.retriever = await anyio.to_thread.run_sync(load)
         async with anyio.create_task_group() as tasks:
             if writable:
                 tasks.start_soon(auto_commit[0], state.retriever)
+            if limits.batch_wait_ms > 0 and state.retriever.model:
+                retriever = state.retriever
+                state.batcher = QueryBatcher(lambda texts: _rows(retriever.encode_queries(texts)), partial(in_thread, ticket=UNQUEUED),
+                                             max_batch=limits.batch_max, max_wait_s=limits.batch_wait_ms / 1000,
+                                             parallel=limits.max_concurrency)
+                tasks.start_soon(state.batcher.serve)
             yield
             tasks.cancel_scope.cancel()
         if writable:
@@ -699,6 +736,9 @@ def create_app(
         version=__version__,
         summary="Learned sparse retrieval: search an inverted index of SPLADE vectors.",
         lifespan=lifespan,
+        docs_url=None,  # served below, behind the same key as the reads
+        redoc_url=None,
+        openapi_url=None,
     )
     app.add_middleware(_BodyLimit, max_bytes=limits.max_body_bytes)
     if cors_origins:
@@ -706,6 +746,7 @@ def create_app(
     app.add_middleware(_TrackRequests, stats=stats)
     app.add_exception_handler(RequestValidationError, _on_validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _on_http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(ClientGone, _on_client_gone)  # type: ignore[arg-type]
     app.add_exception_handler(DataError, _on_bad_input)
     app.add_exception_handler(ValueError, _on_bad_input)
     app.add_exception_handler(LsrError, _on_lsr_error)  # type: ignore[arg-type]
@@ -730,8 +771,9 @@ def create_app(
             torch.set_num_threads(limits.encoder_threads)
         return fn(*args)
 
-    async def in_thread(fn: Callable[..., T], *args: Any) -> T:
-        return await anyio.to_thread.run_sync(pinned, fn, *args, limiter=state.limiter)
+    async def in_thread(fn: Callable[..., T], *args: Any, request: Request | None = None, ticket: Ticket | None = None) -> T:
+        """``fn(*args)`` on a worker thread, through the admission queue (503 when it is full)."""
+        return await state.admission.run(pinned, fn, *args, is_disconnected=request.is_disconnected if request else None, ticket=ticket)
 
     read_key = [Depends(require_key)] if api_key is not None and not public_reads else []
     errors: dict[int | str, dict[str, Any]] = {
@@ -750,10 +792,15 @@ def create_app(
                                            errors=errors, limits=limits, stats=stats))
 
     @app.post("/search", response_model=SearchResponse, responses=errors, dependencies=read_key, tags=["search"])
-    async def search(body: SearchRequest, index: IndexDep) -> SearchResponse:
+    async def search(body: SearchRequest, index: IndexDep, request: Request) -> SearchResponse:
         """Top-k documents for a text or a `{term: weight}` query, optionally explained."""
         start = time.perf_counter()
-        hits = await in_thread(_search, index, body)
+        encoded = None
+        with state.admission.enter() as ticket:  # queued from arrival: the wait for the batched encoding counts
+            if state.batcher is not None and body.query is not None and not MODES[body.mode].text_only:
+                # shares one model call with concurrent requests
+                encoded = await state.admission.within(ticket, state.batcher.encode(body.query, request.is_disconnected))
+            hits = await in_thread(_search, index, body, encoded, request=request, ticket=ticket)
         stats.queries[body.mode] += 1
         return SearchResponse(**dict(hits), took_ms=(time.perf_counter() - start) * 1e3, settings=body.used())
 
@@ -802,6 +849,12 @@ def create_app(
                 queries=dict(stats.queries),
                 encoded_texts=stats.encoded_texts,
                 api_key_required=bool(read_key),
+                scheduling={
+                    "waiting": state.admission.waiting, "shed": state.admission.shed,
+                    "abandoned": state.admission.abandoned + (state.batcher.abandoned if state.batcher else 0),
+                    "encode_batches": state.batcher.batches if state.batcher else 0,
+                    "batched_texts": state.batcher.texts if state.batcher else 0,
+                },
                 limits={
                     "max_k": MAX_K, "max_explain_k": MAX_EXPLAIN_K, "max_query_chars": MAX_QUERY_CHARS,
                     "max_terms": MAX_TERMS, "max_batch": MAX_BATCH, "max_text_chars": MAX_TEXT_CHARS,
@@ -820,4 +873,43 @@ def create_app(
         """200 once the index and model are loaded and warm; 503 before (open to all)."""
         return HealthResponse(status="ok", num_docs=index.num_docs)
 
+    @app.head("/health", include_in_schema=False)
+    async def health_head(index: IndexDep) -> Response:
+        """What load balancers probe with: the status of GET /health, no body."""
+        return Response(status_code=200)
+
+    def openapi() -> dict[str, Any]:
+        """The schema, once the index is loaded offering only the modes it can serve."""
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+        if state.retriever is None:
+            return schema  # not cached: the modes are known once the index is loaded
+        served = [name for name, mode in MODES.items() if mode.needs <= state.retriever.segments.parts]
+        app.openapi_schema = _only_modes(schema, served)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=read_key)
+    async def openapi_json() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=read_key)
+    async def docs() -> Response:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="lsr API")
+
     return app
+
+
+def _only_modes(schema: Any, served: list[str]) -> Any:
+    """``schema`` with the mode enum narrowed to ``served`` and the rules of other modes dropped."""
+    if isinstance(schema, list):
+        return [_only_modes(x, served) for x in schema
+                if not (isinstance(x, dict) and (const := x.get("if", {}).get("properties", {}).get("mode", {}).get("const"))
+                        and const not in served)]
+    if isinstance(schema, dict):
+        if schema.get("enum") == list(MODES):
+            return {**schema, "enum": list(served)}
+        return {key: _only_modes(value, served) for key, value in schema.items()}
+    return schema

@@ -57,13 +57,13 @@ def serve(
     log_level: str = "info",
     access_log: bool = True,
     writable: bool = False,
-    commit_docs: int = 1000,
-    commit_ms: int = 1000,
+    limits: dict | None = None,
 ) -> None:
     """Serve ``index_dir`` until SIGINT/SIGTERM; ``workers`` > 1 runs that many processes.
 
     ``writable`` serves a collection's write endpoints from one process (the one writer);
-    without an API key it binds only to loopback. The API key, if any, is read from
+    without an API key it binds only to loopback. ``limits`` are fields of
+    :class:`lsr.service.app.Limits` (queue, micro-batching, commit policy). The API key, if any, is read from
     ``LSR_API_KEY`` (kept out of argv, where ``ps`` shows it).
     """
     import uvicorn
@@ -82,7 +82,7 @@ def serve(
     elif keyless and not _is_loopback(host):
         log.warning("serving on %s without an API key: anyone who can reach it can query the index (set %s)", host, API_KEY_ENV)
     os.environ[_CONFIG_ENV] = json.dumps({"index": str(path), "public_reads": public_reads, "cors_origins": list(cors_origins),
-                                          "writable": writable, "limits": {"commit_docs": commit_docs, "commit_ms": commit_ms}})
+                                          "writable": writable, "limits": dict(limits or {})})
     log_config = copy.deepcopy(LOGGING_CONFIG)
     log_config["loggers"]["lsr"] = {"handlers": ["default"], "level": log_level.upper(), "propagate": False}
     with mock.patch.object(uvicorn.Config, "bind_socket", _bind_socket_nodelay(uvicorn.Config.bind_socket)):
@@ -136,6 +136,10 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--writable", action="store_true", help="serve the collection's write endpoints (one process; needs a key off loopback)")
     p.add_argument("--commit-docs", type=int, default=1000, help="writable: commit once this many changes are buffered")
     p.add_argument("--commit-ms", type=int, default=1000, help="writable: commit buffered changes after at most this many ms")
+    p.add_argument("--queue-depth", type=int, default=64, help="requests that may wait for a worker; more get 503 + Retry-After")
+    p.add_argument("--queue-timeout-ms", type=int, default=2000, help="a request waiting longer for a worker gets 503")
+    p.add_argument("--batch-max", type=int, default=32, help="text queries encoded in one model call, at most")
+    p.add_argument("--batch-wait-ms", type=float, default=2.0, help="how long a text query waits to share an encoding call (0: off)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--no-access-log", dest="access_log", action="store_false", help="do not log every request")
 
@@ -156,7 +160,8 @@ def run_serve(args: argparse.Namespace) -> int:
     serve(
         args.index, args.host, args.port, args.workers,
         public_reads=args.public_reads, cors_origins=args.cors_origin, log_level=args.log_level, access_log=args.access_log,
-        writable=args.writable, commit_docs=args.commit_docs, commit_ms=args.commit_ms,
+        writable=args.writable,
+        limits={name: getattr(args, name) for name in ("commit_docs", "commit_ms", "queue_depth", "queue_timeout_ms", "batch_max", "batch_wait_ms")},
     )
     return 0
 
