@@ -51,7 +51,7 @@ def _docs_and_queries(dataset: str, n_queries: int) -> tuple[str | None, list[di
         corpus = list(iter_corpus(resolve_dataset("gcide")))
         docs = [{"id": d.id, "title": d.title, "text": d.text, "metadata": {"bucket": int(b)}}
                 for d, b in zip(corpus, rng.integers(0, 1000, len(corpus)))]
-        queries = [q.text for q in load_queries(resolve_dataset("msmarco-passage/queries.dev-small.jsonl"))[:n_queries]]
+        queries = [q.text for q in load_queries(resolve_dataset("msmarco-passage") / "queries.dev-small.jsonl")[:n_queries]]
         return "bm25", docs, queries
     raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
 
