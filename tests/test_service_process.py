@@ -85,6 +85,29 @@ def test_bad_index_dir_exits_with_a_message(tmp_path):
     assert proc.returncode == 2 and "lsr: error:" in proc.stderr and "missing" in proc.stderr
 
 
+def test_serve_verifies_checksums_at_start(tmp_path, monkeypatch):
+    """Same-size damage to the weights passes the structural checks; the checksums catch it
+    before the server starts, unless --no-verify says to skip them."""
+    import numpy as np
+    import shutil
+
+    damaged = tmp_path / "index"
+    shutil.copytree(tiny_index_dir(), damaged)
+    weights = damaged / "forward_weights.npy"
+    array = np.load(weights)
+    array[0] += 1.0
+    np.save(weights, array)
+    proc = subprocess.run([sys.executable, "-m", "lsr.cli", "serve", "--index", str(damaged), "--port", str(free_port())],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "forward_weights.npy does not match its checksum" in proc.stderr, proc.stderr
+    import uvicorn
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: calls.append(kwargs))
+    service_server.serve(damaged, port=free_port(), verify=False)
+    assert len(calls) == 1  # started, the damage unseen, as asked
+
+
 def test_serve_subcommand_parses_and_dispatches(monkeypatch):
     calls = []
     monkeypatch.setattr(service_server, "serve", lambda *args, **kwargs: calls.append((args, kwargs)))
@@ -92,7 +115,7 @@ def test_serve_subcommand_parses_and_dispatches(monkeypatch):
     assert args.func is service_server.run_serve and args.func(args) == 0
     assert calls == [(("idx", "127.0.0.1", 9000, 2), {
         "public_reads": False, "cors_origins": ["https://a.example"], "log_level": "info", "access_log": False,
-        "writable": False, "limits": {"commit_docs": 1000, "commit_ms": 1000, "queue_depth": 64, "queue_timeout_ms": 2000,
+        "writable": False, "verify": True, "limits": {"commit_docs": 1000, "commit_ms": 1000, "queue_depth": 64, "queue_timeout_ms": 2000,
                                       "batch_max": 32, "batch_wait_ms": 2.0},
     })]
     calls.clear()
@@ -101,6 +124,6 @@ def test_serve_subcommand_parses_and_dispatches(monkeypatch):
     assert args.func(args) == 0
     assert calls == [(("idx", "127.0.0.1", 8000, 1), {
         "public_reads": False, "cors_origins": [], "log_level": "info", "access_log": True,
-        "writable": True, "limits": {"commit_docs": 5, "commit_ms": 20, "queue_depth": 8, "queue_timeout_ms": 2000,
+        "writable": True, "verify": True, "limits": {"commit_docs": 5, "commit_ms": 20, "queue_depth": 8, "queue_timeout_ms": 2000,
                                      "batch_max": 32, "batch_wait_ms": 0.0},
     })]

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 from lsr.errors import LsrError
+from lsr.index import SparseIndex
 from lsr.retrieval.collection import Collection
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ def serve(
     access_log: bool = True,
     writable: bool = False,
     limits: dict | None = None,
+    verify: bool = True,
 ) -> None:
     """Serve ``index_dir`` until SIGINT/SIGTERM; ``workers`` > 1 runs that many processes.
 
@@ -72,7 +74,12 @@ def serve(
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     path = Path(index_dir).resolve()
-    Collection.open(path).close()  # a bad directory fails here, once, with lsr's message
+    with Collection.open(path) as collection:  # a bad directory fails here, once, with lsr's message
+        if verify:  # every file against its checksum: damage the structural checks cannot see (weights)
+            for segment in collection.snapshot().indexes:
+                SparseIndex.load(segment.path, verify=True)
+        else:
+            log.warning("serving %s without verifying its checksums (--no-verify)", path)
     keyless = not os.environ.get(API_KEY_ENV)
     if writable:
         if keyless and not _is_loopback(host):
@@ -133,6 +140,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="worker processes, each with its own memory-mapped index (default: %(default)s)")
     p.add_argument("--public-reads", action="store_true", help=f"with {API_KEY_ENV} set, still let anyone search, encode and read stats")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN", help="allow browser calls from ORIGIN (repeatable; CORS is off by default)")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="skip checking every index file against its checksum at start (for huge indexes; damage then goes unseen)")
     p.add_argument("--writable", action="store_true", help="serve the collection's write endpoints (one process; needs a key off loopback)")
     p.add_argument("--commit-docs", type=int, default=1000, help="writable: commit once this many changes are buffered")
     p.add_argument("--commit-ms", type=int, default=1000, help="writable: commit buffered changes after at most this many ms")
@@ -160,7 +169,7 @@ def run_serve(args: argparse.Namespace) -> int:
     serve(
         args.index, args.host, args.port, args.workers,
         public_reads=args.public_reads, cors_origins=args.cors_origin, log_level=args.log_level, access_log=args.access_log,
-        writable=args.writable,
+        writable=args.writable, verify=args.verify,
         limits={name: getattr(args, name) for name in ("commit_docs", "commit_ms", "queue_depth", "queue_timeout_ms", "batch_max", "batch_wait_ms")},
     )
     return 0
