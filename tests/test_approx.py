@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 
 from lsr.data import SparseVectors, load_queries
 from lsr.errors import DataError
-from lsr.index import SparseIndex
 from lsr.index.approx import ApproxSettings
 from lsr.index.modes import APPROX
 from lsr.retrieval import Retriever

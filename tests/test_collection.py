@@ -29,8 +29,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +39,7 @@ from unittest import mock
 import httpx
 import numpy as np
 import pytest
+from conftest import free_port, start_server, stop_server
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -879,7 +878,6 @@ def test_serve_refuses_public_writes_without_a_key(bm25_dir, monkeypatch):
 
 
 # ---- 7. the README session against a real server ---------------------------------------------
-STARTUP_TIMEOUT_S = 120
 README = Path(__file__).resolve().parents[1] / "README.md"
 README_PORT, README_INDEX = "8000", "indexes/adi-live"
 
@@ -930,11 +928,6 @@ def check_output(out: str, expected: str, command: str) -> None:
             assert got.get(key) == value, f"README says {command!r} gives {key}={value!r}; got {got.get(key)!r}"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 class Server:
     """`lsr serve` processes this test starts (one at a time), stopped by their PID."""
@@ -943,34 +936,12 @@ class Server:
         self.log, self.proc, self.base = log, None, None
 
     def start(self, args: list[str]) -> None:
-        port = args[args.index("--port") + 1]
         env = {k: v for k, v in os.environ.items() if k != "LSR_API_KEY"}
-        with self.log.open("a") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "lsr.cli", *args, "--no-access-log"], stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True, env=env)
-        self.base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if self.proc.poll() is not None:
-                pytest.fail(f"server exited with {self.proc.returncode}:\n{self.log.read_text()}")
-            try:
-                if httpx.get(f"{self.base}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"no healthy server on {self.base} after {STARTUP_TIMEOUT_S} s:\n{self.log.read_text()}")
-            time.sleep(0.2)
+        self.proc, self.base = start_server([*args, "--no-access-log"], self.log, env=env)
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # the group this test started
-            self.proc.wait(timeout=10)
+        if self.proc is not None:
+            stop_server(self.proc)
         self.proc = None
 
 

@@ -15,7 +15,6 @@ import errno
 import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import free_port, run_cli, start_server, stop_server
 
 from lsr.data.beir import load_corpus
 from lsr.data.docstore import DocStore
@@ -326,13 +325,7 @@ def test_killing_a_writer_at_random_moments_loses_no_acknowledged_batch(tmp_path
 
 # ---- 2. readers during writes: a real server -------------------------------------------------------
 GROUP = 10
-STARTUP_TIMEOUT_S = 120
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def group_docs(batch: int) -> list[dict]:
@@ -350,34 +343,14 @@ def writable_server(tmp_path):
         c.add([{"id": f"f{j}", "vector": {"fill": 1.0 + j % 7, f"w{j % 13}": 1.0}, "metadata": {"group": "f", "batch": 0}}
                for j in range(300)])
         c.commit()
-    port = free_port()
-    cmd = [sys.executable, "-m", "lsr.cli", "serve", "--index", str(path), "--writable", "--port", str(port), "--host", "127.0.0.1",
-           "--commit-ms", "50", "--commit-docs", "100", "--no-access-log"]
+    args = ["serve", "--index", str(path), "--writable", "--port", str(free_port()), "--host", "127.0.0.1",
+            "--commit-ms", "50", "--commit-docs", "100", "--no-access-log"]
     log = tmp_path / "server.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    proc, base = start_server(args, log)
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"no healthy server on {base} after {STARTUP_TIMEOUT_S} s:\n{log.read_text()}")
-            time.sleep(0.25)
         yield base, path, log
     finally:
-        proc.terminate()  # the server this test started, by its pid
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_server(proc)  # the server this test started, by its pid
 
 
 def test_searches_during_writes_see_one_generation(writable_server):

@@ -16,24 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
-import socket
 import ssl
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+from conftest import free_port, start_server, stop_server
 
 from lsr.retrieval import Retriever
 from lsr.service import Limits, create_app
 
 ADI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "adi"
-STARTUP_TIMEOUT_S = 120
 CLIENTS = 256
 CLIENT_TIMEOUT_S = 2.0
 QUEUE_DEPTH = 16
@@ -65,45 +61,19 @@ def retriever(index_dir) -> Retriever:
     return Retriever.load(index_dir)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def server(index_dir, tmp_path_factory):
     """Base URL of one `lsr serve` process (queue depth 16, deadline 500 ms, default batching),
     stopped afterwards by the PID this fixture started: SIGTERM, then SIGKILL."""
-    port = free_port()
     log = tmp_path_factory.mktemp("overload-server") / "server.log"
-    cmd = [sys.executable, "-m", "lsr.cli", "serve", "--index", str(index_dir), "--port", str(port), "--host", "127.0.0.1",
-           "--queue-depth", str(QUEUE_DEPTH), "--queue-timeout-ms", str(QUEUE_TIMEOUT_MS), "--no-access-log", "--log-level", "warning"]
-    with log.open("w") as out:  # a file, not a pipe nobody reads
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
+    args = ["serve", "--index", str(index_dir), "--port", str(free_port()), "--host", "127.0.0.1", "--queue-depth", str(QUEUE_DEPTH),
+            "--queue-timeout-ms", str(QUEUE_TIMEOUT_MS), "--no-access-log", "--log-level", "warning"]
+    proc, base = start_server(args, log)
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"no healthy server on {base} after {STARTUP_TIMEOUT_S} s:\n{log.read_text()}")
-            time.sleep(0.25)
         yield base
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop_server(proc)
 
 
 # ---- 1. a real server at c=256 -------------------------------------------------------------

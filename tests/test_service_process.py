@@ -2,58 +2,28 @@
 HTTP, and stop it by the PID this test started."""
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 
 import httpx
 import pytest
+from conftest import free_port, start_server, stop_server
 from service_fixtures import tiny_index_dir
 
 from lsr.cli import build_parser
 from lsr.service import server as service_server
 
-STARTUP_TIMEOUT_S = 120  # two workers import torch and numba on a possibly busy machine
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture
 def server(tmp_path):
     """Base URL of a two-worker server over the tiny index; the process is stopped afterwards."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "lsr.cli", "serve", "--index", str(tiny_index_dir()), "--port", str(port), "--workers", "2", "--no-access-log"]
-    log = tmp_path / "server.log"  # a file, not a pipe nobody reads, which could fill and block the server
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
+    args = ["serve", "--index", str(tiny_index_dir()), "--port", str(free_port()), "--workers", "2", "--no-access-log"]
+    proc, base = start_server(args, tmp_path / "server.log")
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"no healthy server on {base} after {STARTUP_TIMEOUT_S} s")
-            time.sleep(0.25)
         yield base
     finally:
-        proc.terminate()  # uvicorn stops its workers on SIGTERM
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # the group this test created: the server and its workers
-            proc.wait(timeout=10)
+        stop_server(proc)
 
 
 def test_served_over_http(server):
