@@ -18,7 +18,7 @@ import numpy as np
 
 from lsr.data.vectors import SparseVectors
 from lsr.errors import DataError
-from lsr.index.sparse import Hits, SparseIndex, check_vocab
+from lsr.index.sparse import Hits, SparseIndex, check_k, check_vocab
 
 
 @dataclass
@@ -73,9 +73,7 @@ class Segments:
         return frozenset.intersection(*(ix.parts for ix in self.indexes))
 
     def check_k(self, k: int) -> int:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
-        return int(min(k, max(self.num_rows, 1)))
+        return check_k(k, self.num_rows)
 
     def offset(self, s: int) -> int:
         """Global row of segment ``s``'s first row."""

@@ -281,10 +281,7 @@ class SparseIndex:
         return self._positions
 
     def check_k(self, k: int) -> int:
-        """``k`` checked (a positive integer) and capped at the number of documents."""
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
-        return int(min(k, max(self.num_docs, 1)))
+        return check_k(k, self.num_docs)
 
     # ---- search -------------------------------------------------------------------------
     def prepare(self, queries: SparseVectors, beta: float = 1.0) -> SparseVectors:
@@ -485,6 +482,13 @@ class SparseIndex:
             s.touched = np.empty(self.num_docs, dtype=np.int32)
             s.ub = np.zeros(self.blocks.n_blocks, dtype=np.float32)
         return s
+
+
+def check_k(k: int, n_docs: int) -> int:
+    """``k`` checked (a positive integer) and capped at the number of documents."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    return int(min(k, max(n_docs, 1)))
 
 
 def check_vocab(vocab: Sequence[str], given: Sequence[str], seen: dict[int, Sequence[str]]) -> None:

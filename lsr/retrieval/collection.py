@@ -395,9 +395,7 @@ class Collection:
         if docs:
             name = f"seg-{gen:06d}-{uuid.uuid4().hex[:6]}"
             vectors, lengths, vocab_size = self._encode(docs, snap, by_segment)
-            index = SparseIndex.build(vectors, [d.id for d in docs], model=self.settings.get("model"),
-                                      encoder_settings=self.settings.get("encoder"), **self.settings["index"],
-                                      approx=ApproxSettings(**self.settings["approx"]) if self.settings.get("approx") else False)
+            index = self._build_segment(vectors, [d.id for d in docs])
             if self.settings.get("dense"):
                 self._add_dense(index, [d.contents for d in docs], [d.id for d in docs])
             order = {d: r for r, d in enumerate(index.doc_ids)}  # reordering may permute rows
@@ -491,6 +489,12 @@ class Collection:
         add_dense(index, self.dense_encoder.encode_documents(texts, show_progress_bar=False), ids, model=dense["model"],
                   encoder_settings=self.dense_encoder.settings(), **dense.get("options", {}))
 
+    def _build_segment(self, vectors: SparseVectors, ids: Sequence[str]) -> SparseIndex:
+        """A new segment with the collection's encoder record and build settings."""
+        approx = ApproxSettings(**self.settings["approx"]) if self.settings.get("approx") else False
+        return SparseIndex.build(vectors, ids, model=self.settings.get("model"), encoder_settings=self.settings.get("encoder"),
+                                 **self.settings["index"], approx=approx)
+
     # ---- merges --------------------------------------------------------------------------
     def _merge_tiers(self, point: dict[str, Any]) -> dict[str, Any]:
         """Merge runs of MERGE_FACTOR adjacent segments of one size tier, until none is left."""
@@ -526,9 +530,7 @@ class Collection:
         if isinstance(self.encoder if self.settings.get("model") else None, BM25Encoder):
             merged = self._reweigh_bm25(merged, stored, snap, chosen, point)
         name = f"seg-{gen:06d}-{uuid.uuid4().hex[:6]}"
-        index = SparseIndex.build(merged, ids, model=self.settings.get("model"), encoder_settings=self.settings.get("encoder"),
-                                  **self.settings["index"],
-                                  approx=ApproxSettings(**self.settings["approx"]) if self.settings.get("approx") else False)
+        index = self._build_segment(merged, ids)
         if dense_rows:
             dense = self.settings["dense"]
             add_dense(index, np.concatenate(dense_rows), ids, model=dense["model"], encoder_settings=snap.indexes[start].dense.settings.get("encoder"),
