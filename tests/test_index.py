@@ -440,3 +440,21 @@ def test_repeated_query_terms_concrete_example():
         # t1 weighs 2, t3 weighs 1.5: d1 = 4, d2 = 4.5, d0 = 3.5
         assert hits.rows.tolist() == [2, 1, 0], mode
         np.testing.assert_allclose(hits.scores, [4.5, 4.0, 3.5], rtol=1e-4)
+
+
+@pytest.mark.parametrize("weight", [1.2e-38, 1e-44, 1e30])
+def test_extreme_query_weights_rank_like_exhaustive(weight):
+    """Block bounds near float32's smallest normal once overflowed the bucket scale to inf and
+    wrote out of bounds (a crash at exit)."""
+    index = build([{"t0": 3.8}, {"t0": 0.02, "t1": 1.0}, {"t1": 2.0}], "u8")
+    expected = index.search({"t0": weight}, 2, mode="exhaustive")
+    assert expected.ids == ["d0", "d1"]
+    for mode in MODES:
+        assert index.search({"t0": weight}, 2, mode=mode).ids == expected.ids
+
+
+def test_query_weights_that_would_overflow_float32_scores_are_refused():
+    index = build([{"t0": 3.8}, {"t1": 2.0}], "u16")
+    for mode in MODES:
+        with pytest.raises(DataError, match="keeps scores finite"):
+            index.search({"t0": 3e38}, 2, mode=mode)

@@ -298,6 +298,11 @@ class SparseIndex:
         if not np.isfinite(weights).all():
             raise DataError("query weights must be finite")
         rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(np.asarray(queries.indptr)))
+        # scores add weight x impact in float32: a query whose weights could overflow it is refused
+        limit = float(np.finfo(np.float32).max) / 2 / float(np.iinfo(self.postings_impacts.dtype).max)
+        total = np.bincount(rows, np.maximum(weights, 0).astype(np.float64), minlength=n)
+        if total.size and total.max() > limit:
+            raise DataError(f"query weights sum to {total.max():.3g}: at most {limit:.3g} keeps scores finite in float32")
         keep = weights > 0
         rows, terms, weights = rows[keep], terms[keep], weights[keep]
         order = np.lexsort((terms, rows))

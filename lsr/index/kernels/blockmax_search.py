@@ -83,10 +83,12 @@ def search_bmp(q_terms, q_weights, n_docs, block_size, tb_indptr, tb_blocks, tb_
         # bucket the live blocks by bound (a linear-time partial sort), best bucket first
         counts = np.zeros(N_BUCKETS + 1, dtype=np.int64)
         bucket_top = np.zeros(N_BUCKETS, dtype=np.float32)
-        scale = np.float32(N_BUCKETS - 1) / top
+        # float64: with tiny bounds (query weights near float32's smallest normal) a float32
+        # scale overflows to inf and the bucket index to garbage
+        scale = np.float64(N_BUCKETS - 1) / np.float64(top)
         for b in range(n_blocks):
             if ub[b] > 0.0:
-                bk = N_BUCKETS - 1 - min(N_BUCKETS - 1, int(ub[b] * scale))
+                bk = N_BUCKETS - 1 - min(N_BUCKETS - 1, int(np.float64(ub[b]) * scale))
                 counts[bk + 1] += 1
                 if ub[b] > bucket_top[bk]:
                     bucket_top[bk] = ub[b]
@@ -96,7 +98,7 @@ def search_bmp(q_terms, q_weights, n_docs, block_size, tb_indptr, tb_blocks, tb_
         fill = counts[:-1].copy()
         for b in range(n_blocks):
             if ub[b] > 0.0:
-                bk = N_BUCKETS - 1 - min(N_BUCKETS - 1, int(ub[b] * scale))
+                bk = N_BUCKETS - 1 - min(N_BUCKETS - 1, int(np.float64(ub[b]) * scale))
                 order[fill[bk]] = b
                 fill[bk] += 1
         local = np.zeros(block_size, dtype=np.float32)
