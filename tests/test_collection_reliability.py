@@ -824,3 +824,31 @@ def test_the_lock_of_a_killed_writer_is_recovered(tmp_path):
         assert c.commit() == 2
     with Collection.open(path) as reader:
         assert reader.get("after") is not None and reader.snapshot().num_docs == N + 2
+
+
+def test_a_killed_build_leaves_nothing_once_the_index_is_opened(tmp_path, adi):
+    """`lsr index` killed with SIGKILL while it writes its temporary copy (a rebuild over an
+    existing collection): the previous collection still opens whole, and that first open
+    removes the dead build's hidden temporary directory (25 MB each on SciFact, once kept forever)."""
+    out = tmp_path / "idx"
+    run_cli("index", "--corpus", str(adi), "--out", str(out), "--model", "bm25")
+    before = Retriever.load(out).search("information retrieval", 5)
+    proc = subprocess.Popen([sys.executable, "-m", "lsr.cli", "index", "--corpus", str(adi), "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    try:
+        while not any(p.name.startswith(".idx.tmp-") for p in tmp_path.iterdir()):
+            assert proc.poll() is None, "the build ended before its temporary directory was seen"
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert any(p.name.startswith(".idx.tmp-") for p in tmp_path.iterdir())
+    reopened = Retriever.load(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]
+    after = reopened.search("information retrieval", 5)
+    assert before.ids and (after.ids, after.scores) == (before.ids, before.scores)

@@ -279,8 +279,25 @@ def test_recovery_takes_the_newest_complete_old_and_never_a_temporary(tmp_path):
         os.utime(dirs[version, kind] / "manifest.json", ns=(10**18 + i, 10**18 + i))
     (dirs["other", "old"] / "ints.npy").write_bytes(b"truncated")  # newest old, but incomplete
     assert loaded_version(out) == "new"
-    left = [dirs["old", "old"], dirs["other", "old"], dirs["other", "tmp"]]  # loads delete nothing
-    assert listing(tmp_path) == sorted(["idx", *(d.name for d in left)])
+    assert listing(tmp_path) == ["idx"]  # the dead saver's other leftovers are removed by the load
+
+
+def test_a_load_removes_leftovers_of_dead_savers_only(tmp_path):
+    """A killed build's temporaries and superseded olds go at the next load (a live saver's stay);
+    without a complete index there, only temporaries go: an old may still be recovered."""
+    out = tmp_path / "idx"
+    dead, live = dead_pid(), os.getppid()
+    leftovers = {(kind, pid): sibling(out, kind, pid) for kind in ("tmp", "old") for pid in (dead, live)}
+    for path in leftovers.values():
+        path.mkdir()
+        (path / "ints.npy").write_bytes(b"partial")
+    with pytest.raises(IndexFormatError, match="no index directory"):
+        read_manifest(out)
+    assert leftovers["tmp", dead].name not in listing(tmp_path)
+    assert leftovers["old", dead].name in listing(tmp_path)
+    os.rename(save(tmp_path / "scratch", "old"), out)
+    assert loaded_version(out) == "old"
+    assert listing(tmp_path) == sorted(["idx", leftovers["tmp", live].name, leftovers["old", live].name])
 
 
 def test_nothing_to_recover_is_still_an_error(tmp_path):

@@ -5,7 +5,8 @@ it in with two renames (``out`` -> ``.{name}.old-*``, temporary -> ``out``), eac
 by fsyncing the parent directory. A crash at any point therefore leaves the old or the new
 index whole: before the first rename ``out`` is untouched, after the second it is the new one,
 and in between only the complete ``.old-*`` sibling exists, which :func:`read_manifest` (called
-by every load) renames back. Temporary directories are never loaded. Loads are not isolated
+by every load) renames back. Temporary directories are never loaded; the leftovers of savers
+that died are removed by the next save or load. Loads are not isolated
 from a save to the same path running at the same time (they may fail, or read files of both
 versions if the swap lands mid-load): the files on disk are always one whole version.
 """
@@ -97,7 +98,9 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
 
 def recover(path: str | os.PathLike) -> None:
     """If ``path`` is missing or empty because a save crashed between its two renames, rename
-    the newest complete ``.old-*`` sibling (an index or a collection) back to it."""
+    the newest complete ``.old-*`` sibling (an index or a collection) back to it; then remove
+    what savers that died left beside it (see :func:`_remove_stale`), so a killed build costs
+    no disk once the index is next opened."""
     path = Path(path)
     try:
         vacant = not os.listdir(path)
@@ -107,6 +110,10 @@ def recover(path: str | os.PathLike) -> None:
         vacant = False
     if vacant:
         _recover(path)
+    try:
+        _remove_stale(path, olds=_complete(path))
+    except OSError:
+        pass  # a read-only location: the leftovers stay until a writer can remove them
 
 
 def verify_files(path: str | os.PathLike, manifest: Mapping[str, Any]) -> None:
@@ -257,15 +264,17 @@ def _restore(old: Path, out: Path) -> None:
         pass
 
 
-def _remove_stale(out: Path) -> None:
-    """Remove the ``.tmp-*`` and ``.old-*`` siblings of ``out`` left by savers that died.
+def _remove_stale(out: Path, olds: bool = True) -> None:
+    """Remove the ``.tmp-*`` (and with ``olds`` the ``.old-*``) siblings of ``out`` left by
+    savers that died.
 
-    Called only after this process committed an index at ``out``, so none of them is needed.
-    Conservative: a sibling is removed only if the pid in its name is not a running process
-    (a reused pid keeps it), and never this process's own, which other threads may be using.
-    Liveness is checked in this host's pid namespace only.
+    A temporary is never loaded, so a dead saver's is garbage; an ``.old-*`` is garbage once a
+    complete index is at ``out`` (after a save, or after a load's recovery). Conservative: a
+    sibling is removed only if the pid in its name is not a running process (a reused pid
+    keeps it), and never this process's own, which other threads may be using. Liveness is
+    checked in this host's pid namespace only.
     """
-    for kind in ("tmp", "old"):
+    for kind in ("tmp", "old") if olds else ("tmp",):
         for path, pid in _siblings(out, kind):
             if pid != os.getpid() and not _alive(pid):
                 _remove(path)
