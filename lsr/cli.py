@@ -1,4 +1,4 @@
-"""Command line: `lsr encode | index | search | tune | info | quickstart | evaluate | bench | serve`.
+"""Command line: `lsr encode | index | export | search | tune | info | quickstart | evaluate | bench | serve`.
 
 Thin by design: each command calls the pipeline or a Retriever; the search modes and their
 knob flags are generated from the registry (:mod:`lsr.retrieval.modes`).
@@ -32,18 +32,22 @@ def _positive(value: str) -> int:
 
 def cmd_encode(args: argparse.Namespace) -> None:
     from lsr.data import load_queries, resolve_dataset, write_vectors_jsonl
+    from lsr.data.anserini import write_json_vectors
     from lsr.encoders import load_encoder
     from lsr.pipeline import encode_corpus
 
     encoder = load_encoder(_model(args), max_length=args.max_length, query_max_length=args.query_max_length)
     if args.corpus:
         docs, vectors = encode_corpus(args.corpus, encoder, batch_size=args.batch_size)
-        ids = [d.id for d in docs]
+        ids, texts = [d.id for d in docs], [d.contents for d in docs]
     else:
         queries = load_queries(resolve_dataset(args.queries))
-        ids = [q.id for q in queries]
-        vectors = encoder.encode_queries([q.text for q in queries], batch_size=args.batch_size, show_progress_bar=True)
-    write_vectors_jsonl(args.out, ids, vectors)
+        ids, texts = [q.id for q in queries], [q.text for q in queries]
+        vectors = encoder.encode_queries(texts, batch_size=args.batch_size, show_progress_bar=True)
+    if args.format == "anserini":
+        write_json_vectors(args.out, ids, vectors, texts, scale=args.scale)
+    else:
+        write_vectors_jsonl(args.out, ids, vectors)
     print(f"wrote {len(ids)} vectors ({vectors.nnz} non-zeros) to {args.out}", file=sys.stderr)
 
 
@@ -53,7 +57,7 @@ def cmd_index(args: argparse.Namespace) -> None:
     dense = {"kind": args.dense_kind, "clusters": args.dense_clusters, "hnsw_m": args.hnsw_m,
              "ef_construction": args.ef_construction, "ivf_lists": args.ivf_lists}
     _, summary = build_index(
-        args.out, corpus=args.corpus, model=_model(args), vectors=args.vectors, quantization=args.quantization,
+        args.out, corpus=args.corpus, model=_model(args), vectors=args.vectors, ciff=args.ciff, quantization=args.quantization,
         block_size=args.block_size, reorder=args.reorder, batch_size=args.batch_size,
         encoder_options={"max_length": args.max_length}, dense_model=args.dense_model, dense_options={k: v for k, v in dense.items() if v is not None},
         approx=_approx_settings(args) if args.approx else False,
@@ -65,10 +69,11 @@ def cmd_index(args: argparse.Namespace) -> None:
 
 def _model(args: argparse.Namespace) -> str | None:
     """--model, defaulting to the bundled SPLADE where text is encoded (an index of --vectors
-    records a query encoder only when one is named)."""
+    records a query encoder only when one is named; of --ciff, the one an lsr export recorded)."""
     from lsr.encoders.models import DEFAULT_SPLADE
 
-    return args.model if args.model is not None or getattr(args, "vectors", None) else DEFAULT_SPLADE
+    given = getattr(args, "vectors", None) or getattr(args, "ciff", None)
+    return args.model if args.model is not None or given else DEFAULT_SPLADE
 
 
 def _knobs(args: argparse.Namespace) -> dict:
@@ -86,6 +91,12 @@ def _approx_settings(args: argparse.Namespace) -> "ApproxSettings":
     if given.get("n_postings") == 0:
         given["n_postings"] = None  # 0: keep every posting
     return ApproxSettings(**given)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from lsr.integrations.ciff import export_ciff
+
+    print(json.dumps(export_ciff(args.index, args.ciff, bits=args.bits), indent=2))
 
 
 def cmd_tune(args: argparse.Namespace) -> None:
@@ -326,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--corpus", help="collection name, BEIR folder or corpus.jsonl")
     src.add_argument("--queries", help="collection name, BEIR folder, queries.jsonl or qid<TAB>text file")
     p.add_argument("--out", required=True)
+    p.add_argument("--format", choices=["lsr", "anserini"], default="lsr",
+                   help="lsr: {id, vector: {token: float}}; anserini: JsonVectorCollection {id, contents, vector: {token: int}}")
+    p.add_argument("--scale", type=float, default=100, help="anserini: integer weight = round(weight x scale), at least 1 (default 100)")
     p.add_argument("--query-max-length", type=_positive, default=64)
     model_args(p)
     p.set_defaults(func=cmd_encode)
@@ -333,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="build an index from a corpus (encoding it) or from a vectors file")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--corpus", help="collection name, BEIR folder or corpus.jsonl")
-    src.add_argument("--vectors", help="vectors JSONL written by `lsr encode`")
+    src.add_argument("--vectors", help="vectors JSONL written by `lsr encode` (either format), or an Anserini JsonVectorCollection folder")
+    src.add_argument("--ciff", help="a CIFF file (`lsr export`, PISA, Anserini...): integer impacts; --model defaults to the recorded one")
     p.add_argument("--out", required=True, help="index directory (replaced atomically if it exists)")
     p.add_argument("--quantization", choices=["u8", "u16"], default="u16")
     p.add_argument("--block-size", type=_positive, default=32, help="docs per block for block-max pruning")
@@ -365,6 +380,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-out", help="TREC run file to write (batch); default stdout")
     p.add_argument("--tag", default="lsr", help="run tag in the TREC run")
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("export", help="write a collection as CIFF (PISA, BMP's ciff2bmp, Anserini, JASS)")
+    p.add_argument("--index", required=True)
+    p.add_argument("--ciff", required=True, help="output .ciff file")
+    p.add_argument("--bits", type=int, choices=[8, 16], default=8,
+                   help="impact = round(weight / scale), scale = max weight / (2^bits - 1), at least 1 (default 8: BMP and PISA store 8-bit impacts)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("tune", help="add (or --rebuild) the approx structure; store the cheapest knobs reaching a recall")
     p.add_argument("--index", required=True)

@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from lsr.data import Document, SparseVectors, iter_corpus, read_vectors_jsonl, resolve_dataset
+from lsr.data import Document, SparseVectors, iter_corpus, resolve_dataset
+from lsr.data.ciff import read_ciff
+from lsr.data.vectors import read_vector_records
 from lsr.encoders.base import Encoder
 from lsr.encoders.models import DEFAULT_SPLADE
 from lsr.encoders.registry import load_encoder
@@ -91,6 +93,7 @@ def build_index(
     *,
     corpus: str | os.PathLike | None = None,
     vectors: str | os.PathLike | None = None,
+    ciff: str | os.PathLike | None = None,
     model: str | None = DEFAULT_SPLADE,
     encoder_options: Mapping[str, Any] | None = None,
     quantization: str = "u16",
@@ -108,7 +111,9 @@ def build_index(
     a one-segment collection at ``out`` (replacing what is there; nothing is saved when None).
 
     With ``vectors``, ``model`` (None for none) is recorded as the query encoder, so that a
-    corpus encoded elsewhere can be searched by text. ``dense_model`` also encodes the corpus
+    corpus encoded elsewhere can be searched by text. ``ciff`` imports a CIFF file instead: its
+    integer impacts times the scale an lsr export recorded (1 for other writers) are the weights,
+    and ``model`` defaults to the query encoder that export recorded. ``dense_model`` also encodes the corpus
     with that dense model and stores a faiss index beside the sparse one (``dense_options`` go
     to :meth:`lsr.index.dense.DenseIndex.build`; ``dense_cache`` see
     :func:`encode_dense_corpus`); ``approx`` builds the structure of ``mode="approx"``.
@@ -117,15 +122,23 @@ def build_index(
     """
     if dense_model is not None and corpus is None:
         raise ValueError("a dense part is encoded from the corpus: give corpus, not vectors")
-    if (corpus is None) == (vectors is None):
-        raise ValueError("give exactly one of corpus or vectors")
+    if sum(source is not None for source in (corpus, vectors, ciff)) != 1:
+        raise ValueError("give exactly one of corpus, vectors or ciff")
     t0 = time.perf_counter()
     settings = dict(encoder_options or {})
     lengths = None
     if vectors is not None:
-        ids, vecs = read_vectors_jsonl(vectors)
-        docs = [Document(d) for d in ids]
+        ids, texts, vecs = read_vector_records(vectors)
+        docs = [Document(d, text=t) for d, t in zip(ids, texts)]
         encoder = None
+    elif ciff is not None:
+        found = read_ciff(ciff)
+        meta = found.header.meta
+        scale = np.float32(meta.get("scale", 1.0))
+        ids, docs, encoder = found.doc_ids, [Document(d) for d in found.doc_ids], None
+        vecs = SparseVectors(found.tfs.indptr, found.tfs.indices, found.tfs.values * scale, found.tfs.vocab)
+        if model is None and meta.get("model"):
+            model, settings = meta["model"], {**settings, **meta.get("encoder", {})}
     else:
         if model is None:
             raise ValueError("encoding a corpus needs a model")
@@ -135,7 +148,7 @@ def build_index(
         settings = encoder.settings()
         lengths = getattr(encoder, "lengths", None)
     if not docs:
-        raise DataError(f"{corpus or vectors}: no documents to index")
+        raise DataError(f"{corpus or vectors or ciff}: no documents to index")
     t1 = time.perf_counter()
     index = SparseIndex.build(
         vecs, ids, quantization=quantization, block_size=block_size, reorder=reorder, model=model,
@@ -160,7 +173,7 @@ def build_index(
         "model": model,
         **{k: index.manifest["stats"][k] for k in ("num_docs", "empty_docs", "num_postings", "raised_postings", "vocab_size")},
         "encode_seconds": round(t1 - t0, 2),
-        "docs_per_second": round(len(ids) / (t1 - t0), 1) if vectors is None and t1 > t0 else None,
+        "docs_per_second": round(len(ids) / (t1 - t0), 1) if corpus is not None and t1 > t0 else None,
         "index_seconds": round(t2 - t1, 2),
         "dense_seconds": dense_seconds,
         "bytes": dir_bytes(out) if out is not None else index.info()["bytes"],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from lsr.data import SparseVectors
+from lsr.data.anserini import write_json_vectors
 from lsr.evaluation.pyserini_ref import start_jvm
 
 QUERY_SCALE = 100  # Anserini impact search takes integer query weights
@@ -21,12 +21,9 @@ def lucene_system(index, work: Path) -> tuple[dict, Callable[[SparseVectors, int
     """Index ``index``'s u8 impacts with Anserini and return (build facts, search function)."""
     coll = work / "collection"
     coll.mkdir(parents=True, exist_ok=True)
-    impacts = np.clip(np.rint(np.asarray(index.forward_weights, np.float64) / index.scale), 0, 255).astype(np.int64)
-    with open(coll / "docs.jsonl", "w", encoding="utf-8") as f:
-        for d, doc_id in enumerate(index.doc_ids):
-            lo, hi = index.forward_indptr[d], index.forward_indptr[d + 1]
-            vec = {index.vocab[t]: int(w) for t, w in zip(index.forward_terms[lo:hi], impacts[lo:hi]) if w > 0}
-            f.write(json.dumps({"id": doc_id, "contents": "", "vector": vec}) + "\n")
+    impacts = np.clip(np.rint(np.asarray(index.forward_weights, np.float64) / index.scale), 0, 255)
+    write_json_vectors(coll / "docs.jsonl", index.doc_ids,
+                       SparseVectors(index.forward_indptr, index.forward_terms, impacts, index.vocab), scale=1)
     out = work / "index"
     start = time.perf_counter()
     code = (

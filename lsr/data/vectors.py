@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lsr.data.files import iter_jsonl, record_id
+from lsr.data.files import format_suffix, iter_jsonl, record_id
 from lsr.errors import DataError
 from lsr.util import concat, offsets
 
@@ -137,21 +137,36 @@ def write_vectors_jsonl(path: str | Path, ids: Sequence[str], vectors: SparseVec
 
 def read_vectors_jsonl(path: str | Path, vocab: Sequence[str] | None = None) -> tuple[list[str], SparseVectors]:
     """Read what :func:`write_vectors_jsonl` writes; errors name the file and line."""
-    path = Path(path)
-    ids: list[str] = []
-    rows: list[dict[str, float]] = []
-    seen: dict[str, int] = {}
-    for lineno, obj in iter_jsonl(path):
-        doc_id = record_id(obj, f"{path}:{lineno}")
-        if doc_id in seen:
-            raise DataError(f"{path}:{lineno}: duplicate id {doc_id!r} (first on line {seen[doc_id]})")
-        seen[doc_id] = lineno
-        vec = obj.get("vector")
-        if not isinstance(vec, dict):
-            raise DataError(f"{path}:{lineno}: 'vector' must be an object of token -> weight")
-        for token, weight in vec.items():
-            check_weight(weight, f"{path}:{lineno}: token {token!r}")
-        ids.append(doc_id)
-        rows.append(vec)
-    return ids, SparseVectors.from_dicts(rows, vocab, source=str(path))
+    ids, _, vectors = read_vector_records(path, vocab)
+    return ids, vectors
 
+
+def read_vector_records(path: str | Path, vocab: Sequence[str] | None = None) -> tuple[list[str], list[str], SparseVectors]:
+    """Ids, ``contents`` texts ("" where absent) and vectors of ``{"id", "vector"}`` lines: our
+    vectors files and Anserini's JsonVectorCollection (``{"id", "contents", "vector"}``, a file
+    or a folder of ``.json``/``.jsonl`` files, gzipped or not, read in name order)."""
+    path = Path(path)
+    files = sorted(p for p in path.iterdir() if format_suffix(p) in (".json", ".jsonl")) if path.is_dir() else [path]
+    if not files:
+        raise DataError(f"{path}: no .json or .jsonl files in this folder")
+    ids: list[str] = []
+    texts: list[str] = []
+    rows: list[dict[str, float]] = []
+    seen: dict[str, str] = {}
+    for file in files:
+        for lineno, obj in iter_jsonl(file):
+            where = f"{file}:{lineno}"
+            doc_id = record_id(obj, where)
+            if doc_id in seen:
+                raise DataError(f"{where}: duplicate id {doc_id!r} (first at {seen[doc_id]})")
+            seen[doc_id] = where
+            vec = obj.get("vector")
+            if not isinstance(vec, dict):
+                raise DataError(f"{where}: 'vector' must be an object of token -> weight")
+            for token, weight in vec.items():
+                check_weight(weight, f"{where}: token {token!r}")
+            contents = obj.get("contents", "")
+            ids.append(doc_id)
+            texts.append(contents if isinstance(contents, str) else "")
+            rows.append(vec)
+    return ids, texts, SparseVectors.from_dicts(rows, vocab, source=str(path))

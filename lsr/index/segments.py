@@ -117,6 +117,20 @@ class Segments:
             return allowed
         return ~dead if allowed is None else (allowed & ~dead)
 
+    def live_vectors(self) -> tuple[list[str], SparseVectors]:
+        """Every live document's id and float forward weights, in row order, over ``vocab``
+        (what an export writes)."""
+        ids: list[str] = []
+        parts: list[SparseVectors] = []
+        for ix, dead in zip(self.indexes, self.deleted):
+            keep = np.flatnonzero(~dead) if dead is not None else np.arange(ix.num_docs)
+            fwd = SparseVectors(np.asarray(ix.forward_indptr), np.asarray(ix.forward_terms), np.asarray(ix.forward_weights), self.vocab)
+            parts.append(fwd.take(keep))
+            ids += [ix.doc_ids[r] for r in keep.tolist()]
+        if not parts:
+            return [], SparseVectors(np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32), self.vocab)
+        return ids, SparseVectors.concat(parts)
+
     # ---- search -------------------------------------------------------------------------
     def restrict(self, queries: SparseVectors, s: int) -> SparseVectors:
         """Queries over the collection vocabulary as rows over segment ``s``'s (a prefix)."""
