@@ -18,7 +18,8 @@ def load_encoder(model: str, *, vocab: Sequence[str] | None = None, dense: bool 
 
     ``model`` is ``"bm25"`` (a :class:`~lsr.encoders.bm25.BM25Encoder`; for queries of an
     existing index pass ``vocab``, the index's terms), a dense model when ``dense`` (a
-    :class:`~lsr.encoders.dense.DenseEncoder`), or else a SPLADE model name or folder.
+    :class:`~lsr.encoders.dense.DenseEncoder`), a sentence-transformers SparseEncoder folder, or
+    else a SPLADE model name or folder.
     Settings that configure none of them (build statistics and the like) are ignored.
     """
     from lsr.encoders.bm25 import BM25Encoder, is_bm25
@@ -30,5 +31,9 @@ def load_encoder(model: str, *, vocab: Sequence[str] | None = None, dense: bool 
 
         return DenseEncoder(model, **{k: v for k, v in settings.items() if k in DENSE_KEYS})
     from lsr.encoders.splade import SpladeEncoder
+    from lsr.encoders.st_sparse import SentenceTransformersSparseEncoder, is_st_sparse
 
-    return SpladeEncoder(model, **{k: v for k, v in settings.items() if k in SPLADE_KEYS})
+    splade = {k: v for k, v in settings.items() if k in SPLADE_KEYS}
+    if is_st_sparse(model):
+        return SentenceTransformersSparseEncoder(model, **splade)
+    return SpladeEncoder(model, **splade)

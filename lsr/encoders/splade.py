@@ -130,21 +130,34 @@ class SpladeEncoder:
         position = np.concatenate([order, np.flatnonzero(blank)])
         return SparseVectors.concat(parts).take(np.argsort(position, kind="stable"))
 
-    def _encode_batch(self, batch: list[list[int]], buffer: torch.Tensor) -> SparseVectors:
-        lengths = [len(t) for t in batch]
-        width = max(lengths)
+    def _hidden(self, batch: list[list[int]]) -> torch.Tensor:
+        """The encoder's last hidden states of a batch of token id lists, right-padded."""
+        width = max(len(t) for t in batch)
         pad_id = self.tokenizer.pad_token_id or 0
         ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         for i, t in enumerate(batch):
             ids[i, : len(t)] = torch.tensor(t)
             mask[i, : len(t)] = 1
-        hidden = self.model.base_model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))[0]
+        return self.model.base_model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))[0]
+
+    def _encode_batch(self, batch: list[list[int]], buffer: torch.Tensor) -> SparseVectors:
+        lengths = [len(t) for t in batch]
+        width = max(lengths)
+        hidden = self._hidden(batch)
         # Padding slots take their text's last token instead: a duplicate cannot change a max,
         # and the texts keep one common width, so a single product covers several of them.
         last = torch.minimum(torch.arange(width), torch.tensor(lengths)[:, None] - 1).to(self.device)
         tokens = self._transform(hidden[torch.arange(len(batch), device=self.device)[:, None], last]).float()
-        weights = torch.log1p(torch.relu(self._max_logits(tokens, buffer) + self._decoder_bias))
+        weights = self._activate(self._max_logits(tokens, buffer) + self._decoder_bias)
+        return self._sparsify(weights)
+
+    def _activate(self, logits: torch.Tensor) -> torch.Tensor:
+        """SPLADE's log(1 + ReLU(x)), in place."""
+        return logits.relu_().log1p_()
+
+    def _sparsify(self, weights: torch.Tensor) -> SparseVectors:
+        """Pooled (texts, vocabulary) weights as CSR rows, cut to ``top_k`` terms if set."""
         if self.top_k is not None and self.top_k < weights.shape[1]:
             kth = torch.topk(weights, self.top_k, dim=1).values[:, -1:]
             weights = torch.where(weights >= kth, weights, torch.zeros_like(weights))
