@@ -28,7 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
@@ -41,6 +41,7 @@ from lsr.index.modes import Knob
 from lsr.retrieval import Query, Retriever, SearchResult
 from lsr.retrieval.collection import Collection
 from lsr.service import writes
+from lsr.service.page import search_page
 from lsr.service.scheduling import UNQUEUED, Admission, ClientGone, Overloaded, QueryBatcher, Ticket
 from lsr.retrieval.modes import MODES, all_knobs
 from lsr.util import machine_threads
@@ -885,11 +886,15 @@ def create_app(
         schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
         if state.retriever is None:
             return schema  # not cached: the modes are known once the index is loaded
-        served = [name for name, mode in MODES.items() if mode.needs <= state.retriever.segments.parts]
-        app.openapi_schema = _only_modes(schema, served)
+        app.openapi_schema = _only_modes(schema, served_modes(state.retriever))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+    @app.get("/", include_in_schema=False, response_class=HTMLResponse)
+    async def page(index: IndexDep) -> HTMLResponse:
+        """The search page (see :mod:`lsr.service.page`): its searches send the key themselves."""
+        return HTMLResponse(search_page(served_modes(index), TEXT_ONLY, MAX_EXPLAIN_K))
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=read_key)
     async def openapi_json() -> JSONResponse:
@@ -900,6 +905,11 @@ def create_app(
         return get_swagger_ui_html(openapi_url="/openapi.json", title="lsr API")
 
     return app
+
+
+def served_modes(retriever: Retriever) -> list[str]:
+    """The modes whose parts every segment of the index has."""
+    return [name for name, mode in MODES.items() if mode.needs <= retriever.segments.parts]
 
 
 def _only_modes(schema: Any, served: list[str]) -> Any:
