@@ -52,6 +52,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
 
 
 def cmd_index(args: argparse.Namespace) -> None:
+    from lsr.evaluation.cli import query_settings
     from lsr.pipeline import build_index
 
     dense = {"kind": args.dense_kind, "clusters": args.dense_clusters, "hnsw_m": args.hnsw_m,
@@ -59,8 +60,10 @@ def cmd_index(args: argparse.Namespace) -> None:
     _, summary = build_index(
         args.out, corpus=args.corpus, model=_model(args), vectors=args.vectors, ciff=args.ciff, quantization=args.quantization,
         block_size=args.block_size, reorder=args.reorder, batch_size=args.batch_size,
-        encoder_options={"max_length": args.max_length}, dense_model=args.dense_model, dense_options={k: v for k, v in dense.items() if v is not None},
+        encoder_options={"max_length": args.max_length, **({} if args.document_expansion else {"document_expansion": False})},
+        dense_model=args.dense_model, dense_options={k: v for k, v in dense.items() if v is not None},
         approx=_approx_settings(args) if args.approx else False,
+        query=query_settings(args),
     )
     print(json.dumps(summary, indent=2))
     for warning in summary["warnings"]:
@@ -74,6 +77,13 @@ def _model(args: argparse.Namespace) -> str | None:
 
     given = getattr(args, "vectors", None) or getattr(args, "ciff", None)
     return args.model if args.model is not None or given else DEFAULT_SPLADE
+
+
+def _query_options(args: argparse.Namespace) -> dict:
+    """--query-encoder, --[no-]query-expansion, --[no-]query-weighting as search keywords (unset: the index's defaults)."""
+    from lsr.evaluation.cli import query_settings
+
+    return {f"query_{k}": v for k, v in query_settings(args).items()}
 
 
 def _knobs(args: argparse.Namespace) -> dict:
@@ -134,7 +144,7 @@ def cmd_search(args: argparse.Namespace) -> None:
         query = args.query if args.query is not None else parse_object(args.vector, "--vector")
         if isinstance(query, dict):
             SparseVectors.from_dicts([query], source="--vector")  # weights checked, the line named
-        result = retriever.search(query, k=args.k or 10, mode=args.mode, **where, **knobs)
+        result = retriever.search(query, k=args.k or 10, mode=args.mode, **where, **_query_options(args), **knobs)
         fields = result.fields or [{} for _ in result.ids]
         if args.json:
             hits = [{"rank": r, "id": i, "score": s, **f} for r, (i, s, f) in enumerate(zip(result.ids, result.scores, fields), 1)]
@@ -145,7 +155,8 @@ def cmd_search(args: argparse.Namespace) -> None:
                 print(f"{r:>4}  {score:10.4f}  {doc_id}" + (f"  {shown}" if shown else ""))
         return
     queries = load_queries(resolve_dataset(args.queries))
-    results = retriever.search_batch([q.text for q in queries], k=args.k or 1000, mode=args.mode, filter=where.get("filter"), **knobs)
+    results = retriever.search_batch([q.text for q in queries], k=args.k or 1000, mode=args.mode, filter=where.get("filter"),
+                                     **_query_options(args), **knobs)
     lines = [
         f"{q.id} Q0 {doc_id} {r} {score:.6f} {args.tag}\n"
         for q, result in zip(queries, results)
@@ -313,6 +324,7 @@ def add_mode_arguments(p: argparse.ArgumentParser, default: str = "exact") -> No
 
 def build_parser() -> argparse.ArgumentParser:
     from lsr.encoders.models import DEFAULT_SPLADE
+    from lsr.evaluation.cli import add_query_arguments
     from lsr.index.dense import KINDS as DENSE_KINDS
     from lsr.index.reorder import REORDERINGS
 
@@ -363,6 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     dense.add_argument("--hnsw-m", type=_positive, help="hnsw: neighbours per node (default 32)")
     dense.add_argument("--ef-construction", type=_positive, help="hnsw: build-time beam width (default 200)")
     dense.add_argument("--ivf-lists", type=_positive, help="ivf: coarse lists (default: the number of clusters)")
+    p.add_argument("--document-expansion", action=argparse.BooleanOptionalAction, default=True,
+                   help="--no-document-expansion: a SPLADE document keeps only its own tokens' weights")
+    add_query_arguments(p, "the index's default")
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("search", help="search an index with one query or a queries file")
@@ -379,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="JSON output (single query)")
     p.add_argument("--run-out", help="TREC run file to write (batch); default stdout")
     p.add_argument("--tag", default="lsr", help="run tag in the TREC run")
+    add_query_arguments(p)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("export", help="write a collection as CIFF (PISA, BMP's ciff2bmp, Anserini, JASS)")

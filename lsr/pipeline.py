@@ -28,7 +28,7 @@ from lsr.index.build import raised_warning
 from lsr.index.dense import add_dense
 from lsr.errors import DataError
 from lsr.retrieval import Retriever
-from lsr.retrieval.collection import Collection
+from lsr.retrieval.collection import Collection, query_defaults
 from lsr.util import dir_bytes
 
 
@@ -105,6 +105,7 @@ def build_index(
     dense_options: Mapping[str, Any] | None = None,
     dense_cache: str | os.PathLike | None = None,
     approx: bool | ApproxSettings = False,
+    query: Mapping[str, Any] | None = None,
 ) -> tuple[Retriever, dict]:
     """Encode ``corpus`` with ``model`` (any encoder :func:`load_encoder` knows: a SPLADE model,
     ``bm25``...; ``encoder_options`` configure it), or read precomputed ``vectors``, and save
@@ -116,7 +117,8 @@ def build_index(
     and ``model`` defaults to the query encoder that export recorded. ``dense_model`` also encodes the corpus
     with that dense model and stores a faiss index beside the sparse one (``dense_options`` go
     to :meth:`lsr.index.dense.DenseIndex.build`; ``dense_cache`` see
-    :func:`encode_dense_corpus`); ``approx`` builds the structure of ``mode="approx"``.
+    :func:`encode_dense_corpus`); ``approx`` builds the structure of ``mode="approx"``; ``query``
+    records how text queries are encoded by default (:func:`lsr.retrieval.collection.query_defaults`).
     Returns a Retriever over it (a collection when saved) and a build summary (documents,
     empty documents, timings).
     """
@@ -124,6 +126,7 @@ def build_index(
         raise ValueError("a dense part is encoded from the corpus: give corpus, not vectors")
     if sum(source is not None for source in (corpus, vectors, ciff)) != 1:
         raise ValueError("give exactly one of corpus, vectors or ciff")
+    query = query_defaults(query, model)  # a bad setting fails before any encoding
     t0 = time.perf_counter()
     settings = dict(encoder_options or {})
     lengths = None
@@ -162,10 +165,11 @@ def build_index(
         )
     if out is not None:
         growing = encoder is None or not encoder.per_document
-        Collection.build(out, index, docs, growing_vocab=growing, approx=approx, lengths=lengths,
+        Collection.build(out, index, docs, growing_vocab=growing, approx=approx, lengths=lengths, query=query,
                          dense={"model": dense_model, "options": dict(dense_options or {})} if dense_model else None)
         retriever = Retriever(Collection.open(out), encoder=encoder if encoder is not None and encoder.per_document else None)
     else:
+        index.manifest["query"] = query
         retriever = Retriever(index, encoder=encoder if encoder is not None and encoder.per_document else None)
     t2 = time.perf_counter()
     summary = {

@@ -322,6 +322,13 @@ class BM25Encoder:
         return {t: float(c) for t, c in Counter(self.analyzer(text)).items()}
 
 
+def robertson_idf(df: np.ndarray, n_docs: int) -> np.ndarray:
+    """``ln(1 + (N - df + 0.5) / (df + 0.5))`` per term, as float32 (Lucene's BM25 idf; also the
+    inference-free query weights of :mod:`lsr.encoders.inference_free`)."""
+    df = np.asarray(df, np.float64)
+    return np.log1p((n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
+
+
 def bm25_weights(
     indptr: np.ndarray,
     indices: np.ndarray,
@@ -349,7 +356,7 @@ def bm25_weights(
     else:
         df, doc_count, total_terms = np.asarray(collection[0], np.float64), int(collection[1]), int(collection[2])
     avgdl = np.float32(total_terms / doc_count) if doc_count else np.float32(1.0)
-    idf = np.log1p((doc_count - df + 0.5) / (df + 0.5)).astype(np.float32)
+    idf = robertson_idf(df, doc_count)
     dl = lucene_lengths(lengths) if norms == "lucene" else lengths.astype(np.float64)
     norm_inverse = (1.0 / (np.float32(k1) * ((1 - np.float32(b)) + np.float32(b) * dl.astype(np.float32) / avgdl))).astype(np.float32)
     doc_of_entry = np.repeat(np.arange(n_docs), np.diff(indptr))

@@ -8,7 +8,7 @@ from typing import Any
 from lsr.encoders.base import Encoder
 
 # Manifest "encoder" keys that configure each encoder (the rest describe the build).
-SPLADE_KEYS = ("max_length", "query_max_length", "batch_size", "top_k")
+SPLADE_KEYS = ("max_length", "query_max_length", "batch_size", "top_k", "document_expansion")
 BM25_KEYS = ("k1", "b", "norms", "analyzer")
 DENSE_KEYS = ("max_length", "batch_size")
 

@@ -48,6 +48,7 @@ class SpladeEncoder:
         query_max_length: int = 64,
         batch_size: int = 32,
         top_k: int | None = None,
+        document_expansion: bool = True,
         threads: int | None = None,
         device: str = "cpu",
     ) -> None:
@@ -64,6 +65,7 @@ class SpladeEncoder:
         self.query_max_length = query_max_length
         self.batch_size = batch_size
         self.top_k = top_k
+        self.document_expansion = bool(document_expansion)
         self.device = torch.device(device)
         self.threads = threads or machine_threads()
         torch.set_num_threads(self.threads)
@@ -77,26 +79,33 @@ class SpladeEncoder:
         bias = decoder.bias if decoder.bias is not None else torch.zeros(vocab_size)
         self._decoder_bias = bias.detach().float().to(self.device)
         self.vocab: list[str] = self.tokenizer.convert_ids_to_tokens(list(range(vocab_size)))
+        self._special_ids = torch.tensor(sorted(set(self.tokenizer.all_special_ids)), dtype=torch.long)
 
     def settings(self) -> dict[str, Any]:
         """What an index manifest records, so that queries are encoded as the documents were."""
-        return {"max_length": self.max_length, "query_max_length": self.query_max_length, "top_k": self.top_k}
+        return {"max_length": self.max_length, "query_max_length": self.query_max_length, "top_k": self.top_k,
+                "document_expansion": self.document_expansion}
 
-    def encode_queries(self, texts: Sequence[str], **kwargs) -> SparseVectors:
-        return self.encode(texts, is_query=True, **kwargs)
+    def encode_queries(self, texts: Sequence[str], *, expansion: bool = True, **kwargs) -> SparseVectors:
+        """Query vectors; without ``expansion`` only the query's own tokens keep their weights
+        (the Unified framework's "no query expansion")."""
+        return self.encode(texts, is_query=True, expansion=expansion, **kwargs)
 
     def encode_documents(self, texts: Sequence[str], **kwargs) -> SparseVectors:
-        return self.encode(texts, is_query=False, **kwargs)
+        """Document vectors; with ``document_expansion=False`` only their own tokens keep weights."""
+        return self.encode(texts, is_query=False, expansion=self.document_expansion, **kwargs)
 
     def encode(
         self,
         texts: Sequence[str],
         *,
         is_query: bool = False,
+        expansion: bool = True,
         batch_size: int | None = None,
         show_progress_bar: bool | None = None,
     ) -> SparseVectors:
         """Encode ``texts`` in batches of similar length; rows come back in input order.
+        Without ``expansion`` a text keeps only the weights of its own (non-special) tokens.
 
         Blank texts get empty vectors: a model would otherwise give them weights drawn
         from the special tokens alone, matching documents on nothing they contain.
@@ -123,7 +132,7 @@ class SpladeEncoder:
         ) as bar:
             for start in range(0, len(order), batch_size):
                 batch = [token_ids[i] for i in order[start : start + batch_size]]
-                parts.append(self._encode_batch(batch, buffer))
+                parts.append(self._encode_batch(batch, buffer, expansion))
                 bar.update(len(batch))
         parts.append(SparseVectors(np.zeros(int(blank.sum()) + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32), self.vocab))
         # Rows are encoded in `order` then the blank ones; put each back at its input position.
@@ -141,7 +150,7 @@ class SpladeEncoder:
             mask[i, : len(t)] = 1
         return self.model.base_model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))[0]
 
-    def _encode_batch(self, batch: list[list[int]], buffer: torch.Tensor) -> SparseVectors:
+    def _encode_batch(self, batch: list[list[int]], buffer: torch.Tensor, expansion: bool = True) -> SparseVectors:
         lengths = [len(t) for t in batch]
         width = max(lengths)
         hidden = self._hidden(batch)
@@ -150,7 +159,15 @@ class SpladeEncoder:
         last = torch.minimum(torch.arange(width), torch.tensor(lengths)[:, None] - 1).to(self.device)
         tokens = self._transform(hidden[torch.arange(len(batch), device=self.device)[:, None], last]).float()
         weights = self._activate(self._max_logits(tokens, buffer) + self._decoder_bias)
-        return self._sparsify(weights)
+        return self._sparsify(weights if expansion else self._own_tokens_only(weights, batch))
+
+    def _own_tokens_only(self, weights: torch.Tensor, batch: list[list[int]]) -> torch.Tensor:
+        """Each text's weights on its own tokens, special tokens excluded; others set to 0."""
+        own = torch.zeros_like(weights, dtype=torch.bool)
+        for i, t in enumerate(batch):
+            own[i, torch.tensor(t, dtype=torch.long)] = True
+        own[:, self._special_ids] = False
+        return weights.where(own, torch.zeros((), dtype=weights.dtype))
 
     def _activate(self, logits: torch.Tensor) -> torch.Tensor:
         """SPLADE's log(1 + ReLU(x)), in place."""

@@ -32,6 +32,26 @@ def _positive(value: str) -> int:
     return n
 
 
+def add_query_arguments(p: argparse.ArgumentParser, what: str = "this search's") -> None:
+    """The query-side flags: which encoder turns query texts into term weights, and the Unified
+    framework's toggles (no query expansion, binary query weights)."""
+    from lsr.encoders.inference_free import QUERY_ENCODERS
+
+    g = p.add_argument_group("query encoding (default: what the index records)")
+    g.add_argument("--query-encoder", help=f"{what} query encoder: " + "; ".join(f"{k}: {v}" for k, v in QUERY_ENCODERS.items())
+                   + " ('splade' or 'bm25' name the index's own model)")
+    g.add_argument("--query-expansion", action=argparse.BooleanOptionalAction, default=None,
+                   help="--no-query-expansion: a query keeps only its own tokens' weights")
+    g.add_argument("--query-weighting", action=argparse.BooleanOptionalAction, default=None,
+                   help="--no-query-weighting: every query term weighs 1 (binary)")
+
+
+def query_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The query flags given (``encoder``, ``expansion``, ``weighting``); unset ones are left out."""
+    given = {"encoder": args.query_encoder, "expansion": args.query_expansion, "weighting": args.query_weighting}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``evaluate`` on an argparse sub-parsers object; returns the new parser."""
     from lsr.retrieval.modes import MODES
@@ -68,6 +88,7 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
                    help="index build setting for --model/--pyserini (k1=0.9, b=0.4, quantization=u8, max_length=256 ...)")
     p.add_argument("--dense-model", help="also build a dense part with this model (for --mode dense/hybrid/selective), e.g. all-MiniLM-L6-v2")
     p.add_argument("--query-max-length", type=_positive, help="query tokens the SPLADE model reads (default 64)")
+    add_query_arguments(p)
     p.add_argument("--name", help="system name in runs and reports (default: the model or index, plus the mode and a digest of "
                    "the other settings, so that differently built or searched systems never share a cache or a run file)")
     p.add_argument("--cache-dir", default="indexes/evaluate", help="where --model/--pyserini indexes are cached")
@@ -101,6 +122,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         params["dense"] = {**params.get("dense", {}), "model": args.dense_model}
     if args.query_max_length:
         params["query_max_length"] = args.query_max_length
+    query = query_settings(args)
     command = "lsr evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["evaluate"] else None
     if args.run:
         run = read_run(args.run)
@@ -122,10 +144,10 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
                               knobs=dict(args.knob))
         elif args.index:
             spec = SystemSpec(name=args.name or _name(Path(args.index).name, args, {}), kind="index", index=args.index, mode=args.mode, knobs=dict(args.knob),
-                              query_encodings=args.query_encodings)
+                              query_encodings=args.query_encodings, query=query)
         else:
             spec = SystemSpec(name=args.name or _name(Path(args.model).name, args, params), kind="lsr", model=args.model, params=params,
-                              mode=args.mode, knobs=dict(args.knob), query_encodings=args.query_encodings)
+                              mode=args.mode, knobs=dict(args.knob), query_encodings=args.query_encodings, query=query)
         if args.query_encodings and args.pyserini:
             raise ValueError("--query-encodings applies to lsr indexes, not to --pyserini")
         report = evaluate_system(
@@ -148,8 +170,9 @@ def _name(base: str, args: argparse.Namespace, params: dict[str, Any]) -> str:
     import hashlib
 
     name = base if args.mode == "exact" else f"{base}-{args.mode}"
-    settings = {"params": params, "knobs": dict(args.knob), "query_encodings": args.query_encodings}
-    if params or args.knob or args.query_encodings:
+    query = query_settings(args)
+    settings = {"params": params, "knobs": dict(args.knob), "query_encodings": args.query_encodings, **({"query": query} if query else {})}
+    if params or args.knob or args.query_encodings or query:
         name += "-" + hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
     return name
 

@@ -42,7 +42,8 @@ class SystemSpec:
     collection's corpus and cached; ``index``: a prebuilt index directory (``index``);
     ``pyserini-bm25``: pyserini's Lucene BM25 on the same corpus (the optional reference).
     ``params`` are build settings (``k1``, ``b``, ``norms``, ``quantization``, ``max_length``...);
-    ``knobs`` are search-time settings of the mode.
+    ``knobs`` are search-time settings of the mode; ``query`` how query texts are encoded
+    (``encoder``: ``model``/``idf``/``idf-json``, ``expansion``, ``weighting``; unset: the index's).
     """
 
     name: str
@@ -53,8 +54,12 @@ class SystemSpec:
     mode: str = "exact"
     knobs: dict[str, Any] = field(default_factory=dict)
     query_encodings: str | None = None
+    query: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from lsr.retrieval.collection import query_defaults
+
+        query_defaults(self.query, self.model)  # unknown settings fail here, naming the system
         if self.kind not in KINDS:
             raise ValueError(f"system {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
         if self.kind == "lsr" and not self.model:
@@ -65,7 +70,7 @@ class SystemSpec:
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> "SystemSpec":
         cfg = dict(cfg)
-        known = {"name", "kind", "model", "index", "params", "mode", "knobs", "query_encodings"}
+        known = {"name", "kind", "model", "index", "params", "mode", "knobs", "query_encodings", "query"}
         extra = set(cfg) - known
         if extra:
             raise ValueError(f"system {cfg.get('name')!r}: unknown keys {sorted(extra)}")
@@ -121,7 +126,7 @@ def get_index(spec: SystemSpec, collection: Collection, cache_dir: str | os.Path
 # Build settings a system's params may hold, beside ``dense`` and ``approx``: those of the
 # index, and those of the encoder (the encoder ignores what it does not take).
 _INDEX_PARAMS = {"quantization", "block_size", "reorder", "batch_size"}
-_ENCODER_PARAMS = {"k1", "b", "norms", "analyzer", "max_length", "query_max_length", "top_k"}
+_ENCODER_PARAMS = {"k1", "b", "norms", "analyzer", "max_length", "query_max_length", "top_k", "document_expansion"}
 
 
 def _build(spec: SystemSpec, corpus: Path, out: Path, params: dict[str, Any], approx: bool, collection: str):
@@ -150,10 +155,12 @@ def _build(spec: SystemSpec, corpus: Path, out: Path, params: dict[str, Any], ap
 
 
 # ---- queries ----------------------------------------------------------------------------------
-def encoded_queries(retriever: Retriever, collection: Collection, query_encodings: str | None, mode: str = "exact"):
-    """Query ids, the queries encoded as ``mode`` searches them (:meth:`Retriever.encode`),
-    encode seconds, notes."""
+def encoded_queries(retriever: Retriever, collection: Collection, query_encodings: str | None, mode: str = "exact",
+                    query: dict[str, Any] | None = None):
+    """Query ids, the queries encoded as ``mode`` searches them (:meth:`Retriever.encode`, with
+    the ``query`` settings of a SystemSpec), encode seconds, notes."""
     notes: list[str] = []
+    options = {f"query_{k}": v for k, v in (query or {}).items() if v is not None}
     if query_encodings:
         from lsr.encoders.query_encodings import read_query_encodings
 
@@ -170,9 +177,9 @@ def encoded_queries(retriever: Retriever, collection: Collection, query_encoding
         keep = [q for q in wanted if q in by_id]
         return keep, retriever.encode_queries([by_id[q] for q in keep]), 0.0, notes
     texts = [q.text for q in collection.queries]
-    retriever.encode(texts[:2], mode)  # loads the model (not part of the per-query cost)
+    retriever.encode(texts[:2], mode, **options)  # loads the model (not part of the per-query cost)
     t0 = time.perf_counter()
-    vectors = retriever.encode(texts, mode)
+    vectors = retriever.encode(texts, mode, **options)
     return [q.id for q in collection.queries], vectors, time.perf_counter() - t0, notes
 
 
@@ -240,7 +247,7 @@ def _run_ours(spec: SystemSpec, collection: Collection, *, k: int, cache_dir: st
               efficiency: bool, rebuild: bool, log: Callable[[str], None]) -> tuple[Run, dict[str, Any], dict[str, Any], list[str]]:
     """Our system: build or reuse the index, search, describe; the interface pyserini_ref.run_system shares."""
     retriever, build = get_index(spec, collection, cache_dir, rebuild=rebuild, log=log)
-    query_ids, queries, encode_seconds, notes = encoded_queries(retriever, collection, spec.query_encodings, spec.mode)
+    query_ids, queries, encode_seconds, notes = encoded_queries(retriever, collection, spec.query_encodings, spec.mode, spec.query)
 
     def search(encoded, n_threads=threads):
         return retriever.search_encoded(encoded, k, mode=spec.mode, threads=n_threads, **spec.knobs)
@@ -261,6 +268,7 @@ def _run_ours(spec: SystemSpec, collection: Collection, *, k: int, cache_dir: st
         "search": f"Retriever.search_encoded, mode {spec.mode}: {get_mode(spec.mode).help}",
         "params": spec.params,
         "query_encodings": spec.query_encodings,
+        "query": {**retriever.query_defaults, **{k: v for k, v in spec.query.items() if v is not None}},
         "index": {
             "path": relative(Path(info["path"])) if info.get("path") else None,
             "encoder": info.get("encoder"),

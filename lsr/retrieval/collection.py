@@ -102,11 +102,12 @@ class Collection:
     def create(cls, path: str | os.PathLike, *, model: str | None, encoder_options: Mapping[str, Any] | None = None,
                quantization: str = "u16", block_size: int = 32, reorder: str = "none",
                approx: bool | ApproxSettings = False, dense_model: str | None = None,
-               dense_options: Mapping[str, Any] | None = None) -> "Collection":
+               dense_options: Mapping[str, Any] | None = None, query: Mapping[str, Any] | None = None) -> "Collection":
         """A new, empty collection at ``path`` (which must not exist or be empty), open for writing.
 
         ``model`` encodes document texts and text queries (None: documents come as vectors);
         a SPLADE model fixes the vocabulary (its word pieces), BM25 and vectors grow it.
+        ``query`` sets how text queries are encoded by default (see :func:`query_defaults`).
         """
         path = Path(path)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
@@ -115,7 +116,7 @@ class Collection:
         vocab = list(encoder.vocab) if encoder is not None and encoder.per_document else []
         settings = _settings(model, encoder.settings() if encoder is not None else dict(encoder_options or {}), not vocab,
                              {"quantization": quantization, "block_size": block_size, "reorder": reorder}, approx,
-                             {"model": dense_model, "options": dict(dense_options or {})} if dense_model else None)
+                             {"model": dense_model, "options": dict(dense_options or {})} if dense_model else None, query)
         _write_new(path, settings, vocab, None, [])
         collection = cls.open(path, writable=True)
         collection._encoder = encoder
@@ -124,11 +125,11 @@ class Collection:
     @classmethod
     def build(cls, path: str | os.PathLike, index: SparseIndex, docs: Sequence[Document], *, growing_vocab: bool,
               approx: bool | ApproxSettings = False, dense: Mapping[str, Any] | None = None,
-              lengths: Sequence[int] | None = None) -> Path:
+              lengths: Sequence[int] | None = None, query: Mapping[str, Any] | None = None) -> Path:
         """Write ``index`` (built from ``docs``, any order) as a one-segment collection at
         ``path``, replacing what is there (an index or a collection) crash-safely."""
         settings = _settings(index.manifest.get("model"), index.manifest.get("encoder", {}), growing_vocab,
-                             {k: index.manifest["settings"][k] for k in ("quantization", "block_size", "reorder")}, approx, dense)
+                             {k: index.manifest["settings"][k] for k in ("quantization", "block_size", "reorder")}, approx, dense, query)
         return storage.replace_dir(path, lambda tmp: _write_new(tmp, settings, index.vocab, index, docs, lengths))
 
     @classmethod
@@ -475,12 +476,7 @@ class Collection:
     def _bm25_stats(self, snap: Segments, deleting: Mapping[str, list[int]], vocab_size: int) -> tuple[np.ndarray, int, int]:
         """Document frequencies, documents with a term and total terms of the live documents
         that stay live: the collection BM25 weighs new documents against."""
-        df = np.zeros(vocab_size, np.int64)
-        for name, ix, dead in zip(snap.names, snap.indexes, snap.deleted):  # type: ignore[attr-defined]
-            keep = np.ones(ix.num_docs, bool) if dead is None else ~dead
-            keep[np.asarray(deleting.get(name, []), np.int64)] = False
-            rows = np.repeat(keep, np.diff(np.asarray(ix.forward_indptr)))
-            df[: len(ix.vocab)] += np.bincount(np.asarray(ix.forward_terms)[rows], minlength=len(ix.vocab))
+        df, _ = live_document_frequencies(snap, vocab_size, deleting)
         doc_count, total = self.store.length_stats(deleting)
         return df, doc_count, total
 
@@ -598,6 +594,25 @@ class Collection:
         return self._dense_encoder
 
 
+def live_document_frequencies(snap: Segments, vocab_size: int | None = None,
+                              deleting: Mapping[str, Sequence[int]] | None = None) -> tuple[np.ndarray, int]:
+    """Per term, the live documents of ``snap`` whose vector holds it, and the number of live
+    documents (minus the rows ``deleting`` names per segment): BM25's statistics for new
+    documents and the inference-free query encoder's IDF, read from the forward indexes, so
+    they follow every add, delete and merge without being stored twice."""
+    df = np.zeros(len(snap.vocab) if vocab_size is None else vocab_size, np.int64)
+    n_docs = 0
+    names = getattr(snap, "names", None) or [None] * len(snap.indexes)
+    for name, ix, dead in zip(names, snap.indexes, snap.deleted):
+        keep = np.ones(ix.num_docs, bool) if dead is None else ~dead
+        if deleting and name in deleting:
+            keep[np.asarray(deleting[name], np.int64)] = False
+        n_docs += int(keep.sum())
+        rows = np.repeat(keep, np.diff(np.asarray(ix.forward_indptr)))
+        df[: len(ix.vocab)] += np.bincount(np.asarray(ix.forward_terms)[rows], minlength=len(ix.vocab))
+    return df, n_docs
+
+
 def upgrade(path: str | os.PathLike) -> Path:
     """Turn a format-1 index directory into a one-segment collection in place (same documents,
     same scores; no texts or metadata are stored, as format 1 has none)."""
@@ -614,14 +629,34 @@ def upgrade(path: str | os.PathLike) -> Path:
 
 
 def _settings(model: str | None, encoder: Mapping[str, Any], growing_vocab: bool, index: Mapping[str, Any],
-              approx: bool | ApproxSettings, dense: Mapping[str, Any] | None) -> dict[str, Any]:
-    """What collection.json records: how documents are encoded and segments built."""
+              approx: bool | ApproxSettings, dense: Mapping[str, Any] | None,
+              query: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What collection.json records: how documents and queries are encoded, segments built."""
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION, "lsr_version": __version__, "created": _now(),
         "model": model, "encoder": dict(encoder), "growing_vocab": growing_vocab, "index": dict(index),
         "approx": (asdict(approx) if isinstance(approx, ApproxSettings) else asdict(ApproxSettings())) if approx else None,
-        "dense": dict(dense) if dense else None,
+        "dense": dict(dense) if dense else None, "query": query_defaults(query, model),
     }
+
+
+def query_defaults(query: Mapping[str, Any] | None, model: str | None = None) -> dict[str, Any]:
+    """How a collection encodes text queries unless a search says otherwise: ``encoder`` (one of
+    :data:`lsr.encoders.inference_free.QUERY_ENCODERS`, default ``model``), ``expansion``
+    (False: a query keeps only its own tokens' weights) and ``weighting`` (False: binary)."""
+    from lsr.encoders.inference_free import MODEL, check_query_encoder
+
+    query = dict(query or {})
+    unknown = set(query) - {"encoder", "expansion", "weighting"}
+    if unknown:
+        raise ValueError(f"unknown query setting(s) {sorted(unknown)}: encoder, expansion, weighting")
+    out = {"encoder": check_query_encoder(query.get("encoder") or MODEL, model), "expansion": True, "weighting": True}
+    for key in ("expansion", "weighting"):
+        if query.get(key) is not None:
+            if not isinstance(query[key], bool):
+                raise ValueError(f"query {key} must be true or false, got {query[key]!r}")
+            out[key] = query[key]
+    return out
 
 
 def _write_new(path: Path, settings: Mapping[str, Any], vocab: Sequence[str], index: SparseIndex | None,

@@ -28,7 +28,8 @@ from lsr.errors import LsrError
 from lsr.index import SparseIndex
 from lsr.index.segments import Segments
 from lsr.index.approx import HEAP_FACTORS, QUERY_CUTS, TunedPoint
-from lsr.retrieval.collection import SETTINGS_FILE, Collection
+from lsr.encoders.inference_free import IDF, IDF_JSON, MODEL, InferenceFreeEncoder, check_query_encoder, document_tokenizer
+from lsr.retrieval.collection import SETTINGS_FILE, Collection, live_document_frequencies, query_defaults
 from lsr.retrieval.hybrid import HybridQueries, search_dense_modes
 from lsr.retrieval.modes import DENSE_MODES, check_parts, get_mode
 from lsr.util import concat, offsets
@@ -67,6 +68,9 @@ class Retriever:
         self._encoder_vocab = 0
         self._dense_encoder: Encoder | None = None
         self._term_ids: dict[str, int] | None = None
+        self._query_encoders: dict[str, Any] = {}  # inference-free encoders by name (idf: with the snapshot it weighs)
+        self._vocab_maps: dict[int, tuple[Encoder, np.ndarray | None]] = {}
+        self._query_defaults: dict[str, Any] | None = None
         if encoder is not None:
             self.encoder = encoder
         if dense_encoder is not None:
@@ -193,23 +197,98 @@ class Retriever:
         dense = self.collection.settings.get("dense") if self.collection is not None else None
         return {"model": dense["model"]} if dense else {}
 
-    def _term_positions(self) -> dict[str, int]:
-        vocab = self.vocab
+    @property
+    def query_defaults(self) -> dict[str, Any]:
+        """How text queries are encoded unless a search says otherwise (the collection's
+        ``query`` settings: ``encoder``, ``expansion``, ``weighting``)."""
+        if self._query_defaults is None:
+            self._query_defaults = query_defaults(self.manifest.get("query"), self.model)
+        return self._query_defaults
+
+    def query_encoder(self, name: str | None = None, snap: Segments | None = None) -> Encoder:
+        """The sparse encoder of text queries called ``name`` (:data:`~lsr.encoders.inference_free.QUERY_ENCODERS`;
+        default: the index's): ``model`` is :attr:`encoder`; ``idf`` the document model's tokenizer
+        weighted by the IDF of the generation ``snap`` (default: the newest); ``idf-json`` the
+        model folder's table."""
+        name = check_query_encoder(name or self.query_defaults["encoder"], self.model)
+        if name == MODEL:
+            return self.encoder
+        if not self.model:
+            raise DataError(f"query encoder {name!r} needs the document model's tokenizer; this index records no model")
+        with self._lock:
+            if name == IDF_JSON:
+                if IDF_JSON not in self._query_encoders:
+                    self._query_encoders[IDF_JSON] = InferenceFreeEncoder.from_pretrained(self.model)
+                return self._query_encoders[IDF_JSON]
+            snap = snap or self.segments
+            cached = self._query_encoders.get(IDF)
+            if cached is None or cached[0] is not snap:
+                tokenizer = self._query_encoders.get("tokenizer")
+                if tokenizer is None or tokenizer[2] is not snap.vocab and len(tokenizer[2]) != len(snap.vocab):
+                    tokenizer = (*document_tokenizer(self.model, snap.vocab, self.manifest.get("encoder")), snap.vocab)
+                    self._query_encoders["tokenizer"] = tokenizer
+                token_ids, token_vocab, _ = tokenizer
+                df, n_docs = live_document_frequencies(snap)
+                if token_vocab is not snap.vocab and list(token_vocab) != snap.vocab:  # a vectors collection's grown vocabulary
+                    position = self._term_positions(snap.vocab)
+                    where = np.array([position.get(t, -1) for t in token_vocab], np.int64)
+                    df = np.where(where >= 0, df[where], 0)
+                cached = (snap, InferenceFreeEncoder.from_document_frequencies(token_ids, token_vocab, df, n_docs))
+                self._query_encoders[IDF] = cached
+            return cached[1]
+
+    def _vocab_map(self, encoder: Encoder, vocab: Sequence[str]) -> np.ndarray | None:
+        """Encoder term ids -> index term ids (-1: absent), None when the vocabularies agree."""
+        if encoder is self._encoder:
+            return self._encoder_map
+        if encoder.vocab is vocab:
+            return None
+        cached = self._vocab_maps.get(id(encoder))
+        if cached is None or cached[0] is not encoder:
+            position = self._term_positions(vocab)
+            mapping = None if list(encoder.vocab) == vocab else np.array([position.get(t, -1) for t in encoder.vocab], np.int32)
+            cached = self._vocab_maps[id(encoder)] = (encoder, mapping)
+        return cached[1]
+
+    def _term_positions(self, vocab: Sequence[str] | None = None) -> dict[str, int]:
+        vocab = self.vocab if vocab is None else vocab
         if self._term_ids is None or len(self._term_ids) != len(vocab):
             self._term_ids = {t: i for i, t in enumerate(vocab)}
         return self._term_ids
 
     # ---- queries ------------------------------------------------------------------------
-    def encode_queries(self, queries: Sequence[Query]) -> SparseVectors:
-        """Queries as rows over the index vocabulary: texts through the encoder, mappings as
-        given (terms the index does not hold cannot match and are dropped)."""
+    def encode_queries(self, queries: Sequence[Query], *, query_encoder: str | None = None,
+                       query_expansion: bool | None = None, query_weighting: bool | None = None) -> SparseVectors:
+        """Queries as rows over the index vocabulary: texts through the query encoder, mappings
+        as given (terms the index does not hold cannot match and are dropped).
+
+        For texts (defaults: :attr:`query_defaults`): ``query_encoder`` picks the encoder (see
+        :meth:`query_encoder`); ``query_expansion=False`` keeps only the weights of the query's
+        own tokens (an expanding encoder's other terms are dropped); ``query_weighting=False``
+        gives every kept term weight 1.
+        """
         for q in queries:
             if not isinstance(q, (str, Mapping)):
                 raise TypeError(f"a query is a text or a {{term: weight}} mapping, got {type(q).__name__}")
+        defaults = self.query_defaults
+        expansion = defaults["expansion"] if query_expansion is None else _flag(query_expansion, "query_expansion")
+        weighting = defaults["weighting"] if query_weighting is None else _flag(query_weighting, "query_weighting")
+        snap = self.segments  # one generation for the whole batch
+        vocab = snap.vocab
         texts = [check_text(q, f"query {i}") for i, q in enumerate(queries) if isinstance(q, str)]
-        encoded = iter(self._encode_texts(texts)) if texts else iter(())
+        if texts:
+            encoder = self.query_encoder(query_encoder, snap)
+            vecs = encoder.encode_queries(texts) if expansion else encoder.encode_queries(texts, expansion=False)
+            if not weighting:
+                vecs = SparseVectors(vecs.indptr, vecs.indices, np.ones_like(vecs.values), vecs.vocab)
+            mapping = self._vocab_map(encoder, vocab)
+            if mapping is None and len(texts) == len(queries):  # the common case: nothing to map or merge
+                return SparseVectors(vecs.indptr, vecs.indices, vecs.values, vocab)
+        else:
+            vecs, mapping = None, None
+        encoded = iter(_mapped_rows(vecs, mapping)) if texts else iter(())
         mappings = [q for q in queries if not isinstance(q, str)]
-        from_dicts = SparseVectors.from_dicts(mappings, self.vocab, source="query", term_ids=self._term_positions())
+        from_dicts = SparseVectors.from_dicts(mappings, vocab, source="query", term_ids=self._term_positions(vocab))
         rows, n_dict = [], 0
         for q in queries:
             if isinstance(q, str):
@@ -218,31 +297,20 @@ class Retriever:
                 rows.append(from_dicts.row(n_dict))
                 n_dict += 1
         indptr = offsets([len(r[0]) for r in rows])
-        return SparseVectors(indptr, concat([r[0] for r in rows], np.int32), concat([r[1] for r in rows], np.float32), self.vocab)
+        return SparseVectors(indptr, concat([r[0] for r in rows], np.int32), concat([r[1] for r in rows], np.float32), vocab)
 
-    def _encode_texts(self, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
-        vecs = self.encoder.encode_queries(texts)
-        rows = []
-        for i in range(len(vecs)):
-            ids, weights = vecs.row(i)
-            if self._encoder_map is not None:
-                ids = self._encoder_map[ids]
-                keep = ids >= 0
-                ids, weights = ids[keep], weights[keep]
-            rows.append((ids, weights))
-        return rows
-
-    def encode(self, queries: Sequence[Query], mode: str = "exact") -> Encoded:
+    def encode(self, queries: Sequence[Query], mode: str = "exact", **query: Any) -> Encoded:
         """Queries encoded the way ``mode`` searches them: sparse rows, or, for the dense modes
-        (text only), a dense vector per query plus the sparse rows the fusion needs."""
+        (text only), a dense vector per query plus the sparse rows the fusion needs. ``query``:
+        the text options of :meth:`encode_queries`."""
         spec = get_mode(mode)
         check_parts(spec, self.segments.parts, f"the index {self.path or ''}".strip())  # before loading any model
         if not spec.text_only:
-            return self.encode_queries(queries)
+            return self.encode_queries(queries, **query)
         if not all(isinstance(q, str) for q in queries):
             raise DataError(f"mode {mode!r} needs text queries: a {{term: weight}} query has no dense encoding")
         texts = list(queries)
-        sparse = self.encode_queries(texts) if mode != "dense" else None
+        sparse = self.encode_queries(texts, **query) if mode != "dense" else None
         return HybridQueries(sparse, self.dense_encoder.encode_queries(texts))
 
     # ---- search -------------------------------------------------------------------------
@@ -251,12 +319,14 @@ class Retriever:
 
         ``mode`` and ``knobs`` are those of :data:`lsr.retrieval.modes.MODES` (``exact``:
         block-max pruning, ``alpha``/``beta``; ``exhaustive``; ``approx``: ``query_cut``,
-        ``heap_factor``; ``dense``, ``hybrid``, ``selective``: ``fusion``, ``dense_weight``, ...).
+        ``heap_factor``; ``dense``, ``hybrid``, ``selective``: ``fusion``, ``dense_weight``, ...);
+        ``query_encoder``, ``query_expansion``, ``query_weighting`` as in :meth:`encode_queries`.
         """
         return self.search_batch([query], k, mode=mode, threads=1, **knobs)[0]
 
     def search_batch(self, queries: Sequence[Query], k: int = 10, *, mode: str = "exact", threads: int | None = None,
                      filter: Mapping[str, Any] | None = None, fields: Sequence[str] | None = None, snippet: int | None = None,
+                     query_encoder: str | None = None, query_expansion: bool | None = None, query_weighting: bool | None = None,
                      **knobs: Any) -> list[SearchResult]:
         """:meth:`search` for many queries, in parallel over ``threads`` (default: all cores).
         Everything is checked before any query is encoded."""
@@ -269,7 +339,8 @@ class Retriever:
         _check_fields(fields, snippet)
         if not len(queries):
             return []
-        return self.search_encoded(self.encode(queries, mode), k, mode=mode, threads=threads, filter=filter, fields=fields,
+        query = {"query_encoder": query_encoder, "query_expansion": query_expansion, "query_weighting": query_weighting}
+        return self.search_encoded(self.encode(queries, mode, **query), k, mode=mode, threads=threads, filter=filter, fields=fields,
                                    snippet=snippet, **knobs)
 
     def search_encoded(self, queries: Encoded, k: int = 10, *, mode: str = "exact", threads: int | None = None,
@@ -319,6 +390,25 @@ class Retriever:
         """:meth:`SparseIndex.tune` on sample queries (texts are encoded first)."""
         encoded = queries if isinstance(queries, SparseVectors) else self.encode_queries(queries)
         return self.index.tune(encoded, target_recall, k, query_cuts, heap_factors)
+
+
+def _mapped_rows(vecs: SparseVectors, mapping: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each row's terms as index term ids (terms the index lacks dropped)."""
+    rows = []
+    for i in range(len(vecs)):
+        ids, weights = vecs.row(i)
+        if mapping is not None:
+            ids = mapping[ids]
+            keep = ids >= 0
+            ids, weights = ids[keep], weights[keep]
+        rows.append((ids, weights))
+    return rows
+
+
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return bool(value)
 
 
 def _check_fields(fields: Sequence[str] | None, snippet: int | None) -> None:

@@ -43,6 +43,7 @@ from lsr.retrieval.collection import Collection
 from lsr.service import writes
 from lsr.service.page import search_page
 from lsr.service.scheduling import UNQUEUED, Admission, ClientGone, Overloaded, QueryBatcher, Ticket
+from lsr.encoders.inference_free import QUERY_ENCODERS
 from lsr.retrieval.modes import MODES, all_knobs
 from lsr.util import machine_threads
 from lsr.version import __version__
@@ -233,6 +234,11 @@ class SearchSettings(ApiModel):
     fields: list[Literal["title", "text", "metadata"]] | None = Field(None, max_length=3, description="Stored fields returned with each hit.")
     snippet: Annotated[int, Field(ge=1, le=MAX_TEXT_CHARS), _WHOLE_FLOAT_AS_INT] | None = Field(
         None, description="Cut returned titles and texts to this many characters.")
+    query_encoder: Literal[tuple(QUERY_ENCODERS) + ("splade", "bm25")] | None = Field(  # type: ignore[valid-type]
+        None, description="How query texts become term weights (default: the index's): "
+        + "; ".join(f"`{k}`: {v}" for k, v in QUERY_ENCODERS.items()) + "; `splade`/`bm25` name the index's own model.")
+    query_expansion: bool | None = Field(None, description="false: a query keeps only its own tokens' weights (default: the index's).")
+    query_weighting: bool | None = Field(None, description="false: every query term weighs 1 (default: the index's).")
 
     @model_validator(mode="after")
     def _knobs_fit_mode(self) -> "SearchSettings":
@@ -247,6 +253,11 @@ class SearchSettings(ApiModel):
     def where(self) -> dict[str, Any]:
         """The filter and stored-field options, as Retriever.search_encoded takes them."""
         return {"filter": self.filter, "fields": self.fields, "snippet": self.snippet}
+
+    def query_options(self) -> dict[str, Any]:
+        """The query-encoding options given, as Retriever.encode takes them."""
+        given = {"query_encoder": self.query_encoder, "query_expansion": self.query_expansion, "query_weighting": self.query_weighting}
+        return {k: v for k, v in given.items() if v is not None}
 
     def used(self) -> "SettingsUsed":
         return SettingsUsed(mode=self.mode, k=self.k, knobs=self.knobs)
@@ -663,7 +674,7 @@ def _open(source: str | os.PathLike | Retriever) -> Retriever:
 
 def _search(retriever: Retriever, body: SearchRequest, encoded: Any = None) -> Hits:
     if encoded is None:
-        encoded = retriever.encode([body.as_query()], body.mode)
+        encoded = retriever.encode([body.as_query()], body.mode, **body.query_options())
     [result] = retriever.search_encoded(encoded, body.k, mode=body.mode, threads=1, **body.where(), **body.knobs)
     explanations = None
     if body.explain:
@@ -798,7 +809,7 @@ def create_app(
         start = time.perf_counter()
         encoded = None
         with state.admission.enter() as ticket:  # queued from arrival: the wait for the batched encoding counts
-            if state.batcher is not None and body.query is not None and not MODES[body.mode].text_only:
+            if state.batcher is not None and body.query is not None and not MODES[body.mode].text_only and not body.query_options():
                 # shares one model call with concurrent requests
                 encoded = await state.admission.within(ticket, state.batcher.encode(body.query, request.is_disconnected))
             hits = await in_thread(_search, index, body, encoded, request=request, ticket=ticket)
@@ -810,7 +821,7 @@ def create_app(
         """Top-k for many queries at once; encodes the texts together and searches in parallel."""
 
         def run() -> list[SearchResult]:
-            encoded = index.encode([q.as_query() for q in body.queries], body.mode)
+            encoded = index.encode([q.as_query() for q in body.queries], body.mode, **body.query_options())
             # The batch kernels already use every core, and Numba's fallback thread pool
             # (workqueue) must not be entered by two threads at once.
             with state.batch_lock:
