@@ -79,6 +79,21 @@ def _model(args: argparse.Namespace) -> str | None:
     return args.model if args.model is not None or given else DEFAULT_SPLADE
 
 
+def _fusion(args: argparse.Namespace, knobs: dict):
+    """A Fusion of the --fuse INDEX[:MODE][=WEIGHT] systems (and --index, weight 1, if given);
+    --fusion, --depth, --rrf-k, --normalization set it up; the query flags apply to every system."""
+    from lsr.retrieval import Retriever
+    from lsr.retrieval.hybrid import FUSION_KNOBS, FusedSystem, Fusion, parse_system
+
+    extra = set(knobs) - set(FUSION_KNOBS)
+    if extra:
+        raise ValueError(f"with --fuse, the knobs are the fusion's ({', '.join(FUSION_KNOBS)}), not {sorted(extra)}")
+    specs = ([{"index": args.index, "mode": args.mode, "weight": 1.0}] if args.index else []) + [parse_system(f) for f in args.fuse]
+    opened = {path: Retriever.load(path) for path in dict.fromkeys(s["index"] for s in specs)}  # an index in two modes loads once
+    return Fusion([FusedSystem(opened[s["index"]], s["weight"], s["mode"], query=_query_options(args), name=f"{s['index']}:{s['mode']}")
+                   for s in specs], **knobs)
+
+
 def _query_options(args: argparse.Namespace) -> dict:
     """--query-encoder, --[no-]query-expansion, --[no-]query-weighting as search keywords (unset: the index's defaults)."""
     from lsr.evaluation.cli import query_settings
@@ -133,18 +148,30 @@ def cmd_search(args: argparse.Namespace) -> None:
     from lsr.data.files import parse_object
     from lsr.retrieval import Retriever
 
-    retriever = Retriever.load(args.index)
-    knobs = _knobs(args)
     where: dict = {}
     if args.filter is not None:
         where["filter"] = parse_object(args.filter, "--filter")
     if args.fields:
         where.update(fields=[f.strip() for f in args.fields.split(",") if f.strip()], snippet=args.snippet)
+    knobs = _knobs(args)
+    if args.fuse:
+        if args.filter is not None or args.fields:
+            raise ValueError("--filter and --fields search one index, not a --fuse of several")
+        fusion = _fusion(args, knobs)
+        search_one = lambda q, k: fusion.search(q, k)  # noqa: E731
+        search_many = lambda qs, k: fusion.search_batch(qs, k)  # noqa: E731
+    elif args.index:
+        retriever = Retriever.load(args.index)
+        search_one = lambda q, k: retriever.search(q, k=k, mode=args.mode, **where, **_query_options(args), **knobs)  # noqa: E731
+        search_many = lambda qs, k: retriever.search_batch(qs, k=k, mode=args.mode, filter=where.get("filter"),  # noqa: E731
+                                                           **_query_options(args), **knobs)
+    else:
+        raise ValueError("give --index, or --fuse once per system to fuse")
     if args.query is not None or args.vector is not None:
         query = args.query if args.query is not None else parse_object(args.vector, "--vector")
         if isinstance(query, dict):
             SparseVectors.from_dicts([query], source="--vector")  # weights checked, the line named
-        result = retriever.search(query, k=args.k or 10, mode=args.mode, **where, **_query_options(args), **knobs)
+        result = search_one(query, args.k or 10)
         fields = result.fields or [{} for _ in result.ids]
         if args.json:
             hits = [{"rank": r, "id": i, "score": s, **f} for r, (i, s, f) in enumerate(zip(result.ids, result.scores, fields), 1)]
@@ -155,8 +182,7 @@ def cmd_search(args: argparse.Namespace) -> None:
                 print(f"{r:>4}  {score:10.4f}  {doc_id}" + (f"  {shown}" if shown else ""))
         return
     queries = load_queries(resolve_dataset(args.queries))
-    results = retriever.search_batch([q.text for q in queries], k=args.k or 1000, mode=args.mode, filter=where.get("filter"),
-                                     **_query_options(args), **knobs)
+    results = search_many([q.text for q in queries], args.k or 1000)
     lines = [
         f"{q.id} Q0 {doc_id} {r} {score:.6f} {args.tag}\n"
         for q, result in zip(queries, results)
@@ -381,7 +407,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("search", help="search an index with one query or a queries file")
-    p.add_argument("--index", required=True)
+    p.add_argument("--index", help="the index to search (with --fuse: one of the systems, weight 1, in --mode)")
+    p.add_argument("--fuse", action="append", default=[], metavar="INDEX[:MODE][=WEIGHT]",
+                   help="fuse this system's ranking (repeatable: BM25, SPLADE and dense indexes, or one index in several modes) "
+                   "by --fusion rrf|linear with this weight (default 1)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--query", help="query text")
     src.add_argument("--vector", help='query term weights as JSON: \'{"term": weight, ...}\'')

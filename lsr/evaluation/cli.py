@@ -70,6 +70,10 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     src.add_argument("--model", help="'bm25' or a SPLADE model ('splade-tiny', a folder, an HF id): builds and caches an index")
     src.add_argument("--run", help="score an existing TREC run file instead of searching")
     src.add_argument("--pyserini", action="store_true", help="pyserini's Lucene BM25 on the same corpus (needs the pyserini extra)")
+    src.add_argument("--fuse", action="append", metavar="SYSTEM[:MODE][=WEIGHT]",
+                     help="fuse systems (repeat): SYSTEM is an index directory or a model ('bm25', 'splade-tiny'...; --param and "
+                     "--dense-model apply to the non-BM25 ones), e.g. --fuse bm25=0.4 --fuse splade-tiny=0.3 --fuse splade-tiny:dense=0.3 "
+                     "--dense-model all-MiniLM-L6-v2; --knob fusion=linear|rrf, depth=, rrf_k=, normalization=")
     p.add_argument("--mode", default="exact", choices=list(MODES), help="; ".join(f"{m.name}: {m.help}" for m in MODES.values()))
     p.add_argument("--knob", type=_param, action="append", default=[], metavar="NAME=VALUE",
                    help="a knob of the mode (e.g. query_cut=5, heap_factor=0.9, dense_weight=0.3)")
@@ -139,7 +143,10 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
             "notes": collection.notes + result.notes,
         }
     else:
-        if args.pyserini:
+        if args.fuse:
+            spec = SystemSpec(name=args.name or _name("fusion", args, {"fuse": args.fuse, **params}), kind="fusion",
+                              systems=_fused_systems(args.fuse, params, query), knobs=dict(args.knob))
+        elif args.pyserini:
             spec = SystemSpec(name=args.name or "bm25-pyserini", kind="pyserini-bm25", params=params, mode=args.mode,
                               knobs=dict(args.knob))
         elif args.index:
@@ -163,6 +170,23 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     else:
         _print_report(report)
     return report
+
+
+def _fused_systems(texts: list[str], params: dict[str, Any], query: dict[str, Any]) -> list[dict[str, Any]]:
+    """SystemSpec configs of the --fuse systems (with their weights)."""
+    from lsr.encoders.bm25 import is_bm25
+    from lsr.retrieval.hybrid import parse_system
+
+    systems = []
+    for text in texts:
+        s = parse_system(text)
+        name = f"{Path(s['index']).name}:{s['mode']}"
+        if Path(s["index"]).is_dir():
+            cfg = {"name": name, "kind": "index", "index": s["index"]}
+        else:
+            cfg = {"name": name, "kind": "lsr", "model": s["index"], "params": {} if is_bm25(s["index"]) else dict(params)}
+        systems.append({**cfg, "mode": s["mode"], "query": query, "weight": s["weight"]})
+    return systems
 
 
 def _name(base: str, args: argparse.Namespace, params: dict[str, Any]) -> str:

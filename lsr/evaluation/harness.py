@@ -30,7 +30,8 @@ from lsr.retrieval.modes import get_mode
 from lsr.util import cache_dir as lsr_cache, sha256_file
 from lsr.version import __version__
 
-KINDS = ("lsr", "index", "pyserini-bm25")
+KINDS = ("lsr", "index", "pyserini-bm25", "fusion")
+FUSION_OPTIONS = ("fusion", "depth", "rrf_k", "normalization")
 
 
 # ---- systems ----------------------------------------------------------------------------------
@@ -44,6 +45,9 @@ class SystemSpec:
     ``params`` are build settings (``k1``, ``b``, ``norms``, ``quantization``, ``max_length``...);
     ``knobs`` are search-time settings of the mode; ``query`` how query texts are encoded
     (``encoder``: ``model``/``idf``/``idf-json``, ``expansion``, ``weighting``; unset: the index's).
+    kind ``fusion``: ``systems`` (configs of other systems, each with a ``weight``) fused by
+    :class:`lsr.retrieval.hybrid.Fusion`; its ``knobs`` are the fusion's (``fusion``, ``depth``,
+    ``rrf_k``, ``normalization``).
     """
 
     name: str
@@ -55,6 +59,7 @@ class SystemSpec:
     knobs: dict[str, Any] = field(default_factory=dict)
     query_encodings: str | None = None
     query: dict[str, Any] = field(default_factory=dict)
+    systems: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         from lsr.retrieval.collection import query_defaults
@@ -66,11 +71,19 @@ class SystemSpec:
             raise ValueError(f"system {self.name!r}: kind 'lsr' needs a model")
         if self.kind == "index" and not self.index:
             raise ValueError(f"system {self.name!r}: kind 'index' needs an index directory")
+        if self.kind == "fusion":
+            if not self.systems:
+                raise ValueError(f"system {self.name!r}: kind 'fusion' needs systems to fuse")
+            extra = set(self.knobs) - set(FUSION_OPTIONS)
+            if extra:
+                raise ValueError(f"system {self.name!r}: a fusion's knobs are {', '.join(FUSION_OPTIONS)}, not {sorted(extra)}")
+            for cfg in self.systems:
+                SystemSpec.from_config({k: v for k, v in cfg.items() if k != "weight"})
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> "SystemSpec":
         cfg = dict(cfg)
-        known = {"name", "kind", "model", "index", "params", "mode", "knobs", "query_encodings", "query"}
+        known = {"name", "kind", "model", "index", "params", "mode", "knobs", "query_encodings", "query", "systems"}
         extra = set(cfg) - known
         if extra:
             raise ValueError(f"system {cfg.get('name')!r}: unknown keys {sorted(extra)}")
@@ -204,7 +217,7 @@ def evaluate_system(
         raise DataError(f"collection {collection.name!r} has no queries")
     if not collection.judged_queries:
         raise DataError(f"collection {collection.name!r}: none of its {len(collection.queries)} queries has judgments in {collection.qrels.source}")
-    runner = pyserini_ref.run_system if spec.kind == "pyserini-bm25" else _run_ours
+    runner = {"pyserini-bm25": pyserini_ref.run_system, "fusion": _run_fusion}.get(spec.kind, _run_ours)
     run, system, eff, notes = runner(spec, collection, k=k, cache_dir=cache_dir, threads=threads, efficiency=efficiency, rebuild=rebuild, log=log)
 
     run_path = Path(runs_dir) / safe_name(collection.name) / f"{safe_name(spec.name)}.trec"
@@ -304,6 +317,39 @@ def _run_ours(spec: SystemSpec, collection: Collection, *, k: int, cache_dir: st
         eff["recall_vs_exact_k"] = min(k, 10)
         eff["recall_vs_exact"] = recall_against(run, reference, eff["recall_vs_exact_k"])
     return run, system, eff, notes
+
+
+def _run_fusion(spec: SystemSpec, collection: Collection, *, k: int, cache_dir: str | os.PathLike, threads: int | None,
+                efficiency: bool, rebuild: bool, log: Callable[[str], None]) -> tuple[Run, dict[str, Any], dict[str, Any], list[str]]:
+    """Several of our systems (each built or reused as on its own) fused by document id."""
+    from lsr.retrieval.hybrid import FusedSystem, Fusion
+
+    members = []
+    for cfg in spec.systems:
+        sub = SystemSpec.from_config({key: v for key, v in cfg.items() if key != "weight"})
+        if sub.kind not in ("lsr", "index"):
+            raise ValueError(f"system {spec.name!r}: only lsr and index systems can be fused, not {sub.kind!r}")
+        retriever, _ = get_index(sub, collection, cache_dir, rebuild=rebuild, log=log)
+        members.append(FusedSystem(retriever, cfg.get("weight", 1.0), sub.mode, sub.knobs,
+                                   {f"query_{key}": v for key, v in sub.query.items() if v is not None}, sub.name))
+    fusion = Fusion(members, **spec.knobs)
+    query_ids, texts = [q.id for q in collection.queries], [q.text for q in collection.queries]
+    fusion.encode(texts[:2])  # loads the models
+    t0 = time.perf_counter()
+    encoded = fusion.encode(texts)
+    encode_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    results = fusion.search_encoded(encoded, k, threads=threads)
+    search_seconds = time.perf_counter() - t0
+    run: Run = {q: dict(zip(r.ids, r.scores)) for q, r in zip(query_ids, results)}
+    system = {"name": spec.name, "kind": "fusion", "engine": "lsr", "fusion": fusion.describe(), "systems": spec.systems}
+    eff: dict[str, Any] = {"queries": len(texts), "threads": threads or _numba_threads(),
+                           "encode_ms_per_query": 1000 * encode_seconds / len(texts), "batch_search_seconds": search_seconds,
+                           "qps": len(texts) / search_seconds if search_seconds > 0 else None}
+    if efficiency:
+        singles = [[e.take([i]) for e in encoded] for i in sample_indices(len(texts))]
+        eff.update(latency_ms(lambda q: fusion.search_encoded(q, k, threads=1), singles))
+    return run, system, eff, []
 
 
 def dataset_description(collection: Collection) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The dense modes over an index with a dense part: ``dense``, ``hybrid`` and ``selective``.
+"""The dense modes over an index with a dense part (``dense``, ``hybrid``, ``selective``), and
+:class:`Fusion` of any number of systems (indexes and modes) by document id.
 
 - ``dense``: the top k of the faiss index alone.
 - ``hybrid``: the exact sparse top ``depth`` and the dense top ``depth``, fused (RRF, or
@@ -13,7 +14,7 @@ Everything here works on internal rows; the retriever maps them to ids.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,8 @@ import numpy as np
 from lsr.data.vectors import SparseVectors
 from lsr.errors import DataError
 from lsr.index.segments import Segments
-from lsr.retrieval.fusion import linear, rrf
+from lsr.index.sparse import check_k
+from lsr.retrieval.fusion import check_weights, fuse_ids, linear, rrf
 from lsr.retrieval.modes import DENSE_MODES, check_parts
 from lsr.retrieval.selective import selective_dense
 
@@ -136,3 +138,86 @@ def _found(rows: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray
     """Drop faiss's -1 padding (fewer hits than asked)."""
     keep = rows >= 0
     return rows[keep].astype(np.int64), scores[keep]
+
+
+# ---- fusion of any number of systems ---------------------------------------------------------
+FUSION_KNOBS = ("fusion", "depth", "rrf_k", "normalization")  # a Fusion's settings, named as the hybrid modes' knobs
+
+
+@dataclass(frozen=True)
+class FusedSystem:
+    """One system of a :class:`Fusion`: a Retriever searched in ``mode`` with its ``knobs`` and
+    query options ``query`` (``query_encoder``, ``query_expansion``, ``query_weighting``), and
+    its weight in the fusion."""
+
+    retriever: Any
+    weight: float = 1.0
+    mode: str = "exact"
+    knobs: Mapping[str, Any] = field(default_factory=dict)
+    query: Mapping[str, Any] = field(default_factory=dict)
+    name: str = ""
+
+
+class Fusion:
+    """Fuse the rankings of several systems (BM25, SPLADE, dense, hybrid... each its own index,
+    or one index in different modes) by document id: each system's top ``depth`` (at least k),
+    fused by weighted reciprocal rank fusion (``fusion="rrf"``, ``rrf_k``) or by weighted
+    normalized scores (``"linear"``, ``normalization``: missing documents take a list's lowest).
+
+    Every setting is checked when the fusion is made, before any query is encoded.
+    """
+
+    def __init__(self, systems: Sequence[FusedSystem], *, fusion: str = "rrf", depth: int = 100, rrf_k: float | None = None,
+                 normalization: str | None = None) -> None:
+        from lsr.retrieval.modes import DEPTH, FUSION, NORMALIZATION, RRF, get_mode
+
+        if not systems:
+            raise ValueError("a fusion needs at least one system")
+        for s in systems:
+            get_mode(s.mode).check_knobs(dict(s.knobs))
+        self.systems = list(systems)
+        self.weights = check_weights([s.weight for s in systems], len(systems))
+        self.options = {"fusion": FUSION.check(fusion), "rrf_k": RRF.check(RRF.default if rrf_k is None else rrf_k),
+                        "normalization": NORMALIZATION.check(normalization or NORMALIZATION.default)}
+        self.depth = DEPTH.check(depth)
+
+    def encode(self, queries: Sequence[Any]) -> list[Any]:
+        """The queries encoded for each system (see Retriever.encode)."""
+        return [s.retriever.encode(queries, s.mode, **s.query) for s in self.systems]
+
+    def search_encoded(self, encoded: Sequence[Any], k: int = 10, *, threads: int | None = None) -> list[Any]:
+        """Fused top ``k`` per query (SearchResult) from :meth:`encode`'s output."""
+        from lsr.retrieval.retriever import SearchResult
+
+        depth = max(self.depth, k)
+        per_system = [s.retriever.search_encoded(e, depth, mode=s.mode, threads=threads, **s.knobs) for s, e in zip(self.systems, encoded)]
+        out = []
+        for i in range(len(per_system[0])):
+            ids, scores = fuse_ids([(r[i].ids, r[i].scores) for r in per_system], k, weights=self.weights, **self.options)
+            out.append(SearchResult(ids, scores))
+        return out
+
+    def search_batch(self, queries: Sequence[Any], k: int = 10, *, threads: int | None = None) -> list[Any]:
+        check_k(k, k)  # a bad k fails before any model runs
+        return self.search_encoded(self.encode(queries), k, threads=threads) if len(queries) else []
+
+    def search(self, query: Any, k: int = 10) -> Any:
+        return self.search_batch([query], k, threads=1)[0]
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.options, "depth": self.depth,
+                "systems": [{"name": s.name, "mode": s.mode, "weight": w, "knobs": dict(s.knobs), "query": dict(s.query)}
+                            for s, w in zip(self.systems, self.weights)]}
+
+
+def parse_system(text: str) -> dict[str, Any]:
+    """``INDEX[:MODE][=WEIGHT]`` (the CLI's ``--fuse``) as ``{"index", "mode", "weight"}``."""
+    where, sep, weight = text.rpartition("=") if "=" in text else (text, "", "")
+    index, _, mode = where.rpartition(":") if ":" in where else (where, "", "")
+    if not index:
+        raise ValueError(f"--fuse {text!r}: expected INDEX[:MODE][=WEIGHT]")
+    try:
+        value = float(weight) if sep else 1.0
+    except ValueError:
+        raise ValueError(f"--fuse {text!r}: weight {weight!r} is not a number") from None
+    return {"index": index, "mode": mode or "exact", "weight": value}

@@ -40,6 +40,7 @@ from lsr.errors import DataError, LsrError
 from lsr.index.modes import Knob
 from lsr.retrieval import Query, Retriever, SearchResult
 from lsr.retrieval.collection import Collection
+from lsr.retrieval.hybrid import FusedSystem, Fusion
 from lsr.service import writes
 from lsr.service.page import search_page
 from lsr.service.scheduling import UNQUEUED, Admission, ClientGone, Overloaded, QueryBatcher, Ticket
@@ -60,6 +61,7 @@ MAX_TERMS = 1024  # per {term: weight} query
 MAX_TERM_CHARS = 256
 MAX_WEIGHT = 1e6  # query weights beyond this could overflow the kernels' float32 scores
 MAX_BATCH = 256  # queries per /search/batch, texts per /encode
+MAX_FUSED = 8  # systems per /search/fused
 
 API_KEY_HEADER = "X-API-Key"
 
@@ -219,7 +221,22 @@ class _FilterSchema:
         return handler(MetadataFilter.__pydantic_core_schema__)
 
 
-class SearchSettings(ApiModel):
+class QueryOptions(ApiModel):
+    """How query texts become term weights (each unset option: the index's default)."""
+
+    query_encoder: Literal[tuple(QUERY_ENCODERS) + ("splade", "bm25")] | None = Field(  # type: ignore[valid-type]
+        None, description="How query texts become term weights (default: the index's): "
+        + "; ".join(f"`{k}`: {v}" for k, v in QUERY_ENCODERS.items()) + "; `splade`/`bm25` name the index's own model.")
+    query_expansion: bool | None = Field(None, description="false: a query keeps only its own tokens' weights (default: the index's).")
+    query_weighting: bool | None = Field(None, description="false: every query term weighs 1 (default: the index's).")
+
+    def query_options(self) -> dict[str, Any]:
+        """The query-encoding options given, as Retriever.encode takes them."""
+        given = {"query_encoder": self.query_encoder, "query_expansion": self.query_expansion, "query_weighting": self.query_weighting}
+        return {k: v for k, v in given.items() if v is not None}
+
+
+class SearchSettings(QueryOptions):
     """How to search: depth, mode and the mode's knobs."""
 
     k: Annotated[int, Field(ge=1, le=MAX_K), _WHOLE_FLOAT_AS_INT] = Field(10, description="Number of hits.")
@@ -234,11 +251,6 @@ class SearchSettings(ApiModel):
     fields: list[Literal["title", "text", "metadata"]] | None = Field(None, max_length=3, description="Stored fields returned with each hit.")
     snippet: Annotated[int, Field(ge=1, le=MAX_TEXT_CHARS), _WHOLE_FLOAT_AS_INT] | None = Field(
         None, description="Cut returned titles and texts to this many characters.")
-    query_encoder: Literal[tuple(QUERY_ENCODERS) + ("splade", "bm25")] | None = Field(  # type: ignore[valid-type]
-        None, description="How query texts become term weights (default: the index's): "
-        + "; ".join(f"`{k}`: {v}" for k, v in QUERY_ENCODERS.items()) + "; `splade`/`bm25` name the index's own model.")
-    query_expansion: bool | None = Field(None, description="false: a query keeps only its own tokens' weights (default: the index's).")
-    query_weighting: bool | None = Field(None, description="false: every query term weighs 1 (default: the index's).")
 
     @model_validator(mode="after")
     def _knobs_fit_mode(self) -> "SearchSettings":
@@ -254,10 +266,6 @@ class SearchSettings(ApiModel):
         """The filter and stored-field options, as Retriever.search_encoded takes them."""
         return {"filter": self.filter, "fields": self.fields, "snippet": self.snippet}
 
-    def query_options(self) -> dict[str, Any]:
-        """The query-encoding options given, as Retriever.encode takes them."""
-        given = {"query_encoder": self.query_encoder, "query_expansion": self.query_expansion, "query_weighting": self.query_weighting}
-        return {k: v for k, v in given.items() if v is not None}
 
     def used(self) -> "SettingsUsed":
         return SettingsUsed(mode=self.mode, k=self.k, knobs=self.knobs)
@@ -320,6 +328,39 @@ class EncodeRequest(ApiModel):
     top: Annotated[int, Field(ge=1, le=MAX_TERMS), _WHOLE_FLOAT_AS_INT] | None = Field(None, description="Keep the heaviest `top` terms of each vector (all if omitted).")
 
 
+class FusedSystemInput(QueryOptions):
+    """One system of a fused search: an index the server serves, searched in ``mode``."""
+
+    index: str = Field("main", description="`main` (the served index) or a name given with `lsr serve --system NAME=DIR`.")
+    mode: SearchMode = Field("exact", description="Search mode of this system (dense modes need an index with a dense part).")
+    weight: float = Field(1.0, ge=0, allow_inf_nan=False, description="Its weight in the fusion.")
+    knobs: dict[str, KnobValue] = Field(default_factory=dict, json_schema_extra=_KNOB_RANGES, description="The mode's knobs.")
+
+    @model_validator(mode="after")
+    def _knobs_fit_mode(self) -> "FusedSystemInput":
+        try:
+            self.knobs = MODES[self.mode].check_knobs(self.knobs)
+        except ValueError as e:
+            raise PydanticCustomError("knob", "{reason}", {"reason": str(e)}) from None
+        return self
+
+
+class FusedSearchRequest(ApiModel):
+    """``POST /search/fused``: one text query searched by several systems, rankings fused by document id."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"query": "computer-based information retrieval", "k": 10, "fusion": "rrf",
+         "systems": [{"index": "main", "weight": 1.0}, {"index": "bm25", "weight": 1.0}, {"index": "main", "mode": "dense", "weight": 0.5}]}]})
+
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, description="Query text.")
+    k: Annotated[int, Field(ge=1, le=MAX_K), _WHOLE_FLOAT_AS_INT] = Field(10, description="Number of hits.")
+    systems: list[FusedSystemInput] = Field(min_length=1, max_length=MAX_FUSED, description="The systems to fuse.")
+    fusion: Literal["rrf", "linear"] = Field("rrf", description="Weighted reciprocal rank fusion, or weighted normalized scores.")
+    depth: Annotated[int, Field(ge=1, le=1000), _WHOLE_FLOAT_AS_INT] = Field(100, description="Hits taken from each system (at least k).")
+    rrf_k: float | None = Field(None, ge=0, le=1000, description="RRF's constant (default 60).")
+    normalization: Literal["minmax", "zscore"] | None = Field(None, description="linear: score normalization of each list (default minmax).")
+
+
 class TermContribution(ApiModel):
     term: str
     query_weight: float
@@ -349,6 +390,11 @@ class SearchResponse(Hits):
 
     took_ms: float = Field(description="Time spent on the request in the server, queueing included.")
     settings: SettingsUsed
+
+
+class FusedSearchResponse(Hits):
+    took_ms: float = Field(description="Time spent on the request in the server, queueing included.")
+    fusion: dict[str, Any] = Field(description="The fusion as run: method, depth, systems with their weights.")
 
 
 class BatchSearchResponse(ApiModel):
@@ -483,7 +529,7 @@ class _EndpointCounters:
     latency: _Latency = field(default_factory=_Latency)
 
 
-_TRACKED_PATHS = ("/search", "/search/batch", "/encode", "/stats", "/health", "/documents", "/documents/delete", "/commit")
+_TRACKED_PATHS = ("/search", "/search/batch", "/search/fused", "/encode", "/stats", "/health", "/documents", "/documents/delete", "/commit")
 
 
 @dataclass
@@ -644,6 +690,7 @@ class _State:
     """What requests share; ``retriever`` is set once the startup has loaded and warmed it."""
 
     retriever: Retriever | None = None
+    others: dict[str, Retriever] = field(default_factory=dict)  # the --system indexes, by name
     admission: Admission | None = None
     batcher: QueryBatcher | None = None
     batch_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -704,8 +751,12 @@ def create_app(
     cors_origins: Sequence[str] = (),
     limits: Limits = Limits(),
     writable: bool = False,
+    systems: Mapping[str, str | os.PathLike | Retriever] | None = None,
 ) -> FastAPI:
     """The API over ``index`` (a directory, loaded at startup, or an open Retriever).
+
+    ``systems`` are more indexes by name (a BM25 index beside a SPLADE one...), searched only
+    by ``POST /search/fused``, which fuses the rankings of any of them and ``main``.
 
     ``writable`` (a collection directory) takes its write lock and adds the write endpoints
     (:mod:`lsr.service.writes`), which need the API key whenever one is set.
@@ -728,6 +779,8 @@ def create_app(
     async def lifespan(app: FastAPI):
         state.admission = Admission(limits.max_concurrency, limits.queue_depth, limits.queue_timeout_ms / 1000)
         state.retriever = await anyio.to_thread.run_sync(load)
+        for name, source in (systems or {}).items():
+            state.others[name] = await anyio.to_thread.run_sync(_open, source)
         async with anyio.create_task_group() as tasks:
             if writable:
                 tasks.start_soon(auto_commit[0], state.retriever)
@@ -835,6 +888,20 @@ def create_app(
             took_ms=(time.perf_counter() - start) * 1e3,
             settings=body.used(),
         )
+
+    @app.post("/search/fused", response_model=FusedSearchResponse, responses=errors, dependencies=read_key, tags=["search"])
+    async def search_fused(body: FusedSearchRequest, index: IndexDep) -> FusedSearchResponse:
+        """Top-k of several systems' rankings fused by document id (weighted RRF or linear)."""
+        served = {"main": index, **state.others}
+        unknown = [s.index for s in body.systems if s.index not in served]
+        if unknown:
+            raise DataError(f"unknown system index {unknown[0]!r}; this server has: {', '.join(served)} (add more with `lsr serve --system NAME=DIR`)")
+        fusion = Fusion([FusedSystem(served[s.index], s.weight, s.mode, s.knobs, s.query_options(), f"{s.index}:{s.mode}") for s in body.systems],
+                        fusion=body.fusion, depth=body.depth, rrf_k=body.rrf_k, normalization=body.normalization)
+        start = time.perf_counter()
+        [result] = await in_thread(fusion.search_batch, [body.query], body.k)
+        stats.queries["fused"] += 1
+        return FusedSearchResponse(ids=result.ids, scores=result.scores, took_ms=(time.perf_counter() - start) * 1e3, fusion=fusion.describe())
 
     @app.post("/encode", response_model=EncodeResponse, responses=errors, dependencies=read_key, tags=["encode"])
     async def encode(body: EncodeRequest, index: IndexDep) -> EncodeResponse:

@@ -44,6 +44,7 @@ def app_factory() -> "FastAPI":
         cors_origins=config["cors_origins"],
         writable=config["writable"],
         limits=Limits(**config["limits"]),
+        systems=config.get("systems") or {},
     )
 
 
@@ -60,12 +61,14 @@ def serve(
     writable: bool = False,
     limits: dict | None = None,
     verify: bool = True,
+    systems: dict[str, str] | None = None,
 ) -> None:
     """Serve ``index_dir`` until SIGINT/SIGTERM; ``workers`` > 1 runs that many processes.
 
     ``writable`` serves a collection's write endpoints from one process (the one writer);
     without an API key it binds only to loopback. ``limits`` are fields of
-    :class:`lsr.service.app.Limits` (queue, micro-batching, commit policy). The API key, if any, is read from
+    :class:`lsr.service.app.Limits` (queue, micro-batching, commit policy); ``systems`` more
+    index directories by name, for ``POST /search/fused``. The API key, if any, is read from
     ``LSR_API_KEY`` (kept out of argv, where ``ps`` shows it).
     """
     import uvicorn
@@ -80,6 +83,8 @@ def serve(
                 SparseIndex.load(segment.path, verify=True)
         else:
             log.warning("serving %s without verifying its checksums (--no-verify)", path)
+    for other in (systems or {}).values():
+        Collection.open(other).close()  # each --system index fails here too, not in a worker
     keyless = not os.environ.get(API_KEY_ENV)
     if writable:
         if keyless and not _is_loopback(host):
@@ -89,7 +94,8 @@ def serve(
     elif keyless and not _is_loopback(host):
         log.warning("serving on %s without an API key: anyone who can reach it can query the index (set %s)", host, API_KEY_ENV)
     os.environ[_CONFIG_ENV] = json.dumps({"index": str(path), "public_reads": public_reads, "cors_origins": list(cors_origins),
-                                          "writable": writable, "limits": dict(limits or {})})
+                                          "writable": writable, "limits": dict(limits or {}),
+                                          "systems": {n: str(Path(d).resolve()) for n, d in (systems or {}).items()}})
     log_config = copy.deepcopy(LOGGING_CONFIG)
     log_config["loggers"]["lsr"] = {"handlers": ["default"], "level": log_level.upper(), "propagate": False}
     with mock.patch.object(uvicorn.Config, "bind_socket", _bind_socket_nodelay(uvicorn.Config.bind_socket)):
@@ -149,6 +155,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--queue-timeout-ms", type=int, default=2000, help="a request waiting longer for a worker gets 503")
     p.add_argument("--batch-max", type=int, default=32, help="text queries encoded in one model call, at most")
     p.add_argument("--batch-wait-ms", type=float, default=2.0, help="how long a text query waits to share an encoding call (0: off)")
+    p.add_argument("--system", action="append", default=[], metavar="NAME=DIR",
+                   help="another index (e.g. bm25=indexes/x-bm25) that POST /search/fused can fuse with this one as NAME (repeatable)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--no-access-log", dest="access_log", action="store_false", help="do not log every request")
 
@@ -165,11 +173,18 @@ def add_serve_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentPa
     return p
 
 
+def _named(text: str) -> tuple[str, str]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path or name == "main":
+        raise ValueError(f"--system {text!r}: expected NAME=DIR (NAME not 'main': that is --index)")
+    return name, path
+
+
 def run_serve(args: argparse.Namespace) -> int:
     serve(
         args.index, args.host, args.port, args.workers,
         public_reads=args.public_reads, cors_origins=args.cors_origin, log_level=args.log_level, access_log=args.access_log,
-        writable=args.writable, verify=args.verify,
+        writable=args.writable, verify=args.verify, systems=dict(_named(s) for s in args.system),
         limits={name: getattr(args, name) for name in ("commit_docs", "commit_ms", "queue_depth", "queue_timeout_ms", "batch_max", "batch_wait_ms")},
     )
     return 0
