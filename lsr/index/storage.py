@@ -128,7 +128,7 @@ def load_array(path: Path, name: str, mmap: bool = True) -> np.ndarray:
     """An array file, or IndexFormatError when it is missing, empty or not an .npy array."""
     try:
         return np.load(path / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
+    except Exception as e:  # noqa: BLE001 - a damaged header fails in numpy's parser in many ways (TokenError...)
         raise IndexFormatError(f"{path / (name + '.npy')} is damaged or missing ({type(e).__name__}: {e})") from None
 
 
@@ -162,7 +162,7 @@ def _check(path: Path) -> dict[str, Any]:
             manifest = json.load(f)
     except FileNotFoundError:
         raise IndexFormatError(f"{path} is not an lsr index (no {MANIFEST})") from None
-    except json.JSONDecodeError as e:
+    except ValueError as e:  # not UTF-8, or not JSON
         raise IndexFormatError(f"{path / MANIFEST} is damaged: {e}") from None
     format_ = manifest.get("format") if isinstance(manifest, dict) else None
     if format_ != FORMAT:
@@ -174,8 +174,12 @@ def _check(path: Path) -> dict[str, Any]:
         raise IndexFormatError(
             f"{path} has index format version {version}, newer than this lsr reads ({FORMAT_VERSION}); upgrade lsr"
         )
-    if not isinstance(manifest.get("files"), dict):
-        raise IndexFormatError(f"{path / MANIFEST} is damaged: it lists no files")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not all(
+        isinstance(name, str) and name and "/" not in name and name not in (".", "..") and isinstance(meta, dict)
+        and isinstance(meta.get("bytes"), int) and isinstance(meta.get("sha256"), str) for name, meta in files.items()
+    ):
+        raise IndexFormatError(f"{path / MANIFEST} is damaged: its list of files is not one this lsr wrote")
     missing = [name for name in manifest["files"] if not (path / name).is_file()]
     if missing:
         raise IndexFormatError(f"{path} is incomplete: missing {', '.join(missing)}")
