@@ -232,13 +232,20 @@ HAND = bytes([
 ])
 
 
-def test_hand_encoded_ciff():
-    """Omitted defaults, a two-byte varint and d-gaps decode as the spec says."""
-    import tempfile
+# The same file with the "hi" postings laid out as a canonical writer would not: tf before docid,
+# a zero docid written out, and the term after its postings (the field-by-field decoder's case).
+HAND_OTHER_LAYOUT = HAND[:7] + bytes([
+    0x14, 0x10, 0x02, 0x18, 0x05,
+    0x22, 0x04, 0x10, 0x02, 0x08, 0x00, 0x22, 0x04, 0x10, 0x03, 0x08, 0x01,
+    0x0A, 0x02, 0x68, 0x69,
+]) + HAND[26:]
 
-    with tempfile.TemporaryDirectory() as d:
-        Path(d, "h.ciff").write_bytes(HAND)
-        found = read_ciff(Path(d, "h.ciff"))
+
+@pytest.mark.parametrize("data", [HAND, HAND_OTHER_LAYOUT], ids=["canonical", "other-layout"])
+def test_hand_encoded_ciff(tmp_path: Path, data: bytes):
+    """Omitted defaults, a two-byte varint and d-gaps decode as the spec says, in any field layout."""
+    (tmp_path / "h.ciff").write_bytes(data)
+    found = read_ciff(tmp_path / "h.ciff")
     assert found.doc_ids == ["A", "B"]
     assert found.tfs.to_dicts() == [{"yo": 300.0, "hi": 2.0}, {"hi": 3.0}]
 

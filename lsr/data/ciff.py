@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -231,6 +232,56 @@ class _Reader:
         except UnicodeDecodeError:
             raise self.fail(pos, "a string is not valid UTF-8") from None
 
+    def posting_starts(self, pos: int, end: int) -> list[int] | None:
+        """Offsets of the postings filling ``pos..end`` when they are laid out as canonical
+        writers do (each a field-4 message under 128 bytes), else None. The one sequential step
+        of the fast path: each posting's length locates the next."""
+        data, starts, p = self.data, [], pos
+        while p < end:
+            if data[p] != 0x22 or p + 1 >= end or data[p + 1] >= 0x80:
+                return None
+            starts.append(p)
+            p += 2 + data[p + 1]
+        return starts if p == end else None
+
+    def decode_postings(self, starts: np.ndarray, regions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """d-gaps, tfs and a validity flag of the postings at ``starts`` (inside the byte
+        ``regions``, rows of (start, end) that :meth:`posting_starts` accepted), all decoded at
+        once with numpy: every byte of such regions belongs to a varint. A posting is valid when
+        its body is docid (field 1) then tf (field 2), either omitted, and nothing else."""
+        n = len(self.data)
+        edge = np.zeros(n + 1, np.int64)
+        np.add.at(edge, regions[:, 0], 1)
+        np.add.at(edge, regions[:, 1], -1)
+        inside = np.cumsum(edge[:-1]) > 0
+        b = np.frombuffer(self.data, np.uint8)[inside].astype(np.int64)
+        s = (np.cumsum(inside) - 1)[starts]  # offsets in b
+        last = b < 0x80
+        first = np.concatenate([[True], last[:-1]])
+        varint = np.cumsum(first) - 1
+        begins = np.flatnonzero(first)
+        shift = 7 * (np.arange(len(b)) - begins[varint])
+        values = np.bincount(varint, weights=(b & 0x7F) << np.minimum(shift, 56)).astype(np.int64)
+        too_long = np.bincount(varint, weights=shift > 28).astype(bool)  # over 5 bytes: not an int32
+        at = np.full(len(b) + 1, -1, np.int64)  # offset in b -> the varint starting there
+        at[begins] = np.arange(len(values))
+        ends = np.flatnonzero(last)
+        stop = s + 2 + b[s + 1]
+        gaps, tfs = np.zeros(len(s), np.int64), np.zeros(len(s), np.int64)
+        ok, cursor = np.ones(len(s), bool), s + 2
+        for tag, out in ((0x08, gaps), (0x10, tfs)):
+            has = cursor < stop
+            has[has] = b[cursor[has]] == tag
+            value = at[np.minimum(cursor[has] + 1, len(b))]
+            good = (value >= 0) & (cursor[has] + 1 < stop[has])
+            good[good] &= ~too_long[value[good]]
+            where = np.flatnonzero(has)
+            ok[where[~good]] = False
+            where, value = where[good], value[good]
+            out[where] = values[value]
+            cursor[where] = ends[value] + 1
+        return gaps, tfs, ok & (cursor == stop)
+
     def delimited(self, pos: int, what: str) -> tuple[int, int]:
         if pos >= len(self.data):
             raise self.fail(pos, f"the file ends before {what}")
@@ -260,38 +311,53 @@ def read_ciff(path: str | Path) -> Ciff:
         raise r.fail(0, "negative counts in the header")
     vocab: list[str] = []
     seen: set[str] = set()
-    term_parts, doc_parts, tf_parts = [], [], []
+    # per postings list: its offset, message span, and either its posting offsets (decoded below,
+    # all lists at once) or its (d-gaps, tfs) decoded field by field
+    lists: list[tuple[int, int, int, list[int] | None, Any]] = []
     for t in range(header.num_postings_lists):
         start, end = r.delimited(pos, f"postings list {t + 1} of {header.num_postings_lists}")
-        term, docs, tfs = "", [], []
+        term, decoded, starts = "", ([], []), None
         for number, value, at in r.fields(start, end):
             if number == 1:
                 term = r.text(value, at)
             elif number == 4:
-                docid, tf = 0, 0
-                for sub, v, sub_at in r.fields(*value):
-                    if sub == 1:
-                        docid = v
-                    elif sub == 2:
-                        tf = v
-                docs.append(docid)
-                tfs.append(tf)
+                starts = r.posting_starts(at, end)
+                if starts is None:
+                    term, *decoded = _postings_by_field(r, start, end)
+                break
         if term in seen:
             raise r.fail(pos, f"term {term!r} has a second postings list")
         seen.add(term)
-        ids = np.cumsum(np.asarray(docs, dtype=np.int64))
-        tf_arr = np.asarray(tfs, dtype=np.int64)
-        if len(docs) and (min(docs[1:], default=1) <= 0 or docs[0] < 0):
-            raise r.fail(pos, f"term {term!r}: docids must ascend strictly (d-gaps > 0)")
-        if len(tf_arr) and tf_arr.min() < 0:
-            raise r.fail(pos, f"term {term!r}: negative tf")
-        if len(ids) and ids[-1] >= header.num_doc_records:
-            raise r.fail(pos, f"term {term!r}: docid {int(ids[-1])} but the header counts {header.num_doc_records} documents")
-        term_parts.append(np.full(len(ids), len(vocab), dtype=np.int32))
-        doc_parts.append(ids)
-        tf_parts.append(tf_arr)
         vocab.append(term)
+        lists.append((pos, start, end, starts, decoded))
         pos = end
+    fast = [i for i, entry in enumerate(lists) if entry[3]]
+    if fast:
+        counts = [len(lists[i][3]) for i in fast]
+        gaps, tfs, ok = r.decode_postings(np.concatenate([lists[i][3] for i in fast]).astype(np.int64),
+                                          np.array([(lists[i][3][0], lists[i][2]) for i in fast], np.int64))
+        bounds = np.concatenate([[0], np.cumsum(counts)])
+        for j, i in enumerate(fast):
+            lo, hi = bounds[j], bounds[j + 1]
+            o, start, end, starts, _ = lists[i]
+            lists[i] = (o, start, end, starts, (gaps[lo:hi], tfs[lo:hi]) if ok[lo:hi].all() else _postings_by_field(r, start, end)[1:])
+    lengths = np.array([len(entry[4][0]) for entry in lists], np.int64)
+    gaps = np.concatenate([np.asarray(entry[4][0], np.int64) for entry in lists]) if lists else np.zeros(0, np.int64)
+    vals = np.concatenate([np.asarray(entry[4][1], np.int64) for entry in lists]) if lists else np.zeros(0, np.int64)
+    cols = np.repeat(np.arange(len(lists), dtype=np.int32), lengths)
+    heads = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    is_head = np.zeros(len(gaps), bool)
+    is_head[heads[lengths > 0]] = True
+    prefix = np.concatenate([[0], np.cumsum(gaps)])
+    rows = prefix[1:] - np.repeat(prefix[heads], lengths)  # docids: the d-gaps summed within each list
+    for bad, what in (((gaps <= 0) & ~is_head) | (gaps < 0), "docids must ascend strictly (d-gaps > 0)"), (vals < 0, "negative tf"):
+        if bad.any():
+            t = int(cols[np.argmax(bad)])
+            raise r.fail(lists[t][0], f"term {vocab[t]!r}: {what}")
+    n_docs = header.num_doc_records
+    if len(rows) and rows.max() >= n_docs:
+        t = int(cols[np.argmax(rows >= n_docs)])
+        raise r.fail(lists[t][0], f"term {vocab[t]!r}: docid {int(rows[np.argmax(rows >= n_docs)])} but the header counts {n_docs} documents")
     n = header.num_doc_records
     doc_ids: list[str | None] = [None] * n
     doclengths = np.zeros(n, dtype=np.int64)
@@ -313,11 +379,26 @@ def read_ciff(path: str | Path) -> Ciff:
         raise r.fail(pos, f"{len(r.data) - pos} bytes after the last document record")
     if len(set(doc_ids)) != n:
         raise DataError(f"{path}: collection docids are not unique")
-    rows = np.concatenate(doc_parts) if doc_parts else np.zeros(0, np.int64)
-    cols = np.concatenate(term_parts) if term_parts else np.zeros(0, np.int32)
-    vals = np.concatenate(tf_parts) if tf_parts else np.zeros(0, np.int64)
     keep = vals > 0
     by_doc = sp.csr_matrix((vals[keep], (rows[keep], cols[keep])), shape=(n, len(vocab)))
     by_doc.sort_indices()
     tfs = SparseVectors(by_doc.indptr.astype(np.int64), by_doc.indices.astype(np.int32), by_doc.data.astype(np.float32), vocab)
     return Ciff(header, [str(d) for d in doc_ids], tfs, doclengths)
+
+
+def _postings_by_field(r: _Reader, start: int, end: int) -> tuple[str, list[int], list[int]]:
+    """The term, d-gaps and tfs of one PostingsList message decoded field by field (any layout)."""
+    term, gaps, tfs = "", [], []
+    for number, value, at in r.fields(start, end):
+        if number == 1:
+            term = r.text(value, at)
+        elif number == 4:
+            docid, tf = 0, 0
+            for sub, v, _ in r.fields(*value):
+                if sub == 1:
+                    docid = v
+                elif sub == 2:
+                    tf = v
+            gaps.append(docid)
+            tfs.append(tf)
+    return term, gaps, tfs
