@@ -175,7 +175,7 @@ def cmd_search(args: argparse.Namespace) -> None:
         fields = result.fields or [{} for _ in result.ids]
         if args.json:
             hits = [{"rank": r, "id": i, "score": s, **f} for r, (i, s, f) in enumerate(zip(result.ids, result.scores, fields), 1)]
-            print(json.dumps({"query": query, "hits": hits}, indent=2, ensure_ascii=False))
+            print(json.dumps({"query": query, "strategy": result.strategy, "hits": hits}, indent=2, ensure_ascii=False))
         else:
             for r, (doc_id, score, f) in enumerate(zip(result.ids, result.scores, fields), 1):
                 shown = "  ".join(f"{k}={v}" for k, v in f.items())

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from lsr.index.validate import Checker
 from lsr.index.kernels.blockmax_build import count_block_entries, fill_blocks, fill_dense_rows
+from lsr.index.kernels.superblock_build import build_superblocks
 
 # A term whose postings touch more than this fraction of blocks keeps a dense row of block
 # maxima: summing a contiguous row beats scattering that many (block, max) pairs.
 DENSE_FRACTION = 0.125
+# Blocks per superblock: superblock bounds cost about 1/SUPERBLOCK of the block bounds.
+SUPERBLOCK = 8
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,7 @@ class BlockMax:
     entry_ptr: np.ndarray  # int64 [entries + 1]: entry -> range of postings
     blk_offsets: np.ndarray  # uint8: doc offset within the block
     blk_impacts: np.ndarray  # impact dtype
+    _superblocks: dict = field(default_factory=dict, compare=False, repr=False)
 
     ARRAYS = ("tb_indptr", "tb_blocks", "tb_max", "dense_row", "dense_rows", "blk_indptr", "blk_terms",
               "entry_ptr", "blk_offsets", "blk_impacts")
@@ -78,6 +82,18 @@ class BlockMax:
         named one by one: the kernels' order is their own, not this class's field order."""
         return (self.block_size, self.tb_indptr, self.tb_blocks, self.tb_max, self.dense_row, self.dense_rows,
                 self.blk_indptr, self.blk_terms, self.entry_ptr, self.blk_offsets, self.blk_impacts)
+
+    def superblock_args(self, c: int = SUPERBLOCK) -> tuple:
+        """(c, sb_indptr, sb_ids, sb_max, sb_start) of :mod:`lsr.index.kernels.superblock_search`:
+        derived from the block maxima when first asked for (not stored: no format change)."""
+        if c not in self._superblocks:
+            sb_indptr, sb_ids, sb_max, sb_start = build_superblocks(self.tb_indptr, self.tb_blocks, self.tb_max, c)
+            self._superblocks[c] = (c, sb_indptr, sb_ids, sb_max, sb_start)
+        return self._superblocks[c]
+
+    @property
+    def n_superblocks(self) -> int:
+        return -(-self.n_blocks // SUPERBLOCK)
 
 
 def build_blockmax(p_indptr: np.ndarray, p_docs: np.ndarray, p_impacts: np.ndarray, n_docs: int, block_size: int) -> BlockMax:

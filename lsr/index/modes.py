@@ -91,10 +91,13 @@ class Mode:
 BETA = Knob("beta", "fraction of the heaviest query terms kept (1 = all; BMP's query pruning)", 1.0, 0.0, 1.0, lo_open=True)
 BMP_ALPHA = Knob("alpha", "block-max pruning: skip a block when alpha x its bound cannot beat the k-th score (1 = safe, exact)",
                  1.0, 0.0, 1.0, lo_open=True)
+STRATEGY = Knob("strategy", "exact: how to find the top-k; auto = the planner's per-query choice (see lsr.index.planner)",
+                 "auto", choices=("auto", "exhaustive", "blockmax", "superblock"))
 QUERY_CUT = Knob("query_cut", "approx: walk the posting lists of this many heaviest query terms", 10, 1, 65536, integer=True)
 HEAP_FACTOR = Knob("heap_factor", "approx: skip a block whose summary score is below this x the k-th score", 0.8, 0.0, 1.0)
 
-EXACT = Mode("exact", "the true top-k by block-max pruning (alpha < 1 or beta < 1 trade exactness for speed)", (BMP_ALPHA, BETA))
+EXACT = Mode("exact", "the true top-k of the float weights, by the cheapest safe strategy for each query "
+             "(alpha < 1 or beta < 1 trade exactness for speed)", (STRATEGY, BMP_ALPHA, BETA))
 EXHAUSTIVE = Mode("exhaustive", "score every matching document term-at-a-time: the reference exact search is checked against", (BETA,))
 APPROX = Mode("approx", "Seismic-style clustered lists with block summaries (needs the approx structure)", (QUERY_CUT, HEAP_FACTOR),
               needs=frozenset({"approx"}))

@@ -172,4 +172,5 @@ def merge(hits: Sequence[Hits], offsets: np.ndarray, k: int) -> Hits:
     rows = np.concatenate([h.rows.astype(np.int64) + offsets[s] for s, h in enumerate(hits)])
     scores = np.concatenate([h.scores for h in hits])
     order = np.lexsort((rows, -scores))[:k]
-    return Hits(rows[order], scores[order])
+    strategies = sorted({h.strategy for h in hits if h.strategy})
+    return Hits(rows[order], scores[order], "+".join(strategies) or None)

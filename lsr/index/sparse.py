@@ -28,8 +28,9 @@ from lsr.index.approx import HEAP_FACTORS, QUERY_CUTS, ApproxIndex, ApproxSettin
 from lsr.index.blockmax import BlockMax, build_blockmax
 from lsr.index.build import QUANTIZATIONS, build_postings, quantize
 from lsr.index.dense import DenseIndex
-from lsr.index.kernels import approx_search, blockmax_search, exhaustive, forward
+from lsr.index.kernels import approx_search, exact, forward
 from lsr.index.modes import APPROX, SPARSE_MODES
+from lsr.index.planner import STRATEGIES, plan
 from lsr.index.reorder import reorder_documents
 from lsr.index.validate import Checker
 from lsr.util import offsets
@@ -50,6 +51,7 @@ class Hits:
 
     rows: np.ndarray  # int32
     scores: np.ndarray  # float64
+    strategy: str | None = None  # how exact search found them (lsr.index.planner), None for approx
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -61,8 +63,10 @@ class SparseIndex:
     weights), the block-max layout of exact search, and optionally the approximate-search
     structure and a dense part, in one directory.
 
-    Scores are dot products of the query's float weights with the documents' quantized
-    impacts (``impact * scale``); ``info()`` reports the largest rounding error.
+    Exact scores are dot products of the query's float weights with the documents' float
+    weights (the forward index keeps them): quantized impacts only choose candidates, which
+    are rescored (:mod:`lsr.index.kernels.candidates`). Approx scores are in impacts
+    (``impact * scale``); ``info()`` reports the largest rounding error.
     """
 
     doc_ids: list[str]
@@ -348,21 +352,32 @@ class SparseIndex:
                 docs, scores, counts = self._search_rows(q, k, np.flatnonzero(mask).astype(np.int32))
             else:
                 docs, scores, counts, _ = self._search_approx(q, k, knobs, threads, mask)
-        elif len(q) == 1:
-            docs, scores = np.empty((1, k), np.int32), np.empty((1, k), np.float32)
-            counts = [self._search_one(q.indices, q.values, k, mode, knobs.get("alpha", 1.0), mask, docs[0], scores[0])]
-        elif mode == "exhaustive":
-            docs, scores, counts = exhaustive.search_exhaustive_batch(
-                q.indptr, q.indices, q.values, self.postings_indptr, self.postings_docs, self.postings_impacts,
-                self.num_docs, k, mask, self._workers(threads, len(q)),
-            )
-        else:
-            docs, scores, counts = blockmax_search.search_bmp_batch(
-                q.indptr, q.indices, q.values, self.num_docs, *self.blocks.kernel_args(), k,
-                np.float32(knobs.get("alpha", 1.0)), mask, self.blocks.n_blocks, self._workers(threads, len(q)),
-            )
-        scale = self.scale
-        return [Hits(docs[i, : counts[i]], scores[i, : counts[i]].astype(np.float64) * scale) for i in range(len(q))]
+            scale = self.scale
+            return [Hits(docs[i, : counts[i]], scores[i, : counts[i]].astype(np.float64) * scale) for i in range(len(q))]
+        strategies = plan(len(q), "exhaustive" if mode == "exhaustive" else knobs.get("strategy", "auto"))
+        docs, scores, counts = self._search_exact(q, k, strategies, knobs.get("alpha", 1.0), mask, threads)
+        return [Hits(docs[i, : counts[i]], scores[i, : counts[i]], STRATEGIES[strategies[i]]) for i in range(len(q))]
+
+    def _search_exact(self, q: SparseVectors, k: int, strategies: np.ndarray, alpha: float, mask: np.ndarray,
+                      threads: int | None):
+        """(docs, float64 scores, counts) of prepared queries, each by its strategy (``strategies``
+        gets the one each query used); one query on this thread."""
+        args = (np.float32(alpha), self._err_units(), mask, (self.postings_indptr, self.postings_docs, self.postings_impacts),
+                (self.forward_indptr, self.forward_terms, self.forward_weights), self.blocks.kernel_args(),
+                self.blocks.superblock_args())
+        if len(q) != 1:
+            return exact.search_batch(strategies, q.indptr, q.indices, q.values, k, *args, self._workers(threads, len(q)))
+        s = self._thread_scratch()
+        docs, scores = np.empty((1, k), np.int32), np.empty((1, k), np.float64)
+        n = exact.search_one(int(strategies[0]), q.indices, q.values, k, *args, s.acc, s.touched, s.ub, s.sbub, s.qdense64,
+                             docs[0], scores[0], strategies)
+        return docs, scores, [n]
+
+    def _err_units(self) -> float:
+        """The largest gap between a posting's float weight (as float32, as the forward index holds
+        it) and its impact, in impact units: what exact search's candidate margin must cover."""
+        qmax = np.iinfo(QUANTIZATIONS[self.manifest["settings"]["quantization"]]).max
+        return float(self.manifest["stats"].get("max_quantization_error", self.scale)) / self.scale + qmax * 2.0**-23
 
     def _mask(self, allowed: np.ndarray | None) -> np.ndarray:
         """``allowed`` as the kernels take it: uint8, one per document, or empty for all."""
@@ -372,17 +387,6 @@ class SparseIndex:
         if mask.shape != (self.num_docs,):
             raise ValueError(f"allowed must hold one flag per document ({self.num_docs}), got shape {mask.shape}")
         return mask.view(np.uint8) if mask.dtype == np.bool_ else mask.astype(np.uint8, copy=False)
-
-    def _search_one(self, terms, weights, k, mode, alpha, mask, out_docs, out_scores) -> int:
-        s = self._thread_scratch()
-        if mode == "exhaustive":
-            return exhaustive.search_exhaustive(
-                terms, weights, self.postings_indptr, self.postings_docs, self.postings_impacts, k, mask, s.acc, s.touched,
-                out_docs, out_scores,
-            )
-        return blockmax_search.search_bmp(
-            terms, weights, self.num_docs, *self.blocks.kernel_args(), k, np.float32(alpha), mask, s.ub, out_docs, out_scores,
-        )
 
     def _search_rows(self, q: SparseVectors, k: int, rows: np.ndarray):
         """Exact top-k among ``rows`` of each prepared query, from the forward index."""
@@ -466,13 +470,11 @@ class SparseIndex:
         """(term id, query weight, stored document weight) of each term a one-row query shares
         with document ``row``: the parts its score adds up."""
         q = self.prepare(query)
-        out = []
-        for t, qw in zip(q.indices, q.values):
-            lo, hi = self.postings_indptr[t], self.postings_indptr[t + 1]
-            j = lo + np.searchsorted(self.postings_docs[lo:hi], row)
-            if j < hi and self.postings_docs[j] == row:
-                out.append((int(t), float(qw), float(self.postings_impacts[j]) * self.scale))
-        return out
+        lo, hi = self.forward_indptr[row], self.forward_indptr[row + 1]
+        terms, weights = self.forward_terms[lo:hi], self.forward_weights[lo:hi]
+        at = np.minimum(np.searchsorted(terms, q.indices), max(0, hi - lo - 1))
+        shared = (hi > lo) & (terms[at] == q.indices) if hi > lo else np.zeros(len(q.indices), bool)
+        return [(int(t), float(qw), float(weights[j])) for t, qw, j, ok in zip(q.indices, q.values, at, shared) if ok]
 
     # ---- helpers ------------------------------------------------------------------------
     @staticmethod
@@ -486,6 +488,8 @@ class SparseIndex:
             s.acc = np.zeros(self.num_docs, dtype=np.float32)
             s.touched = np.empty(self.num_docs, dtype=np.int32)
             s.ub = np.zeros(self.blocks.n_blocks, dtype=np.float32)
+            s.qdense64 = np.zeros(len(self.vocab), dtype=np.float64)
+            s.sbub = np.zeros(self.blocks.n_superblocks, dtype=np.float32)
         return s
 
 

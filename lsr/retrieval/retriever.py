@@ -42,12 +42,14 @@ Encoded = Union[SparseVectors, HybridQueries]
 class SearchResult:
     """Hits of one query, best first; ``dense_fraction`` is the share of dense vectors scored
     (dense modes; None where it is not known or does not apply); ``fields`` the stored fields
-    of each hit when asked for (a collection's documents)."""
+    of each hit when asked for (a collection's documents); ``strategy`` how exact search found
+    them (``exhaustive``, ``blockmax``, ``superblock``; ``a+b`` when segments differed)."""
 
     ids: list[str]
     scores: list[float]
     dense_fraction: float | None = None
     fields: list[dict[str, Any]] | None = None
+    strategy: str | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -371,7 +373,8 @@ class Retriever:
         if fields and self.collection is None:
             raise DataError("this index stores no documents: stored fields need a collection (`lsr upgrade --index DIR`)")
         return [SearchResult(snap.doc_ids(h.rows), h.scores.tolist(), getattr(h, "dense_fraction", None),
-                             self.collection.fields(h.rows, snap, fields, snippet) if fields else None) for h in hits]
+                             self.collection.fields(h.rows, snap, fields, snippet) if fields else None,
+                             getattr(h, "strategy", None)) for h in hits]
 
     def explain(self, query: Query, doc_id: str) -> list[dict[str, Any]]:
         """Per matched term, heaviest first: query weight, the document's stored weight, and the

@@ -2,10 +2,11 @@
 
 Doc ids are cut into fixed blocks. Each term keeps its per-block maximum impact; a query sums
 those into an upper bound per block, visits blocks from the highest bound down, scores each
-visited block through a block-local forward index, and stops once no remaining bound can beat
-the current k-th score. Bounds and scores add the query's terms in the same order, so by the
-monotonicity of float rounding a bound is never below a score it covers: the safe mode returns
-exactly the exhaustive top-k, ties included.
+visited block through a block-local forward index, and stops once no remaining bound can reach
+the candidate floor of the current k-th score (:mod:`lsr.index.kernels.candidates`). Bounds and
+scores add the query's terms in the same order, so by the monotonicity of float rounding a bound
+is never below a score it covers: the safe mode keeps every candidate, and the float rescoring
+returns the exact top-k, ties included.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import numpy as np
 
 from lsr.index.kernels import JIT
 from lsr.index.kernels.bsearch import lower_bound
-from lsr.index.kernels.topk import batch_outputs, heap_drain, heap_offer
+from lsr.index.kernels.candidates import floor_of, keep_above, make_room, rescore_margin
+from lsr.index.kernels.forward import rescore
+from lsr.index.kernels.topk import heap_offer
 
 N_BUCKETS = 2048
 
@@ -58,14 +61,40 @@ def _score_block(b, q_terms, q_weights, blk_indptr, blk_terms, entry_ptr, blk_of
 
 
 @nb.njit(**JIT)
-def search_bmp(q_terms, q_weights, n_docs, block_size, tb_indptr, tb_blocks, tb_max, dense_row, dense_rows,
-               blk_indptr, blk_terms, entry_ptr, blk_offsets, blk_impacts, k, alpha, allowed, ub, out_docs, out_scores):
-    """Top-k of one query by block-max pruning; q_terms must ascend.
+def score_and_collect(b, q_terms, q_weights, block_size, blk_indptr, blk_terms, entry_ptr, blk_offsets, blk_impacts, local,
+                      allowed, k, shrink, slack, heap_s, heap_d, size, floor, cand_d, cand_s, n_cand):
+    """Score block b; offer its allowed docs at or above the candidate floor to the k-heap and the
+    candidate buffer. Returns the updated (cand_d, cand_s, n_cand, heap size, floor)."""
+    used = _score_block(b, q_terms, q_weights, blk_indptr, blk_terms, entry_ptr, blk_offsets, blk_impacts, local)
+    base = b * block_size
+    masked = allowed.shape[0] > 0
+    for off in range(used):
+        s = local[off]
+        if s > 0.0:
+            if (not masked or allowed[base + off]) and s >= floor:
+                if n_cand == cand_d.shape[0]:
+                    cand_d, cand_s, n_cand = make_room(cand_d, cand_s, n_cand, floor)
+                cand_d[n_cand] = base + off
+                cand_s[n_cand] = s
+                n_cand += 1
+                size = heap_offer(heap_s, heap_d, size, k, s, base + off)
+                floor = floor_of(heap_s, size, k, shrink, slack)
+            local[off] = 0.0
+    return cand_d, cand_s, n_cand, size, floor
 
-    A block is skipped when alpha x its bound is below the current k-th score (alpha = 1:
-    safe and exact). With ``allowed`` (uint8, one per doc) not empty, only allowed docs are
-    hits; bounds stay true upper bounds, so the search stays exact. ub (float32, one slot per block) must be zero on entry; it is zeroed
-    again before returning. Returns the number of hits, written best first into out_*.
+
+@nb.njit(**JIT)
+def search_bmp(q_terms, q_weights, block_size, tb_indptr, tb_blocks, tb_max, dense_row, dense_rows, blk_indptr, blk_terms,
+               entry_ptr, blk_offsets, blk_impacts, k, alpha, err_units, allowed, fwd_indptr, fwd_terms, fwd_weights, ub,
+               qdense, out_docs, out_scores):
+    """Exact top-k of one query (by float score) by block-max pruning; q_terms must ascend.
+
+    A block is skipped when alpha x its bound is below the candidate floor of the current
+    k-th quantized score (alpha = 1: safe, and exact after the float rescoring of
+    :mod:`lsr.index.kernels.candidates`). With ``allowed`` (uint8, one per doc) not empty, only
+    allowed docs are hits; bounds stay true upper bounds, so the search stays exact. ub (float32,
+    one slot per block) must be zero on entry; it is zeroed again before returning. Returns
+    the number of hits, written best first into out_* (float64 scores).
     """
     n_blocks = ub.shape[0]
     _block_bounds(q_terms, q_weights, tb_indptr, tb_blocks, tb_max, dense_row, dense_rows, ub)
@@ -76,10 +105,15 @@ def search_bmp(q_terms, q_weights, n_docs, block_size, tb_indptr, tb_blocks, tb_
             n_live += 1
             if ub[b] > top:
                 top = ub[b]
-    heap_s = np.empty(k, dtype=np.float32)
-    heap_d = np.empty(k, dtype=np.int32)
+    cand_d = np.empty(max(4 * k, 256), dtype=np.int32)
+    cand_s = np.empty(cand_d.shape[0], dtype=np.float32)
+    n_cand = 0
     size = 0
+    floor = -1.0
     if n_live > 0:
+        shrink, slack = rescore_margin(q_weights, err_units)
+        heap_s = np.empty(k, dtype=np.float32)
+        heap_d = np.empty(k, dtype=np.int32)
         # bucket the live blocks by bound (a linear-time partial sort), best bucket first
         counts = np.zeros(N_BUCKETS + 1, dtype=np.int64)
         bucket_top = np.zeros(N_BUCKETS, dtype=np.float32)
@@ -102,42 +136,18 @@ def search_bmp(q_terms, q_weights, n_docs, block_size, tb_indptr, tb_blocks, tb_
                 order[fill[bk]] = b
                 fill[bk] += 1
         local = np.zeros(block_size, dtype=np.float32)
-        masked = allowed.shape[0] > 0
         for bk in range(N_BUCKETS):
             if counts[bk] == counts[bk + 1]:
                 continue
-            if size == k and alpha * bucket_top[bk] < heap_s[0]:
+            if alpha * bucket_top[bk] < floor:
                 break  # every later bucket is bounded by this one's top
             for i in range(counts[bk], counts[bk + 1]):
                 b = order[i]
-                if size == k and alpha * ub[b] < heap_s[0]:
+                if alpha * ub[b] < floor:
                     continue
-                used = _score_block(b, q_terms, q_weights, blk_indptr, blk_terms, entry_ptr, blk_offsets, blk_impacts, local)
-                base = b * block_size
-                for off in range(used):
-                    s = local[off]
-                    if s > 0.0:
-                        if not masked or allowed[base + off]:
-                            size = heap_offer(heap_s, heap_d, size, k, s, base + off)
-                        local[off] = 0.0
+                cand_d, cand_s, n_cand, size, floor = score_and_collect(
+                    b, q_terms, q_weights, block_size, blk_indptr, blk_terms, entry_ptr, blk_offsets, blk_impacts, local,
+                    allowed, k, shrink, slack, heap_s, heap_d, size, floor, cand_d, cand_s, n_cand)
+        n_cand = keep_above(cand_d, cand_s, n_cand, floor)
     ub[:] = 0.0
-    return heap_drain(heap_s, heap_d, size, out_docs, out_scores)
-
-
-@nb.njit(parallel=True, **JIT)
-def search_bmp_batch(q_indptr, q_terms, q_weights, n_docs, block_size, tb_indptr, tb_blocks, tb_max, dense_row,
-                     dense_rows, blk_indptr, blk_terms, entry_ptr, blk_offsets, blk_impacts, k, alpha, allowed, n_blocks,
-                     n_workers):
-    """search_bmp for many queries (CSR rows) over n_workers threads; returns (docs, scores, counts)."""
-    n_queries = q_indptr.shape[0] - 1
-    out_docs, out_scores, counts = batch_outputs(n_queries, k)
-    for w in nb.prange(n_workers):
-        ub = np.zeros(n_blocks, dtype=np.float32)
-        for q in range(w, n_queries, n_workers):
-            lo, hi = q_indptr[q], q_indptr[q + 1]
-            counts[q] = search_bmp(
-                q_terms[lo:hi], q_weights[lo:hi], n_docs, block_size, tb_indptr, tb_blocks, tb_max, dense_row,
-                dense_rows, blk_indptr, blk_terms, entry_ptr, blk_offsets, blk_impacts, k, alpha, allowed, ub,
-                out_docs[q], out_scores[q],
-            )
-    return out_docs, out_scores, counts
+    return rescore(q_terms, q_weights, cand_d, n_cand, fwd_indptr, fwd_terms, fwd_weights, k, qdense, out_docs, out_scores)

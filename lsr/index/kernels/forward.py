@@ -1,8 +1,8 @@
 """Exact scoring of a given set of documents from the forward index.
 
-The plan for a selective filter: its cost is the filtered documents' lengths, not the query
-terms' posting lists. Each document adds its terms in ascending order, the order in which the
-exhaustive kernel adds the query's (ascending) terms, so the scores are the same floats.
+Two uses: the plan for a selective filter, whose cost is the filtered documents' lengths, not
+the query terms' posting lists; and the float rescoring that makes exact search exact on the
+user's float weights (the candidates of :mod:`lsr.index.kernels.candidates`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ from lsr.index.kernels.topk import heap_drain, heap_offer
 @nb.njit(**JIT)
 def search_rows(q_terms, q_weights, rows, fwd_indptr, fwd_terms, fwd_impacts, k, qdense, out_docs, out_scores):
     """Top-k of one query among ``rows`` (ascending doc ids). qdense (float32, one per term) is
-    zero on entry and on return. Returns the number of hits, written best first into out_*."""
+    zero on entry and on return. Returns the number of hits, written best first into out_*.
+
+    Each document adds its terms in ascending order, the order in which the exhaustive kernel
+    adds the query's (ascending) terms, so the scores are the same floats."""
     for i in range(q_terms.shape[0]):
         qdense[q_terms[i]] = q_weights[i]
     heap_s = np.empty(k, dtype=np.float32)
@@ -28,6 +31,28 @@ def search_rows(q_terms, q_weights, rows, fwd_indptr, fwd_terms, fwd_impacts, k,
         s = np.float32(0.0)
         for e in range(fwd_indptr[d], fwd_indptr[d + 1]):
             s += qdense[fwd_terms[e]] * np.float32(fwd_impacts[e])
+        if s > 0.0:
+            size = heap_offer(heap_s, heap_d, size, k, s, d)
+    for i in range(q_terms.shape[0]):
+        qdense[q_terms[i]] = 0.0
+    return heap_drain(heap_s, heap_d, size, out_docs, out_scores)
+
+
+@nb.njit(**JIT)
+def rescore(q_terms, q_weights, docs, n, fwd_indptr, fwd_terms, fwd_weights, k, qdense, out_docs, out_scores):
+    """Float64 top-k among docs[:n] by the float forward weights: the final ranking of exact
+    search (score descending, then doc id). qdense (float64, one per term) is zero on entry and
+    on return. Returns the number of hits, written best first into out_* (float64 scores)."""
+    for i in range(q_terms.shape[0]):
+        qdense[q_terms[i]] = np.float64(q_weights[i])
+    heap_s = np.empty(k, dtype=np.float64)
+    heap_d = np.empty(k, dtype=np.int32)
+    size = 0
+    for r in range(n):
+        d = docs[r]
+        s = 0.0
+        for e in range(fwd_indptr[d], fwd_indptr[d + 1]):
+            s += qdense[fwd_terms[e]] * np.float64(fwd_weights[e])
         if s > 0.0:
             size = heap_offer(heap_s, heap_d, size, k, s, d)
     for i in range(q_terms.shape[0]):

@@ -1,0 +1,113 @@
+"""Exact search of one query by a chosen strategy, and the per-query planner that chooses it.
+
+Strategies (codes shared with :mod:`lsr.index.planner`): exhaustive term-at-a-time scoring,
+block-max pruning, and superblock pruning. Every one returns the float top-k (ties by doc id);
+they differ only in the work done, which depends on the query: long queries over flat weights
+touch most blocks and are cheapest scored exhaustively, short skewed ones (BM25) prune well.
+The index arrays travel as tuples in a fixed order: ``post`` (indptr, docs, impacts), ``fwd``
+(indptr, terms, weights), ``blk`` (:meth:`BlockMax.kernel_args`), ``sup``
+(:meth:`BlockMax.superblock_args`).
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from lsr.index.kernels import JIT
+from lsr.index.kernels.blockmax_search import search_bmp
+from lsr.index.kernels.exhaustive import search_exhaustive
+from lsr.index.kernels.superblock_search import search_superblocks
+
+EXHAUSTIVE, BLOCKMAX, SUPERBLOCK, AUTO = 0, 1, 2, 3
+
+
+# Planner costs, in postings accumulated exhaustively (the unit): exhaustive search reads each
+# posting and passes once more over the documents it touched; a pruned search pays a binary
+# search per query term in each block it scores (~log2 of the block's terms) plus its postings.
+EXHAUSTIVE_PER_POSTING = 2.0
+SEARCH_STEP = 1.5
+BLOCK_OVERHEAD = 10.0
+# A query whose superblock bounds alone cost this fraction of an exhaustive search is scored
+# exhaustively without a probe.
+BOUNDS_SHARE = 0.5
+
+
+@nb.njit(**JIT)
+def _plan_costs(q_terms, p_indptr, blk_indptr, blk_n_terms, sb_indptr):
+    """(exhaustive cost, cost per scored block, superblock-bound cost) of one query."""
+    postings = 0
+    sb_entries = 0
+    for i in range(q_terms.shape[0]):
+        t = q_terms[i]
+        postings += p_indptr[t + 1] - p_indptr[t]
+        sb_entries += sb_indptr[t + 1] - sb_indptr[t]
+    n_blocks = blk_indptr.shape[0] - 1
+    exhaustive = EXHAUSTIVE_PER_POSTING * postings
+    per_block = SEARCH_STEP * q_terms.shape[0] * np.log2(2.0 + blk_n_terms) + postings / max(1, n_blocks) + BLOCK_OVERHEAD
+    return exhaustive, per_block, float(sb_entries)
+
+
+@nb.njit(**JIT)
+def search_one(strategy, q_terms, q_weights, k, alpha, err_units, allowed, post, fwd, blk, sup, acc, touched, ub, sbub,
+               qdense, out_docs, out_scores, used):
+    """Top-k of one query by ``strategy`` (q_terms ascending), or by the planner's choice for
+    AUTO; ``used[0]`` gets the strategy that produced the hits. Scratch as the strategies'
+    kernels take it (acc, touched: one per doc; ub: one per block; sbub: one per superblock;
+    qdense: float64, one per term).
+
+    The planner: exhaustive search costs its postings; superblock search costs its bounds, then
+    the blocks it must score, which depend on how fast the k-th score rises. So a query whose
+    superblock bounds alone are a large share of the exhaustive cost goes exhaustive; any other
+    starts superblock search as a probe that gives up (having scored a few blocks) as soon as
+    the blocks left above the floor would cost more than the exhaustive search.
+    """
+    budget, per_block = -1.0, 0.0
+    if strategy == AUTO:
+        exhaustive, per_block, bounds = _plan_costs(q_terms, post[0], blk[6], blk_terms_per_block(blk), sup[1])
+        strategy = EXHAUSTIVE if bounds > BOUNDS_SHARE * exhaustive else SUPERBLOCK
+        budget = exhaustive - bounds
+    if strategy == SUPERBLOCK:
+        n = search_superblocks(q_terms, q_weights, blk[0], blk[1], blk[2], blk[3], blk[4], blk[5], blk[6], blk[7], blk[8],
+                               blk[9], blk[10], sup[0], sup[1], sup[2], sup[3], sup[4], k, alpha, err_units, allowed,
+                               fwd[0], fwd[1], fwd[2], sbub, qdense, out_docs, out_scores, budget, per_block)
+        if n >= 0:
+            used[0] = SUPERBLOCK
+            return n
+        strategy = EXHAUSTIVE  # the probe found exhaustive search cheaper
+    used[0] = strategy
+    if strategy == EXHAUSTIVE:
+        return search_exhaustive(q_terms, q_weights, post[0], post[1], post[2], k, err_units, allowed, fwd[0], fwd[1],
+                                 fwd[2], acc, touched, qdense, out_docs, out_scores)
+    return search_bmp(q_terms, q_weights, blk[0], blk[1], blk[2], blk[3], blk[4], blk[5], blk[6], blk[7], blk[8], blk[9],
+                      blk[10], k, alpha, err_units, allowed, fwd[0], fwd[1], fwd[2], ub, qdense, out_docs, out_scores)
+
+
+@nb.njit(inline="always", **JIT)
+def blk_terms_per_block(blk):
+    """Mean distinct terms per block: what a binary search in a block costs (log2 of it)."""
+    return blk[7].shape[0] / max(1, blk[6].shape[0] - 1)
+
+
+@nb.njit(parallel=True, **JIT)
+def search_batch(strategies, q_indptr, q_terms, q_weights, k, alpha, err_units, allowed, post, fwd, blk, sup, n_workers):
+    """search_one for many queries (CSR rows, one strategy each, replaced by the one used) over
+    n_workers threads. Returns (docs, scores float64, counts): row i holds query i's hits in its
+    first counts[i] slots."""
+    n_queries = q_indptr.shape[0] - 1
+    n_docs = fwd[0].shape[0] - 1
+    out_docs = np.full((n_queries, k), -1, dtype=np.int32)
+    out_scores = np.zeros((n_queries, k), dtype=np.float64)
+    counts = np.zeros(n_queries, dtype=np.int64)
+    for w in nb.prange(n_workers):
+        acc = np.zeros(n_docs, dtype=np.float32)
+        touched = np.empty(n_docs, dtype=np.int32)
+        ub = np.zeros(blk[6].shape[0] - 1, dtype=np.float32)
+        sbub = np.zeros(-(-ub.shape[0] // sup[0]), dtype=np.float32)
+        qdense = np.zeros(post[0].shape[0] - 1, dtype=np.float64)
+        for q in range(w, n_queries, n_workers):  # strided: neighbours in a batch cost alike
+            lo, hi = q_indptr[q], q_indptr[q + 1]
+            counts[q] = search_one(strategies[q], q_terms[lo:hi], q_weights[lo:hi], k, alpha, err_units, allowed, post,
+                                   fwd, blk, sup, acc, touched, ub, sbub, qdense, out_docs[q], out_scores[q],
+                                   strategies[q:q + 1])
+    return out_docs, out_scores, counts
