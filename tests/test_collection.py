@@ -4,12 +4,13 @@ merges, BM25 statistics across segments, format-1 directories, and the write end
 The exactness tests compare against brute force that is computed here, independently of the
 kernels, and compare EXACTLY (ids, order and float scores), not with a tolerance:
 
-- Scores are dot products of the query with each segment's quantized impacts: a segment
-  quantizes its documents' float32 weights with its own u16 scale (``round(w / scale)``),
-  and a hit's score is ``float32(sum of query weight x impact) * scale``. The brute force
-  quantizes the documents' weights (which the test keeps itself, not read back from the
-  index) with each segment's scale, the one value it takes from the index, and checks that
-  scale is what the segment's own weights give.
+- Exact scores are float64 dot products of the query with the documents' float32 weights,
+  added in term-id order (the forward index's). Approx scores are dot products with each
+  segment's quantized impacts: a segment quantizes its documents' float32 weights with its
+  own u16 scale (``round(w / scale)``), and a hit's score is ``float32(sum of query weight x
+  impact) * scale``. The brute force quantizes the documents' weights (which the test keeps
+  itself, not read back from the index) with each segment's scale, the one value it takes
+  from the index, and checks that scale is what the segment's own weights give.
 - Query weights are small integers, so every product and partial sum is an integer below
   2**24: exact in float32 whatever order the kernels add the terms in. The brute force's
   ``float(units) * scale`` is then the very float the kernels return, and ties are real
@@ -94,21 +95,25 @@ def as_float32(vec: dict[str, float]) -> dict[str, float]:
     return {t: float(np.float32(w)) for t, w in vec.items() if w > 0}
 
 
-def brute_force(snap, docs: dict[str, dict[str, float]], query: dict[str, int], k: int, allowed: set[str] | None = None):
+def brute_force(snap, docs: dict[str, dict[str, float]], query: dict[str, int], k: int, allowed: set[str] | None = None,
+                quantized: bool = False):
     """Top-k (ids, scores) over the live rows of ``snap`` whose id is in ``allowed`` (all if
-    None), from the test's own copy of the documents' weights, quantized per segment."""
+    None), from the test's own copy of the documents' weights: their float32 values summed in
+    float64 in term-id order (what exact search promises), or, ``quantized``, quantized per
+    segment (what approx search scores)."""
     hits = []
     for row, s, _, doc_id in live_rows(snap):
         if allowed is not None and doc_id not in allowed:
             continue
         scale = snap.indexes[s].scale
-        units = 0
-        for term, w in docs[doc_id].items():
-            if term in query:
+        units, score = 0, 0.0
+        for term, w in sorted(docs[doc_id].items(), key=lambda tw: snap.vocab.index(tw[0])):
+            if term in query and w > 0:
                 units += int(query[term]) * int(quantize(np.array([w], np.float32), scale, np.uint16)[0])
+                score += float(query[term]) * float(np.float32(w))
         assert units < 2**24  # exact in float32: see the module docstring
         if units > 0:
-            hits.append((-(float(units) * scale), row, doc_id))
+            hits.append((-(float(units) * scale if quantized else score), row, doc_id))
     hits.sort()
     return [h[2] for h in hits[:k]], [-h[0] for h in hits[:k]]
 
@@ -130,8 +135,8 @@ def check_segments_hold(snap, docs: dict[str, dict[str, float]]) -> None:
 
 def assert_search_exact(retriever, snap, docs, queries, k, allowed=None, flt=None, modes=EXACT_MODES):
     """Every exact-by-contract mode, batched and one query at a time, equals the brute force."""
-    expected = [brute_force(snap, docs, q, k, allowed) for q in queries]
     for mode, knobs in modes:
+        expected = [brute_force(snap, docs, q, k, allowed, quantized=mode == "approx") for q in queries]
         got = retriever.search_batch(queries, k, mode=mode, filter=flt, **knobs)
         for q, res, (ids, scores) in zip(queries, got, expected):
             assert (res.ids, res.scores) == (ids, scores), f"mode {mode}, query {q}, k {k}, filter {flt}"

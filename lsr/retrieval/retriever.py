@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
@@ -49,7 +49,7 @@ class SearchResult:
     scores: list[float]
     dense_fraction: float | None = None
     fields: list[dict[str, Any]] | None = None
-    strategy: str | None = None
+    strategy: str | None = field(default=None, compare=False)  # how, not what: equal results may differ in it
 
     def __len__(self) -> int:
         return len(self.ids)
