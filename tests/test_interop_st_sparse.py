@@ -70,11 +70,51 @@ def test_prompts_and_index_round_trip(adi: Path, tmp_path: Path):
     np.testing.assert_allclose(hits.scores, doc_vecs @ theirs[0], rtol=2e-3)  # u16 impacts
 
 
+def _save_router(folder: Path) -> Path:
+    """An inference-free model as sentence-transformers builds one: a Router whose query route is
+    a SparseStaticEmbedding (random token weights here) and whose document route is splade-tiny."""
+    import torch
+    from sentence_transformers import SparseEncoder
+    from sentence_transformers.base.modules import Router
+    from sentence_transformers.sparse_encoder.modules import MLMTransformer, SparseStaticEmbedding, SpladePooling
+    from transformers import AutoTokenizer
+
+    from lsr.encoders.models import splade_tiny_path
+
+    tokenizer = AutoTokenizer.from_pretrained(str(splade_tiny_path()))
+    weights = torch.rand(len(tokenizer.get_vocab()), generator=torch.Generator().manual_seed(0)) * 3
+    router = Router.for_query_document(query_modules=[SparseStaticEmbedding(tokenizer, weight=weights, frozen=True)],
+                                       document_modules=[MLMTransformer(str(splade_tiny_path())), SpladePooling("max", "relu")])
+    SparseEncoder(modules=[router], device="cpu").save(str(folder))
+    return folder
+
+
+def test_inference_free_router(adi: Path, tmp_path: Path):
+    """Router(query: SparseStaticEmbedding, document: MLMTransformer + SpladePooling): documents
+    as sentence-transformers encodes them, queries through the inference-free encoder with the
+    static weights, equal to encode_query; an index built with it answers text queries so."""
+    folder = _save_router(tmp_path / "router")
+    model = st.SparseEncoder(str(folder), device="cpu")
+    encoder = load_encoder(str(folder))
+    assert type(encoder.static).__name__ == "InferenceFreeEncoder"
+    queries = [q.text for q in load_queries(adi)[:8]]
+    theirs_q = model.encode_query(queries, convert_to_tensor=True).to_dense().numpy()
+    np.testing.assert_allclose(_dense(encoder.encode_queries(queries), theirs_q.shape[1]), theirs_q, atol=1e-6)
+    docs = [d.contents for d in load_corpus(adi)[:8]]
+    theirs_d = model.encode_document(docs, convert_to_tensor=True).to_dense().numpy()
+    assert np.abs(_dense(encoder.encode_documents(docs), theirs_d.shape[1]) - theirs_d).max() < 1e-4
+    run_cli("index", "--corpus", str(adi), "--model", str(folder), "--out", str(tmp_path / "idx"))
+    hits = Retriever.load(tmp_path / "idx").search(queries[0], k=5)
+    contents = {d.id: d.contents for d in load_corpus(adi)}
+    doc_vecs = model.encode_document([contents[i] for i in hits.ids], convert_to_tensor=True).to_dense().numpy()
+    np.testing.assert_allclose(hits.scores, doc_vecs @ theirs_q[0], rtol=2e-3)  # u16 impacts
+
+
 def test_unsupported_folders_one_clear_error(tmp_path: Path):
     folder = _save(tmp_path / "st", "max", "relu")
     modules = json.loads((folder / "modules.json").read_text())
-    (folder / "modules.json").write_text(json.dumps([{**modules[0], "type": "sentence_transformers.sparse_encoder.modules.Router"}]))
-    with pytest.raises(LsrError, match="inference-free sentence-transformers model"):
+    (folder / "modules.json").write_text(json.dumps([modules[1], modules[0]]))
+    with pytest.raises(LsrError, match="expected the document modules MLMTransformer \\+ SpladePooling, found SpladePooling"):
         load_encoder(str(folder))
     (folder / "1_SpladePooling" / "config.json").write_text(json.dumps({"pooling_strategy": "mean"}))
     (folder / "modules.json").write_text(json.dumps(modules))
