@@ -195,6 +195,22 @@ def cmd_search(args: argparse.Namespace) -> None:
     print(f"wrote {len(lines)} lines for {len(queries)} queries to {args.run_out}", file=sys.stderr)
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    from lsr.training import data
+    from lsr.training.config import TrainConfig
+    from lsr.training.trainer import Trainer
+
+    if args.pairs:
+        pairs = data.pairs_from_file(args.pairs)
+    elif args.titles:
+        pairs = data.pairs_from_titles(args.titles)
+    else:
+        pairs = data.pairs_from_qrels(args.qrels, split=args.split, half=args.query_half)
+    corpus = args.corpus or args.titles or (str(data.resolve_dataset(args.qrels)) if args.qrels else None)
+    config = TrainConfig(**{f: getattr(args, f) for f in TrainConfig.__dataclass_fields__ if getattr(args, f, None) is not None})
+    print(json.dumps(Trainer(config, pairs, corpus).train(), indent=2))
+
+
 def cmd_info(args: argparse.Namespace) -> None:
     from lsr.index import SparseIndex
     from lsr.retrieval.collection import Collection
@@ -441,6 +457,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rebuild", action="store_true", help="rebuild the approx structure with the settings given")
     approx_args(p)
     p.set_defaults(func=cmd_tune)
+
+    from lsr.training.config import DISTILLATION, NEGATIVE_SOURCES, TrainConfig
+
+    d = TrainConfig(out="")
+    p = sub.add_parser("train", help="fine-tune a SPLADE model (contrastive + hard negatives + FLOPS, optional distillation) on CPU",
+                       description="Writes Hugging Face checkpoints that `lsr index --model DIR` loads, a training log and a plot.")
+    data_src = p.add_mutually_exclusive_group(required=True)
+    data_src.add_argument("--pairs", help="JSONL of {\"query\": text, \"positive\": text[, \"positive_id\": id]}")
+    data_src.add_argument("--qrels", metavar="DATASET", help="a collection: its queries' judged relevant documents are the positives")
+    data_src.add_argument("--titles", metavar="CORPUS", help="a corpus: each document's title is a query for its text")
+    p.add_argument("--split", help="--qrels: which qrels split (default: test)")
+    p.add_argument("--query-half", choices=["first", "second"], help="--qrels: train on this half of the queries only (report the other)")
+    p.add_argument("--corpus", help="where hard negatives are mined (default: the --qrels or --titles collection)")
+    p.add_argument("--out", required=True, help="output folder (checkpoints, final model, log, plot); an existing run resumes")
+    p.add_argument("--model", help=f"start model (default {d.model})")
+    for name, kind in (("steps", int), ("batch_size", int), ("lr", float), ("warmup_steps", int), ("max_length", int),
+                       ("query_max_length", int), ("negatives_depth", int), ("flops_query", float), ("flops_document", float),
+                       ("flops_warmup", int), ("distill_weight", float), ("teacher_temperature", float), ("teacher_scale", float),
+                       ("checkpoint_every", int), ("seed", int), ("threads", int)):
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=f"default {getattr(d, name)}")
+    p.add_argument("--negatives", choices=NEGATIVE_SOURCES, help=f"hard negatives from our BM25 or SPLADE index (default {d.negatives})")
+    p.add_argument("--distill", choices=DISTILLATION, help=f"distillation from --teacher (default {d.distill})")
+    p.add_argument("--teacher", help=f"dense teacher: bundled {d.teacher}, a sentence-transformers folder or HF id")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("info", help="facts about a collection (segments, live and deleted documents, generation) or an index")
     p.add_argument("--index", required=True)

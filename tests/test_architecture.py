@@ -35,6 +35,7 @@ LAYERS: dict[str, int] = {
     "pipeline": 4,
     "service": 5,
     "evaluation": 5,
+    "training": 5,
     "integrations": 5,
     "bench": 6,
     "distributed": 6,
