@@ -57,17 +57,37 @@ def cmd_index(args: argparse.Namespace) -> None:
 
     dense = {"kind": args.dense_kind, "clusters": args.dense_clusters, "hnsw_m": args.hnsw_m,
              "ef_construction": args.ef_construction, "ivf_lists": args.ivf_lists}
-    _, summary = build_index(
-        args.out, corpus=args.corpus, model=_model(args), vectors=args.vectors, ciff=args.ciff, quantization=args.quantization,
-        block_size=args.block_size, reorder=args.reorder, batch_size=args.batch_size,
-        encoder_options={"max_length": args.max_length, **({} if args.document_expansion else {"document_expansion": False})},
-        dense_model=args.dense_model, dense_options={k: v for k, v in dense.items() if v is not None},
-        approx=_approx_settings(args) if args.approx else False,
-        query=query_settings(args),
-    )
+    options = dict(corpus=args.corpus, model=_model(args), vectors=args.vectors, quantization=args.quantization,
+                   block_size=args.block_size, reorder=args.reorder, batch_size=args.batch_size,
+                   encoder_options={"max_length": args.max_length, **({} if args.document_expansion else {"document_expansion": False})},
+                   dense_model=args.dense_model, dense_options={k: v for k, v in dense.items() if v is not None},
+                   approx=_approx_settings(args) if args.approx else False)
+    if args.shards is not None:
+        from lsr.distributed import build_sharded
+
+        if args.ciff:
+            raise LsrError("a sharded index is built from --corpus or --vectors, not --ciff")
+        print(json.dumps(build_sharded(args.out, args.shards, ray=args.ray, workers=args.workers, query=query_settings(args),
+                                       **options), indent=2))
+        return
+    if args.ray is not None or args.workers is not None:
+        raise LsrError("--ray and --workers build a sharded index: give --shards N")
+    _, summary = build_index(args.out, ciff=args.ciff, query=query_settings(args), **options)
     print(json.dumps(summary, indent=2))
     for warning in summary["warnings"]:
         print(f"lsr: warning: {warning}", file=sys.stderr)
+
+
+def _retriever(path: str, ray: str | None = None):
+    """A Retriever over an index, a collection or (on Ray) a sharded index."""
+    from lsr.distributed.layout import is_sharded
+    from lsr.retrieval import Retriever
+
+    if is_sharded(path):
+        from lsr.distributed import ShardedRetriever
+
+        return ShardedRetriever(path, ray=ray or "local")
+    return Retriever.load(path)
 
 
 def _model(args: argparse.Namespace) -> str | None:
@@ -146,7 +166,6 @@ def cmd_tune(args: argparse.Namespace) -> None:
 def cmd_search(args: argparse.Namespace) -> None:
     from lsr.data import SparseVectors, load_queries, resolve_dataset
     from lsr.data.files import parse_object
-    from lsr.retrieval import Retriever
 
     where: dict = {}
     if args.filter is not None:
@@ -161,7 +180,7 @@ def cmd_search(args: argparse.Namespace) -> None:
         search_one = lambda q, k: fusion.search(q, k)  # noqa: E731
         search_many = lambda qs, k: fusion.search_batch(qs, k)  # noqa: E731
     elif args.index:
-        retriever = Retriever.load(args.index)
+        retriever = _retriever(args.index, args.ray)
         search_one = lambda q, k: retriever.search(q, k=k, mode=args.mode, **where, **_query_options(args), **knobs)  # noqa: E731
         search_many = lambda qs, k: retriever.search_batch(qs, k=k, mode=args.mode, filter=where.get("filter"),  # noqa: E731
                                                            **_query_options(args), **knobs)
@@ -212,14 +231,23 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> None:
+    from lsr.distributed.layout import Layout, is_sharded
     from lsr.index import SparseIndex
     from lsr.retrieval.collection import Collection
 
-    with Collection.open(args.index) as collection:
-        info = collection.info()
-        if args.verify:
-            for segment in collection.snapshot().indexes:
-                SparseIndex.load(segment.path, verify=True)
+    layout = Layout.read(args.index) if is_sharded(args.index) else None
+    infos = []
+    for path in [layout.shard_path(s) for s in range(layout.num_shards)] if layout else [args.index]:
+        with Collection.open(path) as collection:
+            infos.append(collection.info())
+            if args.verify:
+                for segment in collection.snapshot().indexes:
+                    SparseIndex.load(segment.path, verify=True)
+    info = infos[0] if layout is None else {
+        **{k: v for k, v in layout.manifest.items() if k != "shards"},
+        **{k: sum(i[k] for i in infos) for k in ("num_docs", "deleted_docs", "num_postings", "bytes")},
+        "shards": [{"name": n, **{k: i[k] for k in ("num_docs", "deleted_docs", "generation", "bytes")}, "segments": len(i["segments"])}
+                   for n, i in zip(layout.names, infos)]}
     if args.json:
         print(json.dumps(info, indent=2))
         return
@@ -337,6 +365,17 @@ def cmd_bench_collection(args: argparse.Namespace) -> None:
     print(json.dumps({k: result[k] for k in ("insert", "insert_with_approx", "segments_latency", "filtered_latency", "crossover")}, indent=2))
 
 
+def cmd_bench_distributed(args: argparse.Namespace) -> None:
+    from lsr.bench.distributed import DATASETS, run_distributed_benchmark, run_sizing
+
+    if args.sizing:
+        print(json.dumps(run_sizing(args.sizing, out_dir=args.out_dir), indent=2))
+        return
+    result = run_distributed_benchmark(DATASETS if args.dataset == "all" else (args.dataset,), n_queries=args.max_queries,
+                                       repeats=args.repeats, encode_docs=args.encode_docs, out_dir=args.out_dir)
+    print(json.dumps(result, indent=2))
+
+
 def cmd_bench_synth(args: argparse.Namespace) -> None:
     from lsr.bench.data import real_data, vector_stats
     from lsr.bench.synth import synthesize
@@ -410,6 +449,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--approx", action="store_true", help="also build the structure of --mode approx")
     approx_args(p)
     model_args(p)
+    sharded = p.add_argument_group("sharded index (search it with a Ray actor per shard)")
+    sharded.add_argument("--shards", type=_positive, help="write N collections, documents routed by a hash of their id, and a manifest")
+    sharded.add_argument("--ray", metavar="local|auto|ADDRESS", help="encode on Ray actors and write the shards in Ray tasks "
+                         "(local: a private one-machine cluster; auto: the cluster this machine is in); default: in this process")
+    sharded.add_argument("--workers", type=_positive, help="Ray encoding actors, one CPU each (default: the cluster's CPUs)")
     dense = p.add_argument_group("dense part (for --mode dense|hybrid|selective)")
     dense.add_argument("--dense-model", help="also encode the corpus with this dense model: 'all-MiniLM-L6-v2' (bundled), HF id or folder")
     dense.add_argument("--dense-kind", choices=DENSE_KINDS, help="faiss index: flat (exact inner product, default), hnsw or ivf")
@@ -440,6 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-out", help="TREC run file to write (batch); default stdout")
     p.add_argument("--tag", default="lsr", help="run tag in the TREC run")
     add_query_arguments(p)
+    p.add_argument("--ray", metavar="local|auto|ADDRESS", help="a sharded index: the Ray cluster its shard actors run on (default: local)")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("export", help="write a collection as CIFF (PISA, BMP's ciff2bmp, Anserini, JASS)")
@@ -548,6 +593,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default="evaluation/results/collection")
     p.set_defaults(func=cmd_bench_collection)
 
+    p = bsub.add_parser("distributed", help="sharded search on Ray: scatter-gather overhead at 1, 2, 4 shards; encoding on Ray workers")
+    p.add_argument("--dataset", choices=["scifact", "gcide", "all"], default="all")
+    p.add_argument("--max-queries", type=_positive, default=300)
+    p.add_argument("--repeats", type=_positive, default=3)
+    p.add_argument("--encode-docs", type=int, default=600, help="SciFact documents encoded on 1 and 2 Ray workers (0: skip)")
+    p.add_argument("--sizing", type=_positive, metavar="N", help="instead: bytes per document of an N-document synthetic shard")
+    p.add_argument("--out-dir", default="evaluation/results/distributed")
+    p.set_defaults(func=cmd_bench_distributed)
+
     p = bsub.add_parser("synth", help="grow real splade-tiny encodings into a synthetic corpus; print statistics")
     p.add_argument("--n-docs", type=_positive, default=1_000_000)
     p.add_argument("--seed", type=int, default=0)
@@ -571,8 +625,24 @@ def build_parser() -> argparse.ArgumentParser:
     from lsr.service.server import add_serve_parser
 
     add_evaluate_parser(sub)
-    add_serve_parser(sub)
+    serve = add_serve_parser(sub)
+    serve.add_argument("--ray", metavar="local|auto|ADDRESS", help="a sharded index: the Ray cluster its shard actors run on (default: local)")
+    serve.set_defaults(func=cmd_serve)
     return parser
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """`lsr serve`; a sharded directory is opened as a ShardedRetriever in the one server process."""
+    from lsr.distributed.layout import is_sharded
+    from lsr.service.server import run_serve
+
+    if is_sharded(args.index):
+        from lsr.distributed import ShardedRetriever
+
+        return run_serve(args, opener=lambda: ShardedRetriever(args.index, ray=args.ray or "local"))
+    if args.ray is not None:
+        raise LsrError(f"--ray serves a sharded index; {args.index} is not one")
+    return run_serve(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

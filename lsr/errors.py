@@ -11,3 +11,7 @@ class DataError(LsrError, ValueError):
 
 class IndexFormatError(LsrError):
     """An index directory is missing, damaged, or written by a newer lsr."""
+
+
+class Unavailable(LsrError):
+    """A part the answer needs (a shard) is down for now: retrying later may succeed."""

@@ -24,6 +24,8 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1] / "lsr"
 # Rank of every unit: a unit may import only units of a strictly lower rank (or itself), so units
 # sharing a rank (encoders / index, service / evaluation...) may not import each other. The
 # pipeline writes collections (retrieval layer) from corpora, so it sits just above retrieval.
+# distributed (sharded build and search on Ray) builds on the pipeline and the retriever beside
+# the service; the benchmarks measure it and the CLI (which also hands it to the service) runs it.
 LAYERS: dict[str, int] = {
     "errors": 0,
     "version": 0,
@@ -37,8 +39,8 @@ LAYERS: dict[str, int] = {
     "evaluation": 5,
     "training": 5,
     "integrations": 5,
+    "distributed": 5,
     "bench": 6,
-    "distributed": 6,
     "cli": 7,
 }
 

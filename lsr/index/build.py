@@ -42,12 +42,18 @@ class Postings:
     raised: int  # positive weights below half a unit, stored as 1 unit
 
 
-def build_postings(vectors: SparseVectors, vocab_size: int, quantization: str = "u16") -> Postings:
+def build_postings(vectors: SparseVectors, vocab_size: int, quantization: str = "u16",
+                   max_weight: float | None = None) -> Postings:
+    """``max_weight`` (default: the vectors' largest) is the weight mapped to the largest impact:
+    the shards of one sharded index share it, so that they score as one index would."""
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {sorted(QUANTIZATIONS)}, got {quantization!r}")
     dtype = QUANTIZATIONS[quantization]
     n_docs = len(vectors)
-    scale = quantization_scale(float(vectors.values.max()) if vectors.nnz else 0.0, dtype)
+    largest = float(vectors.values.max()) if vectors.nnz else 0.0
+    if max_weight is not None and not max_weight >= largest:
+        raise ValueError(f"max_weight {max_weight!r} is below the largest document weight {largest}")
+    scale = quantization_scale(largest if max_weight is None else max_weight, dtype)
     q = quantize(vectors.values, scale, dtype)
     raised = int(np.count_nonzero((vectors.values > 0) & (vectors.values < scale / 2)))
     max_error = float(np.abs(vectors.values.astype(np.float64) - q * scale).max()) if vectors.nnz else 0.0

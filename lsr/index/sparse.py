@@ -99,13 +99,15 @@ class SparseIndex:
         model: str | None = None,
         encoder_settings: Mapping[str, Any] | None = None,
         approx: bool | ApproxSettings = False,
+        max_weight: float | None = None,
     ) -> "SparseIndex":
         """Index ``vectors`` (one row per document, ids in ``doc_ids``).
 
         ``model`` and ``encoder_settings`` name the query encoder that matches the vectors;
         they are recorded for the retriever, which loads it. ``block_size`` and ``reorder``
         shape the block-max layout (see :mod:`lsr.index.reorder`); ``approx`` (True for the
-        default settings) also builds the structure of ``mode="approx"``.
+        default settings) also builds the structure of ``mode="approx"``; ``max_weight`` fixes
+        the quantization step (see :func:`lsr.index.build.build_postings`).
         """
         start = time.perf_counter()
         doc_ids = [str(d) for d in doc_ids]
@@ -121,7 +123,7 @@ class SparseIndex:
         if reorder != "none":
             vectors = vectors.take(order)
             doc_ids = [doc_ids[i] for i in order]
-        postings = build_postings(vectors, len(vocab), quantization)
+        postings = build_postings(vectors, len(vocab), quantization, max_weight)
         blocks = build_blockmax(postings.indptr, postings.docs, postings.impacts, len(doc_ids), block_size)
         lengths = np.diff(vectors.indptr)
         manifest = {

@@ -57,16 +57,11 @@ def search_dense_modes(view: Segments, queries: HybridQueries, k: int, mode: str
                        threads: int | None = None, allowed: Sequence[np.ndarray | None] | None = None) -> list[FusedHits]:
     """Search encoded queries in a dense mode over every live document; ``knobs`` are the
     mode's (checked here), ``allowed`` each segment's filter (see Segments.search)."""
-    spec = DENSE_MODES[mode]
-    knobs = {k_.name: k_.default for k_ in spec.knobs} | _linear_if_weighted(spec.check_knobs(knobs))
+    knobs, weights = dense_knobs(mode, knobs, len(queries))
     k = view.check_k(k)
-    check_parts(spec, view.parts, "the index")
-    weights = knobs.get("dense_weight")
-    weights = weights if isinstance(weights, list) else [weights] * len(queries)
-    if len(weights) != len(queries):
-        raise ValueError(f"{len(weights)} dense_weight values for {len(queries)} queries")
+    check_parts(DENSE_MODES[mode], view.parts, "the index")
     qd = view.indexes[0].dense.check_queries(queries.dense) if view.indexes else np.asarray(queries.dense, np.float32)
-    faiss_knobs = {name: knobs[name] for name in ("ef_search", "nprobe") if knobs.get(name) is not None}
+    faiss_knobs = faiss_knobs_of(knobs)
     flat = all(ix.dense.settings["kind"] == "flat" for ix in view.indexes)
     full_fraction = 1.0 if flat else None  # HNSW/IVF do not tell
     live = [view.live(s, None if allowed is None else allowed[s]) for s in range(len(view.indexes))]
@@ -85,12 +80,33 @@ def search_dense_modes(view: Segments, queries: HybridQueries, k: int, mode: str
             dense_list, fraction = dense_lists[i], full_fraction
         else:
             *dense_list, fraction = _selective(view, qd[i], sparse[0][: knobs["candidates"]], depth, knobs["centroids"], live)
-        if knobs["fusion"] == "rrf":
-            fused = rrf([sparse, tuple(dense_list)], k, rrf_k=knobs["rrf_k"])
-        else:
-            fused = linear(sparse, tuple(dense_list), k, dense_weight=weights[i], normalization=knobs["normalization"])
-        out.append(FusedHits(*fused, fraction))
+        out.append(FusedHits(*fuse(sparse, tuple(dense_list), k, knobs, weights[i]), fraction))
     return out
+
+
+def dense_knobs(mode: str, knobs: Mapping[str, Any], n_queries: int) -> tuple[dict[str, Any], list[Any]]:
+    """A dense mode's knobs checked and completed with defaults, and the ``dense_weight`` of
+    each query (one value for all, or a list of one per query)."""
+    spec = DENSE_MODES[mode]
+    full = {k_.name: k_.default for k_ in spec.knobs} | _linear_if_weighted(spec.check_knobs(knobs))
+    weights = full.get("dense_weight")
+    weights = weights if isinstance(weights, list) else [weights] * n_queries
+    if len(weights) != n_queries:
+        raise ValueError(f"{len(weights)} dense_weight values for {n_queries} queries")
+    return full, weights
+
+
+def faiss_knobs_of(knobs: Mapping[str, Any]) -> dict[str, int]:
+    """The knobs the faiss search itself takes."""
+    return {name: knobs[name] for name in ("ef_search", "nprobe") if knobs.get(name) is not None}
+
+
+def fuse(sparse: tuple[np.ndarray, np.ndarray], dense: tuple[np.ndarray, np.ndarray], k: int, knobs: Mapping[str, Any],
+         dense_weight: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """One query's sparse and dense (rows, scores) lists fused as ``knobs`` say."""
+    if knobs["fusion"] == "rrf":
+        return rrf([sparse, dense], k, rrf_k=knobs["rrf_k"])
+    return linear(sparse, dense, k, dense_weight=dense_weight, normalization=knobs["normalization"])
 
 
 def _dense_top(view: Segments, qd: np.ndarray, k: int, faiss_knobs: Mapping[str, int],

@@ -338,7 +338,7 @@ class Retriever:
         self.segments.check_k(k)
         if filter is not None:
             check_filter(filter)
-        _check_fields(fields, snippet)
+        check_fields(fields, snippet)
         if not len(queries):
             return []
         query = {"query_encoder": query_encoder, "query_expansion": query_expansion, "query_weighting": query_weighting}
@@ -354,9 +354,20 @@ class Retriever:
         ``fields`` (of ``title``, ``text``, ``metadata``) returns those stored fields with each
         hit, ``snippet`` cutting texts to that many characters.
         """
+        check_fields(fields, snippet)
+        if fields and self.collection is None:
+            raise DataError("this index stores no documents: stored fields need a collection (`lsr upgrade --index DIR`)")
+        snap, hits = self.search_rows(queries, k, mode=mode, threads=threads, filter=filter, **knobs)
+        return [SearchResult(snap.doc_ids(h.rows), h.scores.tolist(), getattr(h, "dense_fraction", None),
+                             self.collection.fields(h.rows, snap, fields, snippet) if fields else None,
+                             getattr(h, "strategy", None)) for h in hits]
+
+    def search_rows(self, queries: Encoded, k: int = 10, *, mode: str = "exact", threads: int | None = None,
+                    filter: Mapping[str, Any] | None = None, **knobs: Any) -> tuple[Segments, list[Any]]:
+        """:meth:`search_encoded` as global rows of the generation searched (returned with
+        them): what a shard of a sharded index answers, rows being its tie order."""
         snap = self.segments
         check_parts(get_mode(mode), snap.parts, f"the index {self.path or ''}".strip())
-        _check_fields(fields, snippet)
         allowed = None
         if filter is not None:
             if self.collection is None or self.collection.store is None:
@@ -370,11 +381,7 @@ class Retriever:
             hits = snap.search(queries, k, mode=mode, threads=threads, allowed=allowed, **knobs)
         else:
             raise DataError(f"mode {mode!r} searches sparse query rows, got {type(queries).__name__}")
-        if fields and self.collection is None:
-            raise DataError("this index stores no documents: stored fields need a collection (`lsr upgrade --index DIR`)")
-        return [SearchResult(snap.doc_ids(h.rows), h.scores.tolist(), getattr(h, "dense_fraction", None),
-                             self.collection.fields(h.rows, snap, fields, snippet) if fields else None,
-                             getattr(h, "strategy", None)) for h in hits]
+        return snap, hits
 
     def explain(self, query: Query, doc_id: str) -> list[dict[str, Any]]:
         """Per matched term, heaviest first: query weight, the document's stored weight, and the
@@ -414,7 +421,7 @@ def _flag(value: Any, name: str) -> bool:
     return bool(value)
 
 
-def _check_fields(fields: Sequence[str] | None, snippet: int | None) -> None:
+def check_fields(fields: Sequence[str] | None, snippet: int | None) -> None:
     unknown = sorted(set(fields or ()) - set(FIELDS))
     if unknown:
         raise DataError(f"unknown field(s) {', '.join(unknown)}; stored fields: {', '.join(FIELDS)}")

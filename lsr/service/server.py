@@ -27,6 +27,7 @@ log = logging.getLogger("lsr.service")
 
 # Workers are spawned, not forked, so they learn what to serve from the environment.
 _CONFIG_ENV = "LSR_SERVE_CONFIG"
+_OPENER: Callable[[], Any] | None = None  # serve(opener=...): one in-process worker opens the index with it
 API_KEY_ENV = "LSR_API_KEY"
 
 
@@ -38,7 +39,7 @@ def app_factory() -> "FastAPI":
 
     config = json.loads(os.environ[_CONFIG_ENV])
     return create_app(
-        config["index"],
+        _OPENER() if _OPENER is not None else config["index"],
         api_key=os.environ.get(API_KEY_ENV) or None,
         public_reads=config["public_reads"],
         cors_origins=config["cors_origins"],
@@ -62,13 +63,16 @@ def serve(
     limits: dict | None = None,
     verify: bool = True,
     systems: dict[str, str] | None = None,
+    opener: Callable[[], Any] | None = None,
 ) -> None:
     """Serve ``index_dir`` until SIGINT/SIGTERM; ``workers`` > 1 runs that many processes.
 
     ``writable`` serves a collection's write endpoints from one process (the one writer);
     without an API key it binds only to loopback. ``limits`` are fields of
     :class:`lsr.service.app.Limits` (queue, micro-batching, commit policy); ``systems`` more
-    index directories by name, for ``POST /search/fused``. The API key, if any, is read from
+    index directories by name, for ``POST /search/fused``. ``opener`` (a function returning a
+    Retriever, e.g. a sharded index's) opens the index instead, in this one process, and
+    checks it itself. The API key, if any, is read from
     ``LSR_API_KEY`` (kept out of argv, where ``ps`` shows it).
     """
     import uvicorn
@@ -77,12 +81,18 @@ def serve(
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     path = Path(index_dir).resolve()
-    with Collection.open(path) as collection:  # a bad directory fails here, once, with lsr's message
-        if verify:  # every file against its checksum: damage the structural checks cannot see (weights)
-            for segment in collection.snapshot().indexes:
-                SparseIndex.load(segment.path, verify=True)
-        else:
-            log.warning("serving %s without verifying its checksums (--no-verify)", path)
+    global _OPENER
+    _OPENER = opener
+    if opener is not None:
+        if workers != 1 or writable:
+            raise LsrError("a sharded index is served by one process whose shard actors do the work: --workers 1, not --writable")
+    else:
+        with Collection.open(path) as collection:  # a bad directory fails here, once, with lsr's message
+            if verify:  # every file against its checksum: damage the structural checks cannot see (weights)
+                for segment in collection.snapshot().indexes:
+                    SparseIndex.load(segment.path, verify=True)
+            else:
+                log.warning("serving %s without verifying its checksums (--no-verify)", path)
     for other in (systems or {}).values():
         Collection.open(other).close()  # each --system index fails here too, not in a worker
     keyless = not os.environ.get(API_KEY_ENV)
@@ -180,11 +190,11 @@ def _named(text: str) -> tuple[str, str]:
     return name, path
 
 
-def run_serve(args: argparse.Namespace) -> int:
+def run_serve(args: argparse.Namespace, opener: Callable[[], Any] | None = None) -> int:
     serve(
         args.index, args.host, args.port, args.workers,
         public_reads=args.public_reads, cors_origins=args.cors_origin, log_level=args.log_level, access_log=args.access_log,
-        writable=args.writable, verify=args.verify, systems=dict(_named(s) for s in args.system),
+        writable=args.writable, verify=args.verify, systems=dict(_named(s) for s in args.system), opener=opener,
         limits={name: getattr(args, name) for name in ("commit_docs", "commit_ms", "queue_depth", "queue_timeout_ms", "batch_max", "batch_wait_ms")},
     )
     return 0

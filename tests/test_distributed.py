@@ -1,0 +1,297 @@
+"""Sharded build and search on a local Ray cluster the tests start themselves (loopback, 2 CPUs).
+
+The reference for every sharded answer is the unsharded collection built from the same corpus:
+exact and exhaustive search must return the same ids in the same order with the same scores,
+ties included (the corpus repeats texts, so BM25 ties abound).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'lsr[distributed]')")
+
+from lsr.distributed import ShardedRetriever, ShardsUnavailable, build_sharded, shard_of  # noqa: E402
+from lsr.distributed.layout import MANIFEST, Layout  # noqa: E402
+from lsr.errors import DataError, IndexFormatError  # noqa: E402
+from lsr.index.approx import ApproxSettings  # noqa: E402
+from lsr.pipeline import build_index  # noqa: E402
+from lsr.retrieval.collection import Collection  # noqa: E402
+from conftest import free_port, run_cli, start_server, stop_server  # noqa: E402
+
+WORDS = "sparse dense retrieval index shard query ray actor merge score block posting vector term model".split()
+QUERIES = ["sparse retrieval", "shard merge score", "ray actor", "posting block term vector", "model", "index query dense"]
+ALL = 10_000  # k above the corpus size: every matching document
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    yield
+    ray.shutdown()
+
+
+def write_corpus(path: Path, n: int = 240, seed: int = 0, repeats: bool = True) -> Path:
+    """Short texts over a small vocabulary, every fifth one a repeat of an earlier text (ties)
+    unless not ``repeats``."""
+    rng = np.random.default_rng(seed)
+    texts: list[str] = []
+    with path.open("w") as f:
+        for i in range(n):
+            text = texts[int(rng.integers(len(texts)))] if repeats and i % 5 == 4 else " ".join(rng.choice(WORDS, size=rng.integers(2, 7)))
+            texts.append(text)
+            f.write(json.dumps({"_id": f"d{i}", "title": "", "text": text, "metadata": {"year": 2000 + i % 10}}) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """An unsharded BM25 collection and a 3-shard one of the same corpus (with the approx part)."""
+    root = tmp_path_factory.mktemp("sharded")
+    corpus = write_corpus(root / "corpus.jsonl")
+    approx = ApproxSettings(n_postings=None)  # no static pruning: heap_factor 0 is then exhaustive
+    one, _ = build_index(root / "one", corpus=corpus, model="bm25", approx=approx, show_progress_bar=False)
+    summary = build_sharded(root / "three", 3, corpus=corpus, model="bm25", approx=approx, show_progress_bar=False)
+    return root, corpus, one, summary
+
+
+@pytest.fixture(scope="module")
+def sharded(built):
+    retriever = ShardedRetriever(built[0] / "three", timeout_s=20)
+    yield retriever
+    retriever.close()
+
+
+def same(a, b) -> None:
+    assert [r.ids for r in a] == [r.ids for r in b]
+    assert [r.scores for r in a] == [r.scores for r in b]
+
+
+def test_routing_is_a_stable_hash_of_the_id():
+    assert [shard_of(x, 4) for x in ["doc-1", "doc-2", "a", "é"]] == [1, 2, 3, 3]  # fixed forever: layouts depend on it
+    counts = np.bincount([shard_of(f"id{i}", 4) for i in range(8000)], minlength=4)
+    assert counts.min() > 0.9 * 2000 and counts.max() < 1.1 * 2000
+
+
+def test_layout_names_every_shard_and_routes_by_id(built):
+    root, _, one, summary = built
+    layout = Layout.read(root / "three")
+    assert layout.num_shards == 3 and layout.manifest["num_docs"] == one.num_docs == sum(summary["docs_per_shard"])
+    for s in range(3):
+        with Collection.open(layout.shard_path(s)) as shard:
+            ids = shard.snapshot().doc_ids(np.arange(shard.snapshot().num_rows))
+        assert ids and all(shard_of(d, 3) == s for d in ids)
+        assert len(ids) == layout.manifest["shards"][s]["docs"]
+        positions = np.load(layout.positions_path(s))
+        assert [f"d{p}" for p in positions] == ids  # corpus positions, in the shard's row order
+
+
+@pytest.mark.parametrize("mode", ["exact", "exhaustive"])
+def test_exact_sharded_equals_unsharded_ties_included(built, sharded, mode):
+    one = built[2]
+    for k in (1, 3, 10, 57, ALL):
+        reference = one.search_batch(QUERIES, k, mode=mode)
+        assert k < 10 or any(len(set(r.scores)) < len(r.scores) for r in reference)  # the test really has ties
+        same(sharded.search_batch(QUERIES, k, mode=mode), reference)
+
+
+def test_filters_and_fields_work_per_shard(built, sharded):
+    one = built[2]
+    where = {"filter": {"year": {"gte": 2005}}, "fields": ["text", "metadata"], "snippet": 12}
+    reference = one.search_batch(QUERIES, 20, **where)
+    got = sharded.search_batch(QUERIES, 20, **where)
+    same(got, reference)
+    assert [r.fields for r in got] == [r.fields for r in reference]
+    assert all(f["metadata"]["year"] >= 2005 for r in got for f in r.fields)
+
+
+def test_approx_sharded(built, sharded):
+    one = built[2]
+    # every term, no block skipped: approx is exhaustive, on each shard and on one index
+    same(sharded.search_batch(QUERIES, 10, mode="approx", query_cut=50, heap_factor=0.0),
+         one.search_batch(QUERIES, 10, mode="exhaustive"))
+    exact = {d: s for r in one.search_batch(QUERIES, ALL, mode="exhaustive") for d, s in zip(r.ids, r.scores)}
+    for r in sharded.search_batch(QUERIES, 10, mode="approx", query_cut=2, heap_factor=0.9):
+        assert r.ids and not r.partial  # an approximate list, but of true scores
+        assert r.scores == sorted(r.scores, reverse=True)
+
+
+def test_bad_input_gets_one_clear_error(built, sharded, tmp_path):
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        sharded.search("sparse", 0)
+    with pytest.raises(ValueError, match="has no knob 'query_cut'"):
+        sharded.search("sparse", 5, mode="exact", query_cut=3)
+    with pytest.raises(DataError, match="unknown field"):
+        sharded.search("sparse", 5, fields=["nope"])
+    with pytest.raises(ValueError, match="shards must be a positive integer"):
+        build_sharded(tmp_path / "x", 0, corpus=built[1], model="bm25")
+    small = tmp_path / "two.jsonl"
+    small.write_text('{"_id": "a", "text": "x"}\n{"_id": "b", "text": "y"}\n')
+    with pytest.raises(DataError, match="empty: use fewer than 8 shards"):
+        build_sharded(tmp_path / "x", 8, corpus=small, model="bm25", show_progress_bar=False)
+    assert not (tmp_path / "x").exists()  # nothing written
+    with pytest.raises(IndexFormatError, match="not a sharded index"):
+        ShardedRetriever(tmp_path)
+    (tmp_path / MANIFEST).write_text("{not json")
+    with pytest.raises(IndexFormatError, match="damaged"):
+        ShardedRetriever(tmp_path)
+
+
+def test_writes_go_to_the_shard_owning_the_id(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus.jsonl", n=90, seed=1)
+    build_sharded(tmp_path / "sh", 3, corpus=corpus, model="bm25", show_progress_bar=False)
+    sharded = ShardedRetriever(tmp_path / "sh", timeout_s=20)
+    try:
+        new = [{"id": f"new{i}", "text": f"zebra{i} sparse", "metadata": {"year": 1990}} for i in range(6)]
+        assert sharded.add(new) == 6
+        with pytest.raises(DataError, match="exists already"):
+            sharded.add([{"id": "new9", "text": "zebra9"}, {"id": "d3", "text": "again"}])
+        sharded.upsert([{"id": "d4", "text": "ocelot"}])
+        assert sharded.delete(["d5", "d6", "missing"]) == {"deleted": ["d5", "d6"], "not_found": ["missing"]}
+        assert sharded.search("zebra0", 5).ids == []  # buffered, not committed
+        generations = sharded.commit()
+        assert set(generations) <= set(sharded.shard_names) and generations
+        for i in range(6):
+            assert sharded.search(f"zebra{i}", 5).ids == [f"new{i}"]
+        assert sharded.search("zebra9", 5).ids == []  # the rejected batch buffered nothing
+        assert sharded.search("ocelot", 5).ids == ["d4"] and sharded.get("d4").text == "ocelot"
+        assert sharded.get("d5") is None and sharded.get("d6") is None
+        assert sharded.num_docs == 90 + 6 - 2
+        layout = Layout.read(tmp_path / "sh")
+        for i in range(6):
+            with Collection.open(layout.shard_path(shard_of(f"new{i}", 3))) as owner:
+                assert owner.get(f"new{i}") is not None
+        hits = sharded.search("sparse", ALL, filter={"year": 1990})
+        assert sorted(hits.ids) == [f"new{i}" for i in range(6)]
+    finally:
+        sharded.close()
+
+
+def test_a_killed_shard_is_never_silently_missing(built):
+    """Kill a shard actor's process (a worker this test's cluster started) while searches run:
+    every answer is complete and equal to the unsharded one, or raises ShardsUnavailable naming
+    the shard, or (allow_partial) is flagged partial with exactly the other shards' top k. Ray
+    then restarts the actor, which reloads its shard."""
+    one = built[2]
+    sharded = ShardedRetriever(built[0] / "three", timeout_s=20, max_restarts=2)
+    try:
+        k = 10
+        full = one.search_batch(QUERIES, ALL)
+        reference = [r.ids[:k] for r in full]
+        victim = 1
+        without = [[d for d in r.ids if shard_of(d, 3) != victim][:k] for r in full]
+        pid = sharded.ping()[victim]["pid"]
+        seen = {"complete": 0, "error": 0, "partial": 0}
+        stop = threading.Event()
+
+        def search_loop(allow_partial: bool) -> None:
+            while not stop.is_set():
+                try:
+                    got = sharded.search_batch(QUERIES, k, allow_partial=allow_partial)
+                except ShardsUnavailable as e:
+                    assert not allow_partial and e.missing.keys() == {"shard-001"} and "shard-001" in str(e)
+                    seen["error"] += 1
+                    continue
+                if got[0].partial:
+                    assert all(r.missing == ("shard-001",) for r in got)
+                    assert [r.ids for r in got] == without
+                    seen["partial"] += 1
+                else:
+                    assert [r.ids for r in got] == reference and not any(r.partial for r in got)
+                    seen["complete"] += 1
+
+        threads = [threading.Thread(target=search_loop, args=(p,)) for p in (False, True)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if sharded.ping()[victim]["pid"] != pid:
+                    break
+            except ShardsUnavailable:
+                pass
+            time.sleep(0.2)
+        time.sleep(0.5)
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+        assert seen["error"] >= 1 and seen["partial"] >= 1 and seen["complete"] >= 2, seen
+        assert sharded.ping()[victim]["pid"] != pid  # restarted, its shard reloaded:
+        assert [r.ids for r in sharded.search_batch(QUERIES, k)] == reference
+        ray.kill(sharded.actors[victim], no_restart=True)  # gone for good: the error stays clear
+        with pytest.raises(ShardsUnavailable, match="shard-001"):
+            sharded.search_batch(QUERIES, k)
+        assert [r.ids for r in sharded.search_batch(QUERIES, k, allow_partial=True)] == without
+    finally:
+        sharded.close()
+
+
+def test_ray_build_equals_in_process_build(tmp_path):
+    """Encoding on two Ray actors and writing shards in Ray tasks gives the in-process layout."""
+    corpus = write_corpus(tmp_path / "corpus.jsonl", n=300, seed=2)
+    local = build_sharded(tmp_path / "local", 2, corpus=corpus, model="splade-tiny", show_progress_bar=False)
+    on_ray = build_sharded(tmp_path / "ray", 2, corpus=corpus, model="splade-tiny", ray="local", workers=2, show_progress_bar=False)
+    assert on_ray["docs_per_shard"] == local["docs_per_shard"] and on_ray["workers"] == 2
+    for s in range(2):
+        with Collection.open(tmp_path / "local" / f"shard-00{s}") as a, Collection.open(tmp_path / "ray" / f"shard-00{s}") as b:
+            ia, ib = a.snapshot().indexes[0], b.snapshot().indexes[0]
+            assert ia.doc_ids == ib.doc_ids
+            np.testing.assert_array_equal(ia.forward_indptr, ib.forward_indptr)
+            np.testing.assert_allclose(ia.forward_weights, ib.forward_weights, atol=1e-5)
+
+
+def test_dense_and_hybrid_sharded(tmp_path):
+    pytest.importorskip("faiss", reason="the dense extra (faiss) is not installed")
+    corpus = write_corpus(tmp_path / "corpus.jsonl", n=120, seed=3, repeats=False)
+    opts = dict(corpus=corpus, model="bm25", dense_model="all-MiniLM-L6-v2", show_progress_bar=False)
+    one, _ = build_index(tmp_path / "one", **opts)
+    build_sharded(tmp_path / "sh", 2, **opts)
+    sharded = ShardedRetriever(tmp_path / "sh", timeout_s=20)
+    try:
+        # faiss's float inner products vary in their last bits with a vector's position in the
+        # matrix: scores agree to float rounding (no repeated texts here, so no near-ties swap)
+        for mode, knobs in [("dense", {}), ("hybrid", {}), ("hybrid", {"dense_weight": 0.3}), ("hybrid", {"depth": 20})]:
+            a, b = one.search_batch(QUERIES, 10, mode=mode, **knobs), sharded.search_batch(QUERIES, 10, mode=mode, **knobs)
+            assert [r.ids for r in a] == [r.ids for r in b], (mode, knobs)
+            np.testing.assert_allclose([r.scores for r in a], [r.scores for r in b], rtol=1e-5)
+            assert all(r.dense_fraction == 1.0 for r in b)
+        with pytest.raises(DataError, match="selective"):
+            sharded.search("sparse", 5, mode="selective")
+    finally:
+        sharded.close()
+
+
+def test_cli_index_search_info_and_serve(tmp_path):
+    """`lsr index --shards`, `lsr search`, `lsr info` and `lsr serve` on a sharded directory, each in
+    its own process (which starts its own loopback Ray), as a user runs them."""
+    corpus = write_corpus(tmp_path / "corpus.jsonl", n=60, seed=4)
+    out = tmp_path / "sh"
+    summary = json.loads(run_cli("index", "--corpus", str(corpus), "--model", "bm25", "--out", str(out), "--shards", "2").stdout)
+    assert summary["shards"] == 2 and sum(summary["docs_per_shard"]) == 60
+    one, _ = build_index(tmp_path / "one", corpus=corpus, model="bm25", show_progress_bar=False)
+    expected = one.search("shard merge score", 5)
+    hits = json.loads(run_cli("search", "--index", str(out), "--query", "shard merge score", "-k", "5", "--json").stdout)["hits"]
+    assert [h["id"] for h in hits] == expected.ids
+    info = json.loads(run_cli("info", "--index", str(out), "--json").stdout)
+    assert info["num_shards"] == 2 and info["num_docs"] == 60 and [s["name"] for s in info["shards"]] == ["shard-000", "shard-001"]
+    assert "give --shards N" in run_cli("index", "--corpus", str(corpus), "--out", str(tmp_path / "x"), "--ray", "local", check=False).stderr
+    import httpx
+
+    proc, base = start_server(["serve", "--index", str(out), "--port", str(free_port())], tmp_path / "serve.log")
+    try:
+        r = httpx.post(f"{base}/search", json={"query": "shard merge score", "k": 5}, timeout=30)
+        assert r.status_code == 200, r.text
+        assert r.json()["ids"] == expected.ids and r.json()["scores"] == pytest.approx(expected.scores, rel=1e-12)
+        assert httpx.get(f"{base}/health", timeout=10).json()["num_docs"] == 60
+    finally:
+        stop_server(proc)
