@@ -34,6 +34,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
     from lsr.data import load_queries, resolve_dataset, write_vectors_jsonl
     from lsr.data.anserini import write_json_vectors
     from lsr.encoders import load_encoder
+    from lsr.encoders.query_encodings import write_query_encodings
     from lsr.pipeline import encode_corpus
 
     encoder = load_encoder(_model(args), max_length=args.max_length, query_max_length=args.query_max_length)
@@ -44,8 +45,10 @@ def cmd_encode(args: argparse.Namespace) -> None:
         queries = load_queries(resolve_dataset(args.queries))
         ids, texts = [q.id for q in queries], [q.text for q in queries]
         vectors = encoder.encode_queries(texts, batch_size=args.batch_size, show_progress_bar=True)
-    if args.format == "anserini":
+    if args.format == "anserini" and args.corpus:
         write_json_vectors(args.out, ids, vectors, texts, scale=args.scale)
+    elif args.format == "anserini":
+        write_query_encodings(args.out, ids, vectors, scale=args.scale)
     else:
         write_vectors_jsonl(args.out, ids, vectors)
     print(f"wrote {len(ids)} vectors ({vectors.nnz} non-zeros) to {args.out}", file=sys.stderr)
@@ -431,8 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--queries", help="collection name, BEIR folder, queries.jsonl or qid<TAB>text file")
     p.add_argument("--out", required=True)
     p.add_argument("--format", choices=["lsr", "anserini"], default="lsr",
-                   help="lsr: {id, vector: {token: float}}; anserini: JsonVectorCollection {id, contents, vector: {token: int}}")
-    p.add_argument("--scale", type=float, default=100, help="anserini: integer weight = round(weight x scale), at least 1 (default 100)")
+                   help="lsr: {id, vector: {token: float}}; anserini: documents as a JsonVectorCollection {id, contents, vector: {token: int}}, "
+                        "queries as Anserini's qid<TAB>tokens repeated by their integer weight (-topicReader TsvString -impact -pretokenized)")
+    p.add_argument("--scale", type=float, default=100, help="anserini: integer weight = round(weight x scale) (default 100); a document weight is at least 1, a query token rounding to 0 is dropped")
     p.add_argument("--query-max-length", type=_positive, default=64)
     model_args(p)
     p.set_defaults(func=cmd_encode)

@@ -14,6 +14,7 @@ import pytest
 from lsr.data import SparseVectors
 from lsr.data.anserini import integer_weights, write_json_vectors
 from lsr.data.vectors import read_vector_records
+from lsr.encoders.query_encodings import read_query_encodings
 from lsr.errors import DataError
 from lsr.retrieval import Retriever
 from tests.conftest import run_cli
@@ -27,12 +28,15 @@ def encoded(adi: Path, tmp_path_factory) -> tuple[Path, Path]:
     work = tmp_path_factory.mktemp("anserini")
     (work / "docs").mkdir()
     run_cli("encode", "--corpus", str(adi), "--format", "anserini", "--out", str(work / "docs" / "part0.jsonl"))
-    run_cli("encode", "--queries", str(adi), "--format", "anserini", "--out", str(work / "queries.jsonl"))
-    return work / "docs", work / "queries.jsonl"
+    run_cli("encode", "--queries", str(adi), "--format", "anserini", "--out", str(work / "queries.tsv"))
+    return work / "docs", work / "queries.tsv"
 
 
 def _queries(path: Path) -> list[tuple[str, dict[str, int]]]:
-    return [(o["id"], o["vector"]) for o in map(json.loads, path.read_text().splitlines())]
+    """Anserini's query encodings: qid<TAB>each token repeated by its integer weight."""
+    ids, rows = read_query_encodings(path)
+    assert all(float(w).is_integer() and w >= 1 for row in rows for w in row.values())
+    return [(qid, {t: int(w) for t, w in row.items()}) for qid, row in zip(ids, rows)]
 
 
 def test_encode_writes_integer_vectors_and_contents(encoded, adi: Path):
@@ -93,6 +97,7 @@ def test_write_json_vectors_round_trip(tmp_path: Path):
 
 _PYSERINI_CHILD = """
 import json, sys
+from collections import Counter
 from lsr.evaluation.pyserini_ref import start_jvm
 start_jvm()
 from pyserini.pyclass import autoclass
@@ -104,11 +109,11 @@ searcher = LuceneImpactSearcher(index, query_encoder=None)
 JHashMap, JInt = autoclass("java.util.HashMap"), autoclass("java.lang.Integer")
 out = {}
 for line in open(queries):
-    q = json.loads(line)
+    qid, _, tokens = line.rstrip("\\n").partition("\\t")
     jq = JHashMap()
-    for term, w in q["vector"].items():
+    for term, w in Counter(tokens.split()).items():
         jq.put(term, JInt(w))
-    out[q["id"]] = [(h.docid, float(h.score)) for h in searcher.object.search(jq, k)]
+    out[qid] = [(h.docid, float(h.score)) for h in searcher.object.search(jq, k)]
 print(json.dumps(out))
 """
 
