@@ -581,7 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench_encode)
 
     p = bsub.add_parser("approx", help="approximate search vs Seismic (Rust): recall/latency curves, builds, throughput")
-    p.add_argument("--dataset", choices=["real", "synth"], default="real")
+    p.add_argument("--dataset", choices=["real", "synth", "gcide"], default="real")
     p.add_argument("--n-docs", type=_positive, default=1_000_000, help="synthetic corpus size")
     p.add_argument("--n-postings", type=_positive, nargs="+", help="builds to compare (default: scaled from Seismic's advice)")
     p.add_argument("--repeats", type=_positive, default=2)

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lsr.data import SparseVectors, load_queries
-from lsr.errors import DataError
+from lsr.errors import DataError, IndexFormatError
 from lsr.index.approx import ApproxSettings
 from lsr.index.modes import APPROX
 from lsr.retrieval import Retriever
@@ -201,3 +201,91 @@ def test_service_approx_mode_with_knobs(small):
         assert r.json()["ids"] == index.search(queries[0], 5, mode="exhaustive").ids
         r = client.post("/search", json={**body, "knobs": {"heap_factor": 1.5}})
         assert r.status_code == 422 and "heap_factor" in r.text
+
+
+# ---- the thin single-query entry point, the compact forward index and older layouts ------
+raw_pairs = st.lists(st.tuples(st.integers(0, len(VOCAB) - 1), st.sampled_from([-1.0, 0.0, 0.5, 1.0, 2.0, 3.0])), max_size=10)
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows=st.lists(st.dictionaries(st.sampled_from(VOCAB), small_weights, max_size=6), min_size=1, max_size=40),
+       pairs=raw_pairs, k=st.integers(1, 45))
+def test_thin_searcher_takes_raw_queries_as_search_does(rows, pairs, k):
+    """Unsorted, repeated terms and weights <= 0 in one raw query: the kernel's own preparation
+    gives what SparseIndex.prepare gives, and the no-pruning answer is the exhaustive one."""
+    vecs = SparseVectors.from_dicts(rows, VOCAB)
+    sparse = Retriever.build(vecs, [f"d{i}" for i in range(len(rows))], approx=UNPRUNED).index
+    terms = np.array([t for t, _ in pairs], dtype=np.int32)
+    weights = np.array([w for _, w in pairs], dtype=np.float32)
+    query = SparseVectors(np.array([0, len(pairs)]), terms, weights, VOCAB)
+    (expected,) = sparse.search(query, k, mode="exhaustive")
+    rows_, scores = sparse.approx_searcher(k, **NO_PRUNING).search(terms, weights)
+    assert rows_.tolist() == expected.rows.tolist() and scores.tolist() == expected.scores.tolist()
+    (thin,) = sparse.search(query, k, mode="approx", **NO_PRUNING)  # one query: the same kernel path
+    (batch, _) = sparse.search(SparseVectors.concat([query, query]), k, mode="approx", threads=2, **NO_PRUNING)
+    for hits in (thin, batch):
+        assert hits.rows.tolist() == expected.rows.tolist() and hits.scores.tolist() == expected.scores.tolist()
+
+
+def test_thin_searcher_refuses_bad_queries_and_reuses_its_buffers(small):
+    index, queries = small
+    sparse = index.index
+    searcher = sparse.approx_searcher(5, query_cut=5, heap_factor=0.9)
+    with pytest.raises(DataError, match="query term id 400 is outside the vocabulary"):
+        searcher.search(np.array([1, 400], np.int32), np.array([1.0, 1.0], np.float32))
+    with pytest.raises(DataError, match="query term id -3 is outside the vocabulary"):
+        searcher.search(np.array([-3], np.int32), np.array([1.0], np.float32))
+    with pytest.raises(DataError, match="query weights must be finite"):
+        searcher.search(np.array([1], np.int32), np.array([np.nan], np.float32))
+    q = index.encode_queries(queries[:30])
+    expected = sparse.search(q, 5, mode="approx", query_cut=5, heap_factor=0.9)
+    long_query = (np.arange(400, dtype=np.int32), np.ones(400, np.float32))  # longer than its first buffers
+    for _ in range(2):
+        assert searcher.search(*long_query)[0].tolist() == sparse.search(
+            SparseVectors(np.array([0, 400]), *long_query, sparse.vocab), 5, mode="approx", query_cut=5, heap_factor=0.9)[0].rows.tolist()
+        for i, hits in enumerate(expected):
+            found_rows, found_scores = searcher.search(*q.row(i))
+            assert found_rows.tolist() == hits.rows.tolist() and found_scores.tolist() == hits.scores.tolist()
+    assert searcher.s.visited.sum() == 0 and searcher.s.qdense.sum() == 0  # left as found
+    plain, _ = random_index(50, 30, seed=1, approx=False)
+    with pytest.raises(DataError, match="no approximate-search structure"):
+        plain.index.approx_searcher(5)
+
+
+def test_an_index_of_the_previous_approx_layout_loads_and_answers_the_same(tmp_path, small):
+    """Layout 1 had no compact forward index of its own: it is derived on load."""
+    import json
+
+    index, queries = small
+    path = index.save(tmp_path / "ix")
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["approx"]["layout"] == 2
+    for name in ("approx_fwd_ptr.npy", "approx_fwd_terms.npy"):
+        (path / name).unlink()
+        del manifest["files"][name]
+    del manifest["approx"]["layout"]
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    old = Retriever.load(path)
+    assert old.index.approx.fwd_terms.dtype == np.uint16
+    for knobs in ({"query_cut": 5, "heap_factor": 0.9}, NO_PRUNING):
+        assert old.search_batch(queries[:30], 10, mode="approx", **knobs) == index.search_batch(queries[:30], 10, mode="approx", **knobs)
+        assert old.search(queries[0], 10, mode="approx", **knobs) == index.search(queries[0], 10, mode="approx", **knobs)
+    manifest["approx"]["layout"] = 7
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexFormatError, match="approx entry has layout 7; this lsr reads layouts 1 to 2"):
+        Retriever.load(path)
+
+
+@pytest.mark.parametrize("name, damage, message", [
+    ("approx_fwd_terms", lambda a: np.where(np.arange(a.size) == a.size // 2, 399 + 1, a).astype(a.dtype), "approx_fwd_terms holds values outside"),
+    ("approx_fwd_terms", lambda a: a[::-1].copy(), "approx_fwd_terms does not ascend within a row"),
+    ("approx_fwd_ptr", lambda a: np.where(np.arange(a.size) == 5, a[-1] + 9, a), "approx_fwd_ptr decreases"),
+    ("approx_fwd_ptr", lambda a: a - 1, "approx_fwd_ptr runs from -1"),
+    ("approx_blk_docs", lambda a: np.where(np.arange(a.size) == 0, 3000, a).astype(a.dtype), "approx_blk_docs holds values outside"),
+])
+def test_a_damaged_compact_forward_index_is_a_clean_error(tmp_path, small, name, damage, message):
+    index, _ = small
+    path = index.save(tmp_path / "ix")
+    np.save(path / f"{name}.npy", damage(np.load(path / f"{name}.npy")))  # same size: only the structural checks see it
+    with pytest.raises(IndexFormatError, match=message):
+        Retriever.load(path)

@@ -2,8 +2,12 @@
 
 Both systems index exactly the same vectors (rows sorted, duplicate terms summed, weights
 quantized to u8 as lsr scores them) with the same build settings, one build thread each, and
-are searched one query at a time on one thread through their Python APIs, over a sweep of
-(query_cut, heap_factor). Recall@k is against lsr's exhaustive scorer. Each system's curve is
+are searched one query at a time on one thread through their Python single-query calls (lsr's
+thin entry point ``SparseIndex.approx_searcher``, rows mapped to string ids as Seismic returns
+them; the general ``Retriever.search_encoded`` is timed too at the cheapest points), over a sweep
+of (query_cut, heap_factor). Corpora: ``real`` (every full collection in ../shared/data),
+``synth`` (grown from real to ``n_docs``) and ``gcide`` (126,240 dictionary entries queried with
+MS MARCO dev-small questions), all encoded with splade-tiny. Recall@k is against lsr's exhaustive scorer. Each system's curve is
 the cheapest point per recall over all its builds and knobs; the ratio table compares the
 cheapest points reaching recall 0.90, 0.95 and 0.97. Results: JSON, markdown and a plot.
 """
@@ -22,7 +26,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from lsr.bench.data import FULL_COLLECTIONS, real_data, synthetic_data, vector_stats
+from lsr.bench.data import FULL_COLLECTIONS, encoded_collection, encoder_fingerprint, real_data, synthetic_data, vector_stats
 from lsr.bench.exact import build_in_child, recall, save_docs, time_queries
 from lsr.util import dir_bytes
 from lsr.data import SparseVectors
@@ -35,7 +39,9 @@ TARGETS = (0.90, 0.95, 0.97)
 # 30,522 terms: a mean posting list of ~34,500) is n_postings ~4,000. Scaled to a corpus, the
 # same kept fraction of each mean list is 4000 / 34,500 of its mean list length.
 MSMARCO_N_POSTINGS, MSMARCO_MEAN_LIST = 4000, 34_500
-BUILD_MULTIPLIERS = {"real": (1, 4, 16), "synth": (1, 2)}
+BUILD_MULTIPLIERS = {"real": (1, 4, 16), "synth": (1, 2), "gcide": (1, 4, 16)}
+DATASETS = tuple(BUILD_MULTIPLIERS)
+DEFAULT_QUERIES = {"gcide": 1000}  # of MS MARCO dev-small's 6,980: keeps one run under ten minutes
 
 
 def scaled_n_postings(docs: SparseVectors) -> int:
@@ -68,23 +74,24 @@ def run_approx_benchmark(
     out_dir: str | Path = "evaluation/results/approx",
     work_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Build both systems on ``dataset`` ("real" or "synth") per n_postings and sweep the knobs."""
+    """Build both systems on ``dataset`` ("real", "synth" or "gcide") per n_postings and sweep the knobs."""
     import numba
     import seismic
 
     from lsr.encoders import SpladeEncoder
     from lsr.retrieval import Retriever
 
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {dataset!r}")
     numba.set_num_threads(1)
-    real = real_data(SpladeEncoder("splade-tiny"), collections)
-    if dataset == "synth":
-        data = synthetic_data(real, n_docs)
-    elif dataset == "real":
-        data = real
+    encoder = SpladeEncoder("splade-tiny")
+    if dataset == "gcide":
+        data = encoded_collection("gcide", encoder)
     else:
-        raise ValueError(f"dataset must be 'real' or 'synth', got {dataset!r}")
+        data = real_data(encoder, collections)
+        data = synthetic_data(data, n_docs) if dataset == "synth" else data
     docs = canonical(data.docs)
-    n_q = min(len(data.query_ids), max_queries or len(data.query_ids))
+    n_q = min(len(data.query_ids), max_queries or DEFAULT_QUERIES.get(dataset) or len(data.query_ids))
     queries = canonical(data.queries.take(range(n_q)))
     work = Path(work_dir or tempfile.mkdtemp(prefix=f"lsr-bench-approx-{dataset}-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -94,6 +101,7 @@ def run_approx_benchmark(
     n_postings = n_postings or tuple(scaled * m for m in BUILD_MULTIPLIERS[dataset])
     out: dict[str, Any] = {
         "dataset": dataset, "docs": len(docs), "queries": n_q, "k": k, "stats": {"docs": vector_stats(docs)},
+        "encoder": {"model": encoder.name, "fingerprint": encoder_fingerprint(encoder), **encoder.settings()},
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "search_threads": 1, "build_threads": 1,
                     "seismic": getattr(seismic, "__version__", "pyseismic-lsr 0.5.4")},
         "settings": {"scaled_n_postings": scaled, "n_postings": list(n_postings), "centroid_fraction": centroid_fraction,
@@ -101,7 +109,7 @@ def run_approx_benchmark(
                      "query_cuts": list(query_cuts), "heap_factors": list(heap_factors), "quantization": "u8"},
         "builds": [], "runs": [],
     }
-    q_rows = [queries.take([i]) for i in range(n_q)]
+    q_raw = [queries.row(i) for i in range(n_q)]
     s_terms = [np.array([str(t) for t in queries.row(i)[0]], dtype=seismic.get_seismic_string()) for i in range(n_q)]
     s_values = [queries.row(i)[1].astype(np.float32) for i in range(n_q)]
     truth: list[list[str]] | None = None
@@ -114,17 +122,19 @@ def run_approx_benchmark(
         index = Retriever.load(ours_dir, mmap=False)
         approx_stats = {f"approx_{name}": value for name, value in index.manifest["approx"]["stats"].items()}
         out["builds"].append({"system": "lsr", "n_postings": npost, "seconds": secs, "peak_rss_mb": rss, "bytes": dir_bytes(ours_dir),
-                              "bytes_approx_search": _approx_search_bytes(index.index), **approx_stats})
+                              "bytes_approx_search": index.index.approx.nbytes, **approx_stats})
         secs, rss = build_in_child(["seismic", str(docs_file), str(work / f"seismic-{npost}"), "--approx", knobs_json, "--threads", "1"])
         out["builds"].append({"system": "seismic", "n_postings": npost, "seconds": secs, "peak_rss_mb": rss,
                               "bytes": dir_bytes(seismic_file)})
         searcher = seismic.SeismicIndex.load(str(seismic_file))
         if truth is None:
             truth = [r.ids for r in index.search_encoded(queries, k, mode="exhaustive")]
+        doc_ids = index.doc_ids
         for cut in query_cuts:
             for hf in heap_factors:
+                thin = index.index.approx_searcher(k, query_cut=cut, heap_factor=hf)
                 systems = {
-                    "lsr": lambda i: index.search_encoded(q_rows[i], k, mode="approx", query_cut=cut, heap_factor=hf)[0].ids,
+                    "lsr": lambda i: [doc_ids[r] for r in thin.search(*q_raw[i])[0]],
                     "seismic": lambda i: [d for _, _, d in searcher.search(str(i), s_terms[i], s_values[i], k, cut, hf)],
                 }
                 lat: dict[str, list[np.ndarray]] = {name: [] for name in systems}
@@ -146,7 +156,7 @@ def run_approx_benchmark(
                     out["runs"].append(run)
         _throughput(out, index, searcher, queries, s_terms, s_values, npost, k, batch_threads)
         _tune_held_out(out, index, queries, truth, npost, k, query_cuts, heap_factors)
-        out["kernel"] = out.get("kernel", []) + _kernel_latency(index.index, queries, out["runs"], npost, k)
+        out["kernel"] = out.get("kernel", []) + _api_latency(index, queries, out["runs"], npost, k)
         del index, searcher
     out["ratios"] = ratios(out["runs"])
     out["profile"] = time_model(out["runs"])
@@ -154,32 +164,24 @@ def run_approx_benchmark(
     return out
 
 
-def _kernel_latency(index: Any, queries: SparseVectors, runs: list[dict], npost: int, k: int) -> list[dict]:
-    """Kernel-only latency at lsr's cheapest points per target recall: the rest of the API time is
-    Python (query preparation, argument dispatch, result lists). Queries are canonical rows
-    (terms ascending, weights positive), as the kernel requires."""
-    from lsr.index.kernels import approx_search
-
-    qdense = np.zeros(len(index.vocab), dtype=np.float32)
-    visited = np.zeros(index.num_docs, dtype=np.uint8)
-    seen = np.empty(index.num_docs, dtype=np.int32)
-    docs, scores = np.empty(k, np.int32), np.empty(k, np.float32)
-    stats = np.zeros(approx_search.N_STATS, dtype=np.int64)
+def _api_latency(index: Any, queries: SparseVectors, runs: list[dict], npost: int, k: int) -> list[dict]:
+    """At lsr's cheapest point per target recall: the thin entry point's latency (the curve's)
+    against the general API's, ``Retriever.search_encoded`` (vocabulary and knob checks, the
+    segment view, Hits and SearchResult objects): what that convenience costs per query."""
+    rows = [queries.take([i]) for i in range(len(queries))]
     out = []
     for target in TARGETS:
         point = _cheapest(runs, "lsr", target, npost)
         if point is None:
             continue
-        args = (point["query_cut"], np.float32(point["heap_factor"]), k, *index.approx.kernel_args(), index.forward_indptr,
-                index.forward_terms, index.approx.fwd_impacts, np.zeros(0, np.uint8), qdense, visited, seen, docs, scores, stats)
+        knobs = {"query_cut": point["query_cut"], "heap_factor": point["heap_factor"]}
 
-        def one(i: int) -> None:
-            approx_search.search_approx(*queries.row(i), *args)
+        def api(i: int) -> list[str]:
+            return index.search_encoded(rows[i], k, mode="approx", **knobs)[0].ids
 
-        one(0)
-        lat = np.median(np.stack([time_queries(one, len(queries))[0] for _ in range(2)]), axis=0) * 1e6
-        out.append({"n_postings": npost, "target": target, "query_cut": point["query_cut"], "heap_factor": point["heap_factor"],
-                    "api_mean_us": point["mean_us"], "kernel_mean_us": float(lat.mean())})
+        api(0)
+        lat = np.median(np.stack([time_queries(api, len(rows))[0] for _ in range(2)]), axis=0) * 1e6
+        out.append({"n_postings": npost, "target": target, **knobs, "thin_mean_us": point["mean_us"], "api_mean_us": float(lat.mean())})
     return out
 
 
@@ -195,11 +197,6 @@ def time_model(runs: list[dict]) -> dict[str, float]:
     (c, a, b), *_ = np.linalg.lstsq(x, y, rcond=None)
     return {"overhead_us": float(c), "ns_per_summary_entry": float(a * 1e3), "ns_per_doc_entry": float(b * 1e3),
             "r2": float(1 - ((x @ [c, a, b] - y) ** 2).sum() / ((y - y.mean()) ** 2).sum())}
-
-
-def _approx_search_bytes(index: Any) -> int:
-    """Bytes mode="approx" reads: its own arrays plus the forward index's row offsets and terms."""
-    return int(index.approx.nbytes + index.forward_indptr.nbytes + index.forward_terms.nbytes)
 
 
 def _cheapest(runs: list[dict], system: str, target: float, npost: int | None = None) -> dict | None:
@@ -289,14 +286,14 @@ def write_results(out: dict, out_dir: Path) -> None:
                   f"Fit of mean latency on work counts over all lsr runs (R^2 {p['r2']:.3f}): {p['overhead_us']:.0f} us per query "
                   f"fixed, {p['ns_per_summary_entry']:.2f} ns per summary entry read, {p['ns_per_doc_entry']:.2f} ns per forward "
                   "entry of a scored document.", "",
-                  "| recall >= | n_postings | cut | hf | API mean us | kernel mean us | summary entries | docs scored | doc entries | "
+                  "| recall >= | n_postings | cut | hf | thin entry mean us | Retriever.search_encoded mean us | summary entries | docs scored | doc entries | "
                   "blocks scored | blocks skipped |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for kr in out.get("kernel", []):
             run = next(r for r in out["runs"] if r["system"] == "lsr" and r["n_postings"] == kr["n_postings"]
                        and r["query_cut"] == kr["query_cut"] and r["heap_factor"] == kr["heap_factor"])
             w = run["work"]
-            lines.append(f"| {kr['target']:.2f} | {kr['n_postings']} | {kr['query_cut']} | {kr['heap_factor']} | {kr['api_mean_us']:.0f} | "
-                         f"{kr['kernel_mean_us']:.0f} | {w['summary_entries']:.0f} | {w['docs_scored']:.0f} | {w['doc_entries']:.0f} | "
+            lines.append(f"| {kr['target']:.2f} | {kr['n_postings']} | {kr['query_cut']} | {kr['heap_factor']} | {kr['thin_mean_us']:.0f} | "
+                         f"{kr['api_mean_us']:.0f} | {w['summary_entries']:.0f} | {w['docs_scored']:.0f} | {w['doc_entries']:.0f} | "
                          f"{w['blocks_scored']:.1f} | {w['blocks_skipped']:.1f} |")
     lines += ["", "## Builds", "", "| system | n_postings | seconds | peak RSS MB | bytes on disk | bytes approx search reads |",
               "|---|---:|---:|---:|---:|---:|"]

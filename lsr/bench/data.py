@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,10 +12,13 @@ import numpy as np
 
 from lsr.data import SparseVectors, load_queries, resolve_dataset
 from lsr.encoders.base import Encoder
+from lsr.encoders.models import resolve_model
 from lsr.pipeline import encode_corpus
 from lsr.util import cache_dir
 
 FULL_COLLECTIONS = ("adi", "cacm", "cranfield", "medline", "scifact", "vaswani")
+# gcide has no queries of its own: it is queried with MS MARCO dev-small questions
+QUERIES_OF = {"gcide": ("msmarco-passage", "queries.dev-small.jsonl")}
 
 
 @dataclass(frozen=True)
@@ -34,21 +40,69 @@ def _load(path: Path, vocab: list[str]) -> tuple[list[str], SparseVectors]:
     return list(z["ids"]), SparseVectors(z["indptr"], z["indices"], z["values"], vocab)
 
 
+def encoder_fingerprint(encoder: Encoder) -> str:
+    """A digest of what decides an encoder's output: its class, its settings and, when the model
+    is a local folder, every file in it. A cache keyed by the model name alone served stale
+    vectors once, after the model behind the name changed."""
+    h = hashlib.sha256(json.dumps([type(encoder).__name__, encoder.name, encoder.settings()], sort_keys=True).encode())
+    folder = Path(resolve_model(encoder.name))
+    if folder.is_dir():
+        for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+            h.update(f.relative_to(folder).as_posix().encode())
+            with open(f, "rb") as fh:
+                h.update(hashlib.file_digest(fh, "sha256").digest())
+    return h.hexdigest()[:16]
+
+
 def encoded_collection(name: str, encoder: Encoder) -> EncodedCollection:
-    """Documents and queries of a collection encoded by ``encoder``, cached on disk by model name."""
-    folder = cache_dir("vectors") / encoder.name.replace("/", "__")
+    """Documents and queries of a collection encoded by ``encoder``, cached on disk under the
+    encoder's fingerprint (see :func:`encoder_fingerprint`)."""
+    folder = cache_dir("vectors") / f"{encoder.name.replace('/', '__')}-{encoder_fingerprint(encoder)}"
     folder.mkdir(parents=True, exist_ok=True)
     docs_file, queries_file = folder / f"{name}.docs.npz", folder / f"{name}.queries.npz"
-    if not docs_file.exists():
+    if not docs_file.exists() and not _adopt_unkeyed(folder.parent / encoder.name.replace("/", "__"), name, encoder, folder):
         docs, vecs = encode_corpus(name, encoder)
         ids = [d.id for d in docs]
         _save(docs_file, ids, vecs)
     if not queries_file.exists():
-        queries = load_queries(resolve_dataset(name))
+        queries = _queries(name)
         _save(queries_file, [q.id for q in queries], encoder.encode_queries([q.text for q in queries]))
     doc_ids, docs = _load(docs_file, encoder.vocab)
     query_ids, queries = _load(queries_file, encoder.vocab)
     return EncodedCollection(doc_ids, docs, query_ids, queries)
+
+
+def _queries(name: str) -> list:
+    source, file = QUERIES_OF.get(name, (name, None))
+    folder = resolve_dataset(source)
+    return load_queries(folder / file if file else folder)
+
+
+def _adopt_unkeyed(old: Path, name: str, encoder: Encoder, folder: Path, sample: int = 64) -> bool:
+    """Copy a cache written before fingerprints (keyed by model name only) under ``folder`` if
+    a fresh encoding of a sample of its documents and queries matches it; else leave it."""
+    from lsr.data import iter_corpus
+
+    files = [old / f"{name}.docs.npz", old / f"{name}.queries.npz"]
+    if not all(f.exists() for f in files):
+        return False
+    docs = list(iter_corpus(resolve_dataset(name)))
+    if _load(files[0], encoder.vocab)[0] != [d.id for d in docs]:
+        return False
+    queries = [q.text for q in _queries(name)]
+    for texts, path, encode in ((docs, files[0], encoder.encode_documents), (queries, files[1], encoder.encode_queries)):
+        cached = _load(path, encoder.vocab)[1]
+        picked = list(range(0, len(texts), max(1, len(texts) // sample)))[:sample]
+        fresh = encode([texts[i].contents if texts is docs else texts[i] for i in picked], show_progress_bar=False)
+        for row, i in enumerate(picked):  # batch shapes move float rounding: equal up to that
+            a, b = np.zeros(len(encoder.vocab)), np.zeros(len(encoder.vocab))
+            a[fresh.row(row)[0]], b[cached.row(i)[0]] = fresh.row(row)[1], cached.row(i)[1]
+            if not np.allclose(a, b, rtol=1e-3, atol=1e-4):
+                return False
+    for f in files:  # copied: older checkouts still read the unkeyed cache
+        shutil.copyfile(f, folder / f".{f.name}.tmp")
+        (folder / f".{f.name}.tmp").rename(folder / f.name)
+    return True
 
 
 def real_data(encoder: Encoder, names: tuple[str, ...] = FULL_COLLECTIONS) -> EncodedCollection:

@@ -2,9 +2,10 @@
 
 Kernels are in :mod:`lsr.index.kernels.approx_build` and ``approx_search``;
 the knobs are in :mod:`lsr.index.modes`. The structure lives in the same index directory
-as the exact-search arrays (files prefixed ``approx_``), so one index answers both modes; it
-reuses the index's forward terms and adds only quantized forward impacts, pruned lists, blocks
-and summaries.
+as the exact-search arrays (files prefixed ``approx_``), so one index answers both modes. It
+holds its own compact forward index (row offsets, the narrowest unsigned term ids and quantized
+impacts: 3 bytes an entry with u8 impacts instead of the float forward index's 8), so approximate
+search reads none of the exact-search arrays.
 """
 
 from __future__ import annotations
@@ -16,10 +17,17 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from lsr.index.kernels import approx_build
+from lsr.errors import DataError, IndexFormatError
+from lsr.index.kernels import approx_build, approx_search
 from lsr.index.validate import Checker
 from lsr.index.kernels.approx_search import STAT_DOC_ENTRIES, STAT_SUMMARY_ENTRIES
 from lsr.util import concat, offsets
+
+# Layout of the arrays: 2 added the compact forward index (approx_fwd_ptr, approx_fwd_terms).
+# A structure written before (no "layout" in its manifest entry) loads by deriving those two
+# from the exact-search forward index, so older index directories keep working unchanged.
+LAYOUT = 2
+_ALL = np.zeros(0, dtype=np.uint8)  # the kernels' "no mask"
 
 @dataclass(frozen=True)
 class ApproxSettings:
@@ -49,9 +57,12 @@ class ApproxSettings:
 @dataclass(frozen=True)
 class ApproxIndex:
     """Term -> blocks of similar documents (pruned list) -> documents, plus block summaries
-    stored per list as an inverted index (term -> (block, u8 code)) and per-block scales.
+    stored per list as an inverted index (term -> (block, u8 code)) and per-block scales, and
+    the compact forward index the documents are scored from.
     Narrow dtypes where they fit: summaries are most of the bytes."""
 
+    fwd_ptr: np.ndarray  # int64 [docs + 1]: document -> range of fwd_terms / fwd_impacts
+    fwd_terms: np.ndarray  # narrowest unsigned [nnz]: term ids, ascending within a document
     fwd_impacts: np.ndarray  # impact dtype [nnz]: forward weights quantized like the postings
     lst_blk_ptr: np.ndarray  # int64 [vocab + 1]: term -> range of global block ids
     blk_doc_ptr: np.ndarray  # int64 [blocks + 1]: block -> range of blk_docs
@@ -80,12 +91,30 @@ class ApproxIndex:
         return cls(**{f.name: arrays[f"approx_{f.name}"] for f in fields(cls)})
 
     @classmethod
+    def load(cls, entry: Mapping[str, Any], load: Any, forward_indptr: np.ndarray, forward_terms: np.ndarray,
+             vocab_size: int) -> "ApproxIndex":
+        """The structure of an index directory (``load(name)`` reads one array); one written
+        before :data:`LAYOUT` 2 gets its compact forward index derived from the exact one."""
+        layout = entry.get("layout", 1) if isinstance(entry, Mapping) else None
+        if not isinstance(layout, int) or not 1 <= layout <= LAYOUT:
+            raise IndexFormatError(f"the manifest's approx entry has layout {layout!r}; this lsr reads layouts 1 to {LAYOUT}: "
+                                   "upgrade lsr, or rebuild the structure with `lsr tune --rebuild`")
+        if layout >= 2:
+            return cls(**{f.name: load(f"approx_{f.name}") for f in fields(cls)})
+        derived = {"fwd_ptr": np.asarray(forward_indptr), "fwd_terms": np.asarray(forward_terms).astype(_narrowest(vocab_size))}
+        return cls(**{f.name: derived[f.name] if f.name in derived else load(f"approx_{f.name}") for f in fields(cls)})
+
+    @classmethod
     def names(cls) -> list[str]:
         return [f"approx_{f.name}" for f in fields(cls)]
 
     def validate(self, c: Checker, n_docs: int, vocab_size: int, nnz: int, dtype: type) -> None:
         """Refuse arrays the search kernels would read out of bounds (see lsr.index.validate)."""
         n_blocks = self.blk_doc_ptr.shape[0] - 1
+        c.pointers("approx_fwd_ptr", self.fwd_ptr, n_docs, nnz)
+        c.array("approx_fwd_terms", self.fwd_terms, (np.uint8, np.uint16, np.uint32), nnz)
+        c.ids("approx_fwd_terms", self.fwd_terms, vocab_size)
+        c.ascending_within("approx_fwd_terms", self.fwd_terms, self.fwd_ptr)
         c.array("approx_fwd_impacts", self.fwd_impacts, (dtype,), nnz)
         c.pointers("approx_lst_blk_ptr", self.lst_blk_ptr, vocab_size, n_blocks)
         c.pointers("approx_blk_doc_ptr", self.blk_doc_ptr, n_blocks, self.blk_docs.shape[0])
@@ -110,9 +139,79 @@ class ApproxIndex:
         c.finite("approx_blk_scale", self.blk_scale)
 
     def kernel_args(self) -> tuple:
-        """The list, block and summary arrays in the order the search kernels take them."""
+        """The list, block, summary and forward arrays in the order the search kernels take them."""
         return (self.lst_blk_ptr, self.blk_doc_ptr, self.blk_docs, self.lst_comp_ptr, self.comp_terms, self.comp_start,
-                self.lst_ent_ptr, self.ent_blk, self.ent_code, self.blk_scale)
+                self.lst_ent_ptr, self.ent_blk, self.ent_code, self.blk_scale, self.fwd_ptr, self.fwd_terms, self.fwd_impacts)
+
+    @property
+    def longest_list(self) -> int:
+        """Blocks of the longest list: the size of the kernels' per-list scratch."""
+        return int(np.diff(self.lst_blk_ptr).max(initial=0))
+
+
+class ApproxScratch:
+    """One thread's reusable buffers of the single-query kernel, zeroed where it needs zeros
+    (the kernel leaves them so): a query allocates nothing."""
+
+    def __init__(self, approx: ApproxIndex, vocab_size: int, n_docs: int) -> None:
+        self.qdense = np.zeros(vocab_size, dtype=np.float32)
+        self.visited = np.zeros(n_docs, dtype=np.uint8)
+        self.seen = np.empty(n_docs, dtype=np.int32)
+        self.dots = np.empty(max(1, approx.longest_list), dtype=np.float32)
+        self._longest_list = approx.longest_list
+        self.stats = np.zeros(approx_search.N_STATS, dtype=np.int64)
+        self.fit(64, 10)
+
+    def fit(self, n_terms: int, k: int) -> None:
+        """Make room for a raw query of ``n_terms`` terms and ``k`` hits."""
+        self.q_terms = np.empty(n_terms, dtype=np.int32)
+        self.q_weights = np.empty(n_terms, dtype=np.float32)
+        self.order = np.empty(self._longest_list + n_terms, dtype=np.int64)
+        self.heap_s = np.empty(k, dtype=np.float32)
+        self.heap_d = np.empty(k, dtype=np.int32)
+
+
+class ApproxSearcher:
+    """The thin single-query entry point of ``mode="approx"``: knobs, k and the arrays bound
+    once, buffers reused, so a call is argument passing plus one kernel (which also does what
+    SparseIndex.prepare does for one query). Not for concurrent use: one per thread."""
+
+    def __init__(self, approx: ApproxIndex, vocab_size: int, n_docs: int, scale: float, k: int, query_cut: int,
+                 heap_factor: float, scratch: ApproxScratch | None = None) -> None:
+        self.k, self.scale = k, scale
+        self.s = scratch or ApproxScratch(approx, vocab_size, n_docs)
+        self._vocab_size = vocab_size
+        self._head = (int(query_cut), np.float32(heap_factor), k)
+        self._arrays = approx.kernel_args()
+
+    def search_raw(self, terms: np.ndarray, weights: np.ndarray, allowed: np.ndarray = _ALL,
+                   out_docs: np.ndarray | None = None, out_scores: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k rows and float32 scores in impact units (multiply by ``scale``) of one query
+        given as term ids and weights in any order (repeats summed, weights <= 0 ignored)."""
+        s = self.s
+        if terms.shape[0] > s.q_terms.shape[0] or self.k > s.heap_s.shape[0]:
+            s.fit(max(terms.shape[0], s.q_terms.shape[0]), max(self.k, s.heap_s.shape[0]))
+        docs = np.empty(self.k, np.int32) if out_docs is None else out_docs
+        scores = np.empty(self.k, np.float32) if out_scores is None else out_scores
+        n = approx_search.search_approx_raw(terms, weights, *self._head, *self._arrays, allowed, s.q_terms, s.q_weights,
+                                            s.qdense, s.visited, s.seen, s.dots, s.order, s.heap_s, s.heap_d, docs, scores,
+                                            s.stats)
+        if n < 0:
+            raise _query_error(n, terms, self._vocab_size)
+        return docs[:n], scores[:n]
+
+    def search(self, terms: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k rows (int32) and scores (float64, the index's units) of one query."""
+        docs, scores = self.search_raw(terms, weights)
+        return docs, scores.astype(np.float64) * self.scale
+
+
+def _query_error(code: int, terms: np.ndarray, vocab_size: int) -> DataError:
+    """The error SparseIndex.prepare raises for the same query."""
+    if code == approx_search.BAD_TERM:
+        bad = terms[(terms < 0) | (terms >= vocab_size)][0]
+        return DataError(f"query term id {int(bad)} is outside the vocabulary (0..{vocab_size - 1})")
+    return DataError("query weights must be finite")
 
 
 def build_approx(
@@ -160,6 +259,8 @@ def build_approx(
         for out, part in zip((docs, blk_sizes, comps, comp_starts, ent_blk, ent_code, scales), (grouped, sizes, c, starts, eb, ec, sc)):
             out.append(part)
     structure = ApproxIndex(
+        fwd_ptr=np.asarray(fwd_indptr, dtype=np.int64),
+        fwd_terms=np.asarray(fwd_terms).astype(_narrowest(vocab_size)),
         fwd_impacts=fwd_impacts,
         lst_blk_ptr=offsets(lst_blocks),
         blk_doc_ptr=offsets(concat(blk_sizes, np.int64)),

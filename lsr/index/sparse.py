@@ -24,7 +24,8 @@ import numpy as np
 from lsr.data.vectors import SparseVectors
 from lsr.errors import DataError
 from lsr.index import storage
-from lsr.index.approx import HEAP_FACTORS, QUERY_CUTS, ApproxIndex, ApproxSettings, TunedPoint, build_approx, mean_cost, pick_cheapest, recall_at_k
+from lsr.index.approx import (HEAP_FACTORS, LAYOUT, QUERY_CUTS, ApproxIndex, ApproxScratch, ApproxSearcher, ApproxSettings, TunedPoint,
+                              build_approx, mean_cost, pick_cheapest, recall_at_k)
 from lsr.index.blockmax import BlockMax, build_blockmax
 from lsr.index.build import QUANTIZATIONS, build_postings, quantize
 from lsr.index.dense import DenseIndex
@@ -171,7 +172,9 @@ class SparseIndex:
         self.approx, stats = build_approx(
             self.forward_indptr, self.forward_terms, self.forward_weights, len(self.vocab), impacts, settings
         )
-        self.manifest["approx"] = {"settings": asdict(settings), "stats": {**stats, "build_seconds": round(time.perf_counter() - start, 3)}}
+        self._scratch = threading.local()  # cached searchers hold the old structure's arrays
+        self.manifest["approx"] = {"layout": LAYOUT, "settings": asdict(settings),
+                                   "stats": {**stats, "build_seconds": round(time.perf_counter() - start, 3)}}
         return self.manifest["approx"]
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -199,16 +202,19 @@ class SparseIndex:
         def load(name: str) -> np.ndarray:
             return storage.load_array(path, name, mmap)
 
-        approx = ApproxIndex.from_arrays({name: load(name) for name in ApproxIndex.names()}) if "approx" in manifest else None
+        base = {name: load(name) for name in _ARRAYS}
+        vocab = storage.load_json(path, "vocab")
+        approx = (ApproxIndex.load(manifest["approx"], load, base["forward_indptr"], base["forward_terms"], len(vocab))
+                  if "approx" in manifest else None)
         index = cls(
             approx=approx,
             dense=DenseIndex.load(manifest["dense"], load) if "dense" in manifest else None,
             blocks=BlockMax.from_arrays(manifest["settings"]["block_size"], {f"bmp_{n}": load(f"bmp_{n}") for n in BlockMax.ARRAYS}),
             doc_ids=storage.load_json(path, "doc_ids"),
-            vocab=storage.load_json(path, "vocab"),
+            vocab=vocab,
             manifest=manifest,
             path=path,
-            **{name: load(name) for name in _ARRAYS},
+            **base,
         )
         index.validate()
         return index
@@ -347,6 +353,10 @@ class SparseIndex:
         knobs = spec.check_knobs(knobs)
         k = self.check_k(k)
         mask = self._mask(allowed)
+        if mode == "approx" and len(queries) == 1 and not mask.shape[0]:  # the thin path: prepared inside the kernel
+            check_vocab(self.vocab, queries.vocab, self._same_vocab)
+            rows, scores = self._approx_scratch_searcher(k, self.approx_knobs(**knobs)).search(*queries.row(0))
+            return [Hits(rows, scores)]
         q = self.prepare(queries, knobs.pop("beta", 1.0))
         if mode == "approx":
             knobs = self.approx_knobs(**knobs)
@@ -411,21 +421,38 @@ class SparseIndex:
         tuned = self.manifest["approx"].get("tuned", {}).get("knobs", {})
         return {**{k.name: k.default for k in APPROX.knobs}, **tuned, **APPROX.check_knobs(given)}
 
+    def approx_searcher(self, k: int = 10, **knobs: Any) -> ApproxSearcher:
+        """The thin single-query entry point of ``mode="approx"`` with ``k`` and the knobs fixed
+        (the tuned defaults for those not given): ``searcher.search(term_ids, weights)`` returns
+        (rows, scores) with no per-query Python beyond argument passing. One per thread."""
+        knobs = self.approx_knobs(**knobs)  # first: refuses an index without the structure
+        return ApproxSearcher(self.approx, len(self.vocab), self.num_docs, self.scale, self.check_k(k), **knobs)
+
+    def _approx_scratch_searcher(self, k: int, knobs: Mapping[str, Any]) -> ApproxSearcher:
+        """This thread's searcher for (k, knobs), over one scratch per thread (made on first use)."""
+        s = self._scratch
+        if getattr(s, "approx", None) is None:
+            s.approx, s.approx_searchers = ApproxScratch(self.approx, len(self.vocab), self.num_docs), {}
+        key = (k, int(knobs["query_cut"]), float(knobs["heap_factor"]))
+        searcher = s.approx_searchers.get(key)
+        if searcher is None:
+            if len(s.approx_searchers) >= 64:
+                s.approx_searchers.clear()
+            searcher = s.approx_searchers[key] = ApproxSearcher(self.approx, len(self.vocab), self.num_docs, self.scale, k,
+                                                                scratch=s.approx, **knobs)
+        return searcher
+
     def _search_approx(self, q: SparseVectors, k: int, knobs: Mapping[str, Any], threads: int | None = None, mask: np.ndarray | None = None):
         """(docs, scores, counts, work stats) of prepared queries; one query on this thread."""
-        a = self.approx
-        args = (int(knobs["query_cut"]), np.float32(knobs["heap_factor"]), k, *a.kernel_args(),
-                self.forward_indptr, self.forward_terms, a.fwd_impacts, _ALL if mask is None else mask)
+        mask = _ALL if mask is None else mask
         if len(q) != 1:
-            return approx_search.search_approx_batch(q.indptr, q.indices, q.values, *args, self._workers(threads, len(q)))
-        s = self._thread_scratch()
-        if getattr(s, "visited", None) is None:  # not qdense: a selective-filter search may have made that alone
-            s.qdense = np.zeros(len(self.vocab), dtype=np.float32)
-            s.visited = np.zeros(self.num_docs, dtype=np.uint8)
+            return approx_search.search_approx_batch(q.indptr, q.indices, q.values, int(knobs["query_cut"]), np.float32(knobs["heap_factor"]),
+                                                     k, *self.approx.kernel_args(), mask, self._workers(threads, len(q)))
+        searcher = self._approx_scratch_searcher(k, knobs)
         docs, scores = np.empty((1, k), np.int32), np.empty((1, k), np.float32)
-        stats = np.zeros(approx_search.N_STATS, dtype=np.int64)
-        n = approx_search.search_approx(q.indices, q.values, *args, s.qdense, s.visited, s.touched, docs[0], scores[0], stats)
-        return docs, scores, [n], stats
+        before = searcher.s.stats.copy()
+        n = len(searcher.search_raw(q.indices, q.values, mask, docs[0], scores[0])[0])
+        return docs, scores, [n], searcher.s.stats - before
 
     def approx_work(self, queries: SparseVectors, k: int = 10, **knobs: Any) -> dict[str, float]:
         """Mean work per query of an approximate search (lists, summary entries, blocks scored

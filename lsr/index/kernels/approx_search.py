@@ -4,9 +4,13 @@ The idea is Seismic's (Bruch, Nardini, Rulli, Venturini, SIGIR 2024): keep each 
 postings, cluster every kept list into blocks of similar documents, summarize each block by the
 per-term maximum of its documents (trimmed to most of its mass, quantized to one byte), and at
 query time score a block's documents only when the query's dot product with its summary is close
-enough to the current k-th score. Documents are scored exactly, from the forward index, with the
-same quantized impacts and the same order of additions as the exhaustive scorer, so a document's
-approximate score equals its exact one; only which documents get scored is approximate.
+enough to the current k-th score. Documents are scored exactly, from a compact forward index
+(narrow term ids, quantized impacts) against a dense float32 query, in ascending term order: the
+exhaustive scorer's order of additions (terms outside the query add exact zeros), so a
+document's approximate score equals its exact one; only which documents get scored is approximate.
+
+Nothing here allocates per query: every buffer is caller-owned scratch (see
+:class:`lsr.index.approx.ApproxSearcher`), so one call costs its work plus the dispatch.
 """
 
 from __future__ import annotations
@@ -16,79 +20,146 @@ import numpy as np
 
 from lsr.index.kernels import JIT
 from lsr.index.kernels.bsearch import lower_bound
+from lsr.index.kernels.prefetch import prefetch
 from lsr.index.kernels.topk import batch_outputs, heap_drain, heap_offer
 
 # stats slots filled by search_approx (summed over a batch): what a query's time is spent on
 STAT_LISTS, STAT_SUMMARY_ENTRIES, STAT_BLOCKS_SCORED, STAT_BLOCKS_SKIPPED, STAT_DOCS_SCORED, STAT_DOC_ENTRIES = range(6)
 N_STATS = 6
+# canonical_query's refusals
+BAD_TERM, BAD_WEIGHT = -1, -2
+_HIGH = np.int64(0x7FFFFFFF)
+
+
+@nb.njit(inline="always", **JIT)
+def _descending_key(bits, i):
+    """Sort key of a non-negative float32 (its bit pattern, which orders like the value) so
+    that ascending keys are descending values, ties by ascending ``i`` (a stable sort's order)."""
+    return ((_HIGH - np.int64(bits)) << 32) | np.int64(i)
 
 
 @nb.njit(**JIT)
-def _summary_dots(t, q_terms, q_weights, lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code,
-                  blk_scale, b_lo, dots, stats):
-    """dots[j] = the query's dot product with block j's summary, for the blocks of term t's list."""
+def canonical_query(terms, weights, vocab_size, keys, out_terms, out_weights):
+    """One raw query in the kernels' form, as SparseIndex.prepare makes it: weights <= 0
+    dropped, terms ascending, a repeated term's weights summed in input order. keys, out_* hold
+    at least len(terms) slots. Returns the term count, or BAD_TERM / BAD_WEIGHT (an id outside
+    the vocabulary, a non-finite weight) for the caller to report."""
+    n = terms.shape[0]
+    for i in range(n):
+        if terms[i] < 0 or terms[i] >= vocab_size:
+            return BAD_TERM
+    for i in range(n):
+        if not np.isfinite(weights[i]):
+            return BAD_WEIGHT
+    m = 0
+    for i in range(n):
+        if weights[i] > 0.0:
+            keys[m] = (np.int64(terms[i]) << 32) | np.int64(i)
+            m += 1
+    keys[:m].sort()
+    out = -1
+    for j in range(m):
+        t = np.int32(keys[j] >> 32)
+        w = np.float32(weights[keys[j] & 0xFFFFFFFF])
+        if out >= 0 and out_terms[out] == t:
+            out_weights[out] += w
+        else:
+            out += 1
+            out_terms[out] = t
+            out_weights[out] = w
+    return out + 1
+
+
+@nb.njit(**JIT)
+def _summary_dots(t, q_terms, q_weights, n_q, lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code,
+                  blk_scale, b_lo, n_blocks, dots, stats):
+    """dots[:n_blocks] = the query's dot products with the summaries of term t's blocks: a
+    merge of the sorted query with the list's sorted summary terms, touching only the entries
+    of query terms."""
+    for j in range(n_blocks):
+        dots[j] = 0.0
     lo = lst_comp_ptr[t]
     hi = lst_comp_ptr[t + 1]
     base = lst_ent_ptr[t]
     n_list = lst_ent_ptr[t + 1] - base
     n_entries = 0
-    for i in range(q_terms.shape[0]):
+    for i in range(n_q):
+        if lo >= hi:
+            break
         qt = q_terms[i]
         a = lower_bound(comp_terms, lo, hi, qt)  # query terms ascend: each search starts where the last ended
         lo = a
         if a < hi and comp_terms[a] == qt:
             w = q_weights[i]
-            e_hi = base + (comp_start[a + 1] if a + 1 < hi else n_list)
-            for e in range(base + comp_start[a], e_hi):
+            e_lo = base + np.int64(comp_start[a])
+            e_hi = base + (np.int64(comp_start[a + 1]) if a + 1 < hi else n_list)
+            for e in range(e_lo, e_hi):
                 dots[ent_blk[e]] += w * np.float32(ent_code[e])
-            n_entries += e_hi - base - comp_start[a]
-    for j in range(dots.shape[0]):
+            n_entries += e_hi - e_lo
+            lo = a + 1
+    for j in range(n_blocks):
         dots[j] *= blk_scale[b_lo + j]
     stats[STAT_SUMMARY_ENTRIES] += n_entries
 
 
 @nb.njit(**JIT)
-def search_approx(q_terms, q_weights, query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs, lst_comp_ptr,
-                  comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_indptr, fwd_terms, fwd_impacts,
-                  allowed, qdense, visited, seen, out_docs, out_scores, stats):
-    """Approximate top-k of one query; q_terms must ascend.
+def search_approx(q_terms, q_weights, n_q, query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs, lst_comp_ptr,
+                  comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr, fwd_terms, fwd_impacts,
+                  allowed, qdense, visited, seen, dots, order, heap_s, heap_d, out_docs, out_scores, stats):
+    """Approximate top-k of one query (its first n_q terms, ascending, weights > 0).
 
     Walks the lists of the ``query_cut`` heaviest query terms, heaviest first (the first list's
     blocks best summary first, so the heap fills with good hits early). A block is skipped when
     its summary dot product is below ``heap_factor`` x the current k-th score; the documents of
-    the others are scored exactly with the whole query, each once. heap_factor = 0 with every
-    term kept and unpruned lists scores every matching document: the exhaustive top-k. With
-    ``allowed`` (uint8, one per doc) not empty, other documents are neither scored nor hits.
-    qdense (float32, one per term), visited (uint8, one per doc) are zero on entry and on
-    return; seen (int32, one per doc) is scratch. Adds work counts into stats.
+    the others are prefetched, then scored exactly with the whole query, each once.
+    heap_factor = 0 with every term kept and unpruned lists scores every matching document: the
+    exhaustive top-k. With ``allowed`` (uint8, one per doc) not empty, other documents are
+    neither scored nor hits.
+    Scratch: qdense (float32, one per term) and visited (uint8, one per doc) are zero on entry
+    and on return; seen (int32, one per doc), dots (float32) and order (int64) with a slot per
+    block of the longest list plus one per query term, heap_* with k slots. Adds work counts
+    into stats; returns the hit count, written best first into out_*.
     """
-    for i in range(q_terms.shape[0]):
+    for i in range(n_q):
         qdense[q_terms[i]] = q_weights[i]
-    by_weight = np.argsort(-q_weights, kind="mergesort")
-    n_cut = min(query_cut, q_terms.shape[0])
-    heap_s = np.empty(k, dtype=np.float32)
-    heap_d = np.empty(k, dtype=np.int32)
+    n_cut = min(query_cut, n_q)
+    # heaviest query terms first, kept in order's tail (the head sorts the first list's blocks)
+    tail = order.shape[0] - n_q
+    wbits = q_weights[:n_q].view(np.int32)
+    for i in range(n_q):
+        order[tail + i] = _descending_key(wbits[i], i)
+    order[tail:].sort()
     size = 0
     n_seen = 0
     masked = allowed.shape[0] > 0
+    dbits = dots.view(np.int32)
     for c in range(n_cut):
-        t = q_terms[by_weight[c]]
+        t = q_terms[order[tail + c] & 0xFFFFFFFF]
         b_lo = lst_blk_ptr[t]
         n_blocks = lst_blk_ptr[t + 1] - b_lo
         if n_blocks == 0:
             continue
         stats[STAT_LISTS] += 1
-        dots = np.zeros(n_blocks, dtype=np.float32)
-        _summary_dots(t, q_terms, q_weights, lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code,
-                      blk_scale, b_lo, dots, stats)
-        order = np.argsort(-dots, kind="mergesort") if c == 0 else np.arange(n_blocks)
-        for j in order:
+        _summary_dots(t, q_terms, q_weights, n_q, lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code,
+                      blk_scale, b_lo, n_blocks, dots, stats)
+        if c == 0:
+            for j in range(n_blocks):
+                order[j] = _descending_key(dbits[j], j)
+            order[:n_blocks].sort()
+        for r in range(n_blocks):
+            j = (order[r] & 0xFFFFFFFF) if c == 0 else r
             if size == k and dots[j] < heap_factor * heap_s[0]:
                 stats[STAT_BLOCKS_SKIPPED] += 1
                 continue
             stats[STAT_BLOCKS_SCORED] += 1
             b = b_lo + j
-            for p in range(blk_doc_ptr[b], blk_doc_ptr[b + 1]):
+            p_lo, p_hi = blk_doc_ptr[b], blk_doc_ptr[b + 1]
+            for p in range(p_lo, p_hi):  # ask for every unscored document before scoring any
+                d = blk_docs[p]
+                if not visited[d]:
+                    prefetch(fwd_terms, fwd_ptr[d])
+                    prefetch(fwd_impacts, fwd_ptr[d])
+            for p in range(p_lo, p_hi):
                 d = blk_docs[p]
                 if visited[d] or (masked and not allowed[d]):
                     continue
@@ -96,7 +167,7 @@ def search_approx(q_terms, q_weights, query_cut, heap_factor, k, lst_blk_ptr, bl
                 seen[n_seen] = d
                 n_seen += 1
                 s = np.float32(0.0)
-                lo, hi = fwd_indptr[d], fwd_indptr[d + 1]
+                lo, hi = fwd_ptr[d], fwd_ptr[d + 1]
                 for e in range(lo, hi):  # terms ascend: the exhaustive scorer's order of additions
                     s += qdense[fwd_terms[e]] * np.float32(fwd_impacts[e])
                 stats[STAT_DOC_ENTRIES] += hi - lo
@@ -105,33 +176,63 @@ def search_approx(q_terms, q_weights, query_cut, heap_factor, k, lst_blk_ptr, bl
     stats[STAT_DOCS_SCORED] += n_seen
     for i in range(n_seen):
         visited[seen[i]] = 0
-    for i in range(q_terms.shape[0]):
+    for i in range(n_q):
         qdense[q_terms[i]] = 0.0
     return heap_drain(heap_s, heap_d, size, out_docs, out_scores)
 
 
+@nb.njit(**JIT)
+def search_approx_raw(terms, weights, query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs, lst_comp_ptr,
+                      comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr, fwd_terms, fwd_impacts,
+                      allowed, q_terms, q_weights, qdense, visited, seen, dots, order, heap_s, heap_d, out_docs,
+                      out_scores, stats):
+    """canonical_query then search_approx: the whole single-query path in one call. q_terms,
+    q_weights and order's query part hold at least len(terms) slots. Returns the hit count, or
+    BAD_TERM / BAD_WEIGHT."""
+    n_q = canonical_query(terms, weights, lst_blk_ptr.shape[0] - 1, order[order.shape[0] - terms.shape[0]:], q_terms,
+                          q_weights)
+    if n_q < 0:
+        return n_q
+    return search_approx(q_terms, q_weights, n_q, query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs,
+                         lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr,
+                         fwd_terms, fwd_impacts, allowed, qdense, visited, seen, dots, order, heap_s, heap_d, out_docs,
+                         out_scores, stats)
+
+
 @nb.njit(parallel=True, **JIT)
 def search_approx_batch(q_indptr, q_terms, q_weights, query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs,
-                        lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_indptr,
+                        lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr,
                         fwd_terms, fwd_impacts, allowed, n_workers):
-    """search_approx for many queries (CSR rows) over n_workers threads.
+    """search_approx for many prepared queries (CSR rows) over n_workers threads, each with
+    its own scratch, queries dealt round-robin.
 
     Returns (docs, scores, counts, stats): row i holds query i's hits in its first counts[i]
     slots; stats sums the work counts over the batch.
     """
     n_queries = q_indptr.shape[0] - 1
-    n_docs = fwd_indptr.shape[0] - 1
+    n_docs = fwd_ptr.shape[0] - 1
+    longest_list = 0
+    for t in range(lst_blk_ptr.shape[0] - 1):
+        longest_list = max(longest_list, lst_blk_ptr[t + 1] - lst_blk_ptr[t])
+    longest_query = 0
+    for q in range(n_queries):
+        longest_query = max(longest_query, q_indptr[q + 1] - q_indptr[q])
     out_docs, out_scores, counts = batch_outputs(n_queries, k)
     worker_stats = np.zeros((n_workers, N_STATS), dtype=np.int64)
     for w in nb.prange(n_workers):
         qdense = np.zeros(lst_blk_ptr.shape[0] - 1, dtype=np.float32)
         visited = np.zeros(n_docs, dtype=np.uint8)
         seen = np.empty(n_docs, dtype=np.int32)
+        dots = np.empty(longest_list, dtype=np.float32)
+        order = np.empty(longest_list + longest_query, dtype=np.int64)
+        heap_s = np.empty(k, dtype=np.float32)
+        heap_d = np.empty(k, dtype=np.int32)
         for q in range(w, n_queries, n_workers):
             lo, hi = q_indptr[q], q_indptr[q + 1]
             counts[q] = search_approx(
-                q_terms[lo:hi], q_weights[lo:hi], query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs,
-                lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_indptr, fwd_terms,
-                fwd_impacts, allowed, qdense, visited, seen, out_docs[q], out_scores[q], worker_stats[w],
+                q_terms[lo:hi], q_weights[lo:hi], hi - lo, query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs,
+                lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr, fwd_terms,
+                fwd_impacts, allowed, qdense, visited, seen, dots, order, heap_s, heap_d, out_docs[q], out_scores[q],
+                worker_stats[w],
             )
     return out_docs, out_scores, counts, worker_stats.sum(axis=0)
