@@ -266,8 +266,10 @@ def write_results(out: dict, out_dir: Path) -> None:
     lines = [
         f"# Approximate search vs Seismic: {out['dataset']} ({out['docs']:,} docs, {out['queries']} queries, k={out['k']})",
         "",
+        f"Vectors: {out['encoder']['model']} (encoder fingerprint {out['encoder']['fingerprint']}). "
         "Same vectors (u8-quantized weights) and build settings for both; one build thread; one query at a time on one "
-        f"thread through each Python API; latency is the per-query median of {s['repeats']} interleaved passes, then mean "
+        "thread through each Python single-query call (lsr: `SparseIndex.approx_searcher(...).search`, rows mapped to ids; "
+        "Seismic: `SeismicIndex.search`); latency is the per-query median of {s['repeats']} interleaved passes, then mean "
         "/ p99 over queries. Recall@k is against lsr's exhaustive top-k. Build settings: n_postings "
         f"{s['n_postings']} (Seismic's MS MARCO recommendation scaled to this corpus: {s['scaled_n_postings']}), "
         f"centroid_fraction {s['centroid_fraction']}, summary_energy {s['summary_energy']}, max_fraction {s['max_fraction']}.",
