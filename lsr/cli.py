@@ -340,14 +340,19 @@ def cmd_bench_encode(args: argparse.Namespace) -> None:
 
 
 def cmd_bench_exact(args: argparse.Namespace) -> None:
-    from lsr.bench.exact import run_exact_benchmark
+    from lsr.bench.exact import run_exact_benchmark, run_reorder_study
 
+    if args.reorder_study:
+        study = run_reorder_study(workload=args.workload, n_docs=args.n_docs, k_values=tuple(args.k), block_size=args.block_size,
+                                  repeats=args.repeats, max_queries=args.max_queries, out_dir=args.out_dir)
+        print(json.dumps(study["builds"], indent=2))
+        return
     result = run_exact_benchmark(
-        dataset=args.dataset, n_docs=args.n_docs, k_values=tuple(args.k), block_size=args.block_size,
+        workload=args.workload, n_docs=args.n_docs, k_values=tuple(args.k), block_size=args.block_size,
         reorder=args.reorder, repeats=args.repeats, max_queries=args.max_queries, lucene=not args.no_lucene,
-        out_dir=args.out_dir,
+        pisa=not args.no_pisa, out_dir=args.out_dir,
     )
-    print(json.dumps({"builds": result["builds"], "runs": result["runs"]}, indent=2))
+    print(json.dumps({"builds": result["builds"], "ratios": result["ratios"]}, indent=2))
 
 
 def cmd_bench_approx(args: argparse.Namespace) -> None:
@@ -410,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     from lsr.encoders.models import DEFAULT_SPLADE
     from lsr.evaluation.cli import add_query_arguments
     from lsr.index.dense import KINDS as DENSE_KINDS
+    from lsr.bench import EXACT_WORKLOADS
     from lsr.index.reorder import REORDERINGS
 
     parser = argparse.ArgumentParser(prog="lsr", description="Learned sparse retrieval: encode, index, search.")
@@ -613,8 +619,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="also write the vectors as JSONL (for `lsr index --vectors`)")
     p.set_defaults(func=cmd_bench_synth)
 
-    p = bsub.add_parser("exact", help="exhaustive and block-max search vs bmp (Rust) and Lucene impact search")
-    p.add_argument("--dataset", choices=["real", "synth"], default="real")
+    p = bsub.add_parser("exact", help="exact search (planner and forced strategies) vs bmp, PISA, Lucene and scipy")
+    p.add_argument("--workload", choices=EXACT_WORKLOADS, default="splade-real")
     p.add_argument("--n-docs", type=_positive, default=1_000_000, help="synthetic corpus size")
     p.add_argument("-k", type=_positive, nargs="+", default=[10, 1000])
     p.add_argument("--block-size", type=_positive, default=32)
@@ -622,6 +628,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=_positive, default=3)
     p.add_argument("--max-queries", type=_positive)
     p.add_argument("--no-lucene", action="store_true", help="skip pyserini's Lucene impact search")
+    p.add_argument("--no-pisa", action="store_true", help="skip PISA (pyterrier-pisa)")
+    p.add_argument("--reorder-study", action="store_true",
+                   help="instead: our strategies on each document order (none, dominant, bp), with build times")
     p.add_argument("--out-dir", default="evaluation/results/exact")
     p.set_defaults(func=cmd_bench_exact)
 

@@ -19,7 +19,7 @@ from lsr.index.modes import EXACT
 
 VOCAB = [f"t{i}" for i in range(12)]
 STRATEGIES = ("auto", "exhaustive", "blockmax", "superblock")
-LAYOUTS = st.sampled_from([(64, "none"), (4, "none"), (3, "dominant"), (1, "dominant"), (2, "none")])
+LAYOUTS = st.sampled_from([(64, "none"), (4, "none"), (3, "dominant"), (1, "dominant"), (2, "none"), (4, "bp")])
 
 
 def dense(rows: list[dict[str, float]]) -> np.ndarray:

@@ -57,16 +57,18 @@ def build_seismic(docs: str, out: str, approx: "ApproxSettings", threads: int) -
 
 
 def build_bmp(docs: str, out: str, block_size: int, same_as: str) -> None:
-    """A bmp index over exactly the impacts (u8) and document order of the lsr index ``same_as``."""
+    """A bmp index over the float weights and document order of the lsr index ``same_as``, rounded
+    to u8 impacts (bmp stores u8; larger values wrap) with the largest weight at 255."""
     import bmp
 
     from lsr.index import SparseIndex
+    from lsr.index.build import quantization_scale
 
     ref = SparseIndex.load(same_as)
-    if ref.postings_impacts.dtype != np.uint8:
-        raise SystemExit("the reference lsr index must use u8 impacts (bmp stores u8; larger values wrap)")
     fwd_indptr, fwd_terms = ref.forward_indptr, ref.forward_terms
-    impacts = np.clip(np.rint(np.asarray(ref.forward_weights, dtype=np.float64) / ref.scale), 0, 255).astype(np.int64)
+    weights = np.asarray(ref.forward_weights, dtype=np.float64)
+    scale = quantization_scale(float(weights.max()) if weights.size else 0.0, np.uint8)
+    impacts = np.clip(np.rint(weights / scale), 0, 255).astype(np.int64)
     vocab = ref.vocab
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     indexer = bmp.Indexer(out, bsize=block_size, compress_range=False)

@@ -13,15 +13,18 @@ import numpy as np
 from lsr.data import SparseVectors
 from lsr.data.anserini import write_json_vectors
 from lsr.evaluation.pyserini_ref import start_jvm
+from lsr.index.build import quantization_scale
 
 QUERY_SCALE = 100  # Anserini impact search takes integer query weights
 
 
 def lucene_system(index, work: Path) -> tuple[dict, Callable[[SparseVectors, int], list[str]]]:
-    """Index ``index``'s u8 impacts with Anserini and return (build facts, search function)."""
+    """Index ``index``'s float weights rounded to u8 impacts (the largest weight at 255) with
+    Anserini and return (build facts, search function)."""
     coll = work / "collection"
     coll.mkdir(parents=True, exist_ok=True)
-    impacts = np.clip(np.rint(np.asarray(index.forward_weights, np.float64) / index.scale), 0, 255)
+    weights = np.asarray(index.forward_weights, np.float64)
+    impacts = np.clip(np.rint(weights / quantization_scale(float(weights.max()) if weights.size else 0.0, np.uint8)), 0, 255)
     write_json_vectors(coll / "docs.jsonl", index.doc_ids,
                        SparseVectors(index.forward_indptr, index.forward_terms, impacts, index.vocab), scale=1)
     out = work / "index"

@@ -120,7 +120,7 @@ class SparseIndex:
             raise DataError("document weights must be finite and >= 0")
         _check_rows_ascend(vectors)
         vocab = list(vectors.vocab)
-        order = reorder_documents(vectors, reorder)
+        order = reorder_documents(vectors, reorder, block_size)
         if reorder != "none":
             vectors = vectors.take(order)
             doc_ids = [doc_ids[i] for i in order]

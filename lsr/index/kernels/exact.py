@@ -26,11 +26,12 @@ EXHAUSTIVE, BLOCKMAX, SUPERBLOCK, AUTO = 0, 1, 2, 3
 # posting and passes once more over the documents it touched; a pruned search pays a binary
 # search per query term in each block it scores (~log2 of the block's terms) plus its postings.
 EXHAUSTIVE_PER_POSTING = 2.0
-SEARCH_STEP = 1.5
+SEARCH_STEP = 3.0
 BLOCK_OVERHEAD = 10.0
-# A query whose superblock bounds alone cost this fraction of an exhaustive search is scored
-# exhaustively without a probe.
+# A query is scored exhaustively without a probe when its superblock bounds alone cost
+# BOUNDS_SHARE of an exhaustive search, or scoring PROBE_SHARE of the blocks would.
 BOUNDS_SHARE = 0.5
+PROBE_SHARE = 0.25
 
 
 @nb.njit(**JIT)
@@ -65,7 +66,8 @@ def search_one(strategy, q_terms, q_weights, k, alpha, err_units, allowed, post,
     budget, per_block = -1.0, 0.0
     if strategy == AUTO:
         exhaustive, per_block, bounds = _plan_costs(q_terms, post[0], blk[6], blk_terms_per_block(blk), sup[1])
-        strategy = EXHAUSTIVE if bounds > BOUNDS_SHARE * exhaustive else SUPERBLOCK
+        hopeless = PROBE_SHARE * (blk[6].shape[0] - 1) * per_block > exhaustive
+        strategy = EXHAUSTIVE if hopeless or bounds > BOUNDS_SHARE * exhaustive else SUPERBLOCK
         budget = exhaustive - bounds
     if strategy == SUPERBLOCK:
         n = search_superblocks(q_terms, q_weights, blk[0], blk[1], blk[2], blk[3], blk[4], blk[5], blk[6], blk[7], blk[8],

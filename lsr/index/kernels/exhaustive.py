@@ -14,6 +14,8 @@ from lsr.index.kernels import JIT
 from lsr.index.kernels.candidates import floor_of, rescore_margin
 from lsr.index.kernels.forward import rescore
 
+DENSE_SHARE = 4
+
 
 @nb.njit(**JIT)
 def search_exhaustive(q_terms, q_weights, indptr, docs, impacts, k, err_units, allowed, fwd_indptr, fwd_terms,
@@ -25,17 +27,35 @@ def search_exhaustive(q_terms, q_weights, indptr, docs, impacts, k, err_units, a
     one slot per doc) must be zero on entry and is zero again on return; touched (int32, one
     slot per doc) is scratch; qdense as :func:`rescore` takes it. Docs sharing no term with
     the query are not hits. ``err_units`` bounds a posting's rounding error in impact units.
+
+    A query whose postings outnumber the documents / DENSE_SHARE touches most of them: it skips
+    the touched-list (a branch per posting) and scans the accumulator instead.
     """
-    n_touched = 0
+    n_docs = acc.shape[0]
+    postings = 0
     for i in range(q_terms.shape[0]):
-        t = q_terms[i]
-        w = q_weights[i]
-        for j in range(indptr[t], indptr[t + 1]):
-            d = docs[j]
-            if acc[d] == 0.0:
+        postings += indptr[q_terms[i] + 1] - indptr[q_terms[i]]
+    n_touched = 0
+    if postings * DENSE_SHARE > n_docs:
+        for i in range(q_terms.shape[0]):
+            t = q_terms[i]
+            w = q_weights[i]
+            for j in range(indptr[t], indptr[t + 1]):
+                acc[docs[j]] += w * np.float32(impacts[j])
+        for d in range(n_docs):
+            if acc[d] > 0.0:
                 touched[n_touched] = d
                 n_touched += 1
-            acc[d] += w * np.float32(impacts[j])
+    else:
+        for i in range(q_terms.shape[0]):
+            t = q_terms[i]
+            w = q_weights[i]
+            for j in range(indptr[t], indptr[t + 1]):
+                d = docs[j]
+                if acc[d] == 0.0:
+                    touched[n_touched] = d
+                    n_touched += 1
+                acc[d] += w * np.float32(impacts[j])
     masked = allowed.shape[0] > 0
     # the k-th quantized score: a min-heap of scores alone (ties do not matter for a floor)
     heap = np.empty(k, dtype=np.float32)
