@@ -51,6 +51,8 @@ def pisa_system(index, work: Path) -> tuple[dict, Callable[[str], Callable[[Spar
                 r.reset_retrieval_context()
                 r.out = tuple(np.empty(k, dtype=dt) for dt in (np.int32, object, np.int32, np.float32))
             t, w = q.row(0)
+            if not len(t):
+                return []
             toks = {vocab[a]: float(b) * r.toks_scale for a, b in zip(t, w)}
             qidx, docnos, ranks, scores = r.out
             n = _pisathon.retrieve(r._ctxt, r.query_algorithm.value, [(0, toks)], k=k, threads=1, query_weighted=1,

@@ -381,7 +381,7 @@ class SparseIndex:
             return exact.search_batch(strategies, q.indptr, q.indices, q.values, k, *args, self._workers(threads, len(q)))
         s = self._thread_scratch()
         docs, scores = np.empty((1, k), np.int32), np.empty((1, k), np.float64)
-        n = exact.search_one(int(strategies[0]), q.indices, q.values, k, *args, s.acc, s.touched, s.ub, s.sbub, s.qdense64,
+        n = exact.search_one(int(strategies[0]), q.indices, q.values, k, *args, s.acc, s.touched, s.ub, s.sbub, s.qdense_rescore,
                              docs[0], scores[0], strategies)
         return docs, scores, [n]
 
@@ -517,7 +517,7 @@ class SparseIndex:
             s.acc = np.zeros(self.num_docs, dtype=np.float32)
             s.touched = np.empty(self.num_docs, dtype=np.int32)
             s.ub = np.zeros(self.blocks.n_blocks, dtype=np.float32)
-            s.qdense64 = np.zeros(len(self.vocab), dtype=np.float64)
+            s.qdense_rescore = np.zeros(len(self.vocab), dtype=np.float32)
             s.sbub = np.zeros(self.blocks.n_superblocks, dtype=np.float32)
         return s
 

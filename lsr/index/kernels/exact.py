@@ -55,7 +55,7 @@ def search_one(strategy, q_terms, q_weights, k, alpha, err_units, allowed, post,
     """Top-k of one query by ``strategy`` (q_terms ascending), or by the planner's choice for
     AUTO; ``used[0]`` gets the strategy that produced the hits. Scratch as the strategies'
     kernels take it (acc, touched: one per doc; ub: one per block; sbub: one per superblock;
-    qdense: float64, one per term).
+    qdense: float32, one per term).
 
     The planner: exhaustive search costs its postings; superblock search costs its bounds, then
     the blocks it must score, which depend on how fast the k-th score rises. So a query whose
@@ -106,7 +106,7 @@ def search_batch(strategies, q_indptr, q_terms, q_weights, k, alpha, err_units, 
         touched = np.empty(n_docs, dtype=np.int32)
         ub = np.zeros(blk[6].shape[0] - 1, dtype=np.float32)
         sbub = np.zeros(-(-ub.shape[0] // sup[0]), dtype=np.float32)
-        qdense = np.zeros(post[0].shape[0] - 1, dtype=np.float64)
+        qdense = np.zeros(post[0].shape[0] - 1, dtype=np.float32)
         for q in range(w, n_queries, n_workers):  # strided: neighbours in a batch cost alike
             lo, hi = q_indptr[q], q_indptr[q + 1]
             counts[q] = search_one(strategies[q], q_terms[lo:hi], q_weights[lo:hi], k, alpha, err_units, allowed, post,

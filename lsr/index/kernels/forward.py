@@ -41,10 +41,11 @@ def search_rows(q_terms, q_weights, rows, fwd_indptr, fwd_terms, fwd_impacts, k,
 @nb.njit(**JIT)
 def rescore(q_terms, q_weights, docs, n, fwd_indptr, fwd_terms, fwd_weights, k, qdense, out_docs, out_scores):
     """Float64 top-k among docs[:n] by the float forward weights: the final ranking of exact
-    search (score descending, then doc id). qdense (float64, one per term) is zero on entry and
-    on return. Returns the number of hits, written best first into out_* (float64 scores)."""
+    search (score descending, then doc id). qdense (float32, one per term: the query's own
+    precision, and half the cache of float64) is zero on entry and on return. Returns the number
+    of hits, written best first into out_* (float64 scores)."""
     for i in range(q_terms.shape[0]):
-        qdense[q_terms[i]] = np.float64(q_weights[i])
+        qdense[q_terms[i]] = q_weights[i]
     heap_s = np.empty(k, dtype=np.float64)
     heap_d = np.empty(k, dtype=np.int32)
     size = 0
@@ -52,7 +53,7 @@ def rescore(q_terms, q_weights, docs, n, fwd_indptr, fwd_terms, fwd_weights, k, 
         d = docs[r]
         s = 0.0
         for e in range(fwd_indptr[d], fwd_indptr[d + 1]):
-            s += qdense[fwd_terms[e]] * np.float64(fwd_weights[e])
+            s += np.float64(qdense[fwd_terms[e]]) * np.float64(fwd_weights[e])
         if s > 0.0:
             size = heap_offer(heap_s, heap_d, size, k, s, d)
     for i in range(q_terms.shape[0]):
