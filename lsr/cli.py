@@ -360,7 +360,7 @@ def cmd_bench_approx(args: argparse.Namespace) -> None:
 
     result = run_approx_benchmark(
         dataset=args.dataset, n_docs=args.n_docs, n_postings=tuple(args.n_postings) if args.n_postings else None,
-        repeats=args.repeats, max_queries=args.max_queries, out_dir=args.out_dir,
+        repeats=args.repeats, max_queries=args.max_queries, out_dir=args.out_dir, clock=args.clock,
     )
     print(json.dumps({"builds": result["builds"], "ratios": result["ratios"], "throughput": result.get("throughput")}, indent=2))
 
@@ -588,6 +588,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = bsub.add_parser("approx", help="approximate search vs Seismic (Rust): recall/latency curves, builds, throughput")
     p.add_argument("--dataset", choices=["real", "synth", "gcide"], default="real")
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="per-query time: wall, or the thread's CPU time "
+                   "(a fallback on a shared machine)")
     p.add_argument("--n-docs", type=_positive, default=1_000_000, help="synthetic corpus size")
     p.add_argument("--n-postings", type=_positive, nargs="+", help="builds to compare (default: scaled from Seismic's advice)")
     p.add_argument("--repeats", type=_positive, default=2)
