@@ -208,7 +208,7 @@ def test_bad_input_gives_clear_errors(hybrid_index, queries):
         search_encoded(hybrid_index, HybridQueries(queries.sparse, queries.dense[:, :8]), 5)
     with pytest.raises(DataError, match="needs text queries"):
         hybrid_index.search({"t1": 1.0}, 5, mode="hybrid")
-    with pytest.raises(ValueError, match=re.escape("mode 'exact' has no knob 'depth' (its knobs: alpha, beta)")):
+    with pytest.raises(ValueError, match=re.escape("mode 'exact' has no knob 'depth' (its knobs: strategy, alpha, beta)")):
         hybrid_index.search({"t1": 1.0}, 5, mode="exact", depth=10)
     with pytest.raises(ValueError, match="k must be a positive integer"):
         hybrid_index.search("text", 0, mode="dense")

@@ -10,6 +10,7 @@ from service_fixtures import TINY_DOCS, adi_index_dir, tiny_index_dir
 
 from lsr.errors import IndexFormatError
 from lsr.retrieval import Retriever
+from lsr.index.dense import KIND_KNOBS
 from lsr.retrieval.modes import MODES, all_knobs
 from lsr.service import Limits, create_app
 from lsr.service.app import MAX_BATCH, MAX_EXPLAIN_K, MAX_K, MAX_QUERY_CHARS, MAX_TERM_CHARS, MAX_TERMS
@@ -170,7 +171,7 @@ def test_malformed_json_is_422(client):
 @pytest.mark.parametrize(
     ("mode", "knob", "message"),
     [
-        ("exact", "budget", "mode 'exact' has no knob 'budget' (its knobs: alpha, beta)"),
+        ("exact", "budget", "mode 'exact' has no knob 'budget' (its knobs: strategy, alpha, beta)"),
         ("exhaustive", "alpha", "mode 'exhaustive' has no knob 'alpha' (its knobs: beta)"),
         ("approx", "beta", "mode 'approx' has no knob 'beta' (its knobs: query_cut, heap_factor)"),
     ],
@@ -250,9 +251,10 @@ def test_openapi_modes_and_knobs_are_the_registrys(adi, client):
     for name, schema in _search_request_schemas(tiny).items():
         assert _enum(schema["properties"]["mode"], tiny["components"]["schemas"]) == ["exact", "exhaustive"], name
         assert [r["if"].get("properties", {}).get("mode", {}).get("const") or "exact" for r in schema["allOf"]] == ["exact", "exhaustive"]
-    spec = adi.get("/openapi.json").json()  # the ADI index has every part
+    spec = adi.get("/openapi.json").json()  # the ADI index has every part; its dense part is flat
     schemas = spec["components"]["schemas"]
-    every_knob = all_knobs()
+    flat = set(KIND_KNOBS.values())  # ef_search and nprobe tune hnsw and ivf parts only: not offered
+    every_knob = [k for k in all_knobs() if k not in flat]
     for name, schema in _search_request_schemas(spec).items():
         assert _enum(schema["properties"]["mode"], schemas) == list(MODES), name
         assert schema["properties"]["mode"]["default"] == "exact"
@@ -270,12 +272,12 @@ def test_openapi_modes_and_knobs_are_the_registrys(adi, client):
         assert list(per_mode) == list(MODES), name
         for mode, knobs in per_mode.items():
             assert knobs["additionalProperties"] is False, (name, mode)
-            assert list(knobs["properties"]) == list(MODES[mode].knob_names), (name, mode)
+            assert list(knobs["properties"]) == [k for k in MODES[mode].knob_names if k not in flat], (name, mode)
             if {"fusion", "dense_weight"} <= set(MODES[mode].knob_names):  # a weight means linear fusion
                 assert (knobs["if"], knobs["then"]) == ({"required": ["dense_weight"]}, {"properties": {"fusion": {"const": "linear"}}})
             else:
                 assert "if" not in knobs, (name, mode)
-            for knob in MODES[mode].knobs:
+            for knob in (k for k in MODES[mode].knobs if k.name not in flat):
                 got = knobs["properties"][knob.name]
                 assert got == knobs_field["properties"][knob.name], (name, mode, knob.name)
                 if knob.choices:
@@ -285,7 +287,7 @@ def test_openapi_modes_and_knobs_are_the_registrys(adi, client):
                     assert got["exclusiveMinimum" if knob.lo_open else "minimum"] == knob.lo
     assert _enum(schemas["SettingsUsed"]["properties"]["mode"], schemas) == list(MODES)
     assert set(MODES) == {"exact", "exhaustive", "approx", "dense", "hybrid", "selective"}
-    assert MODES["exact"].knob_names == ("alpha", "beta") and "dense_weight" in MODES["hybrid"].knob_names
+    assert MODES["exact"].knob_names == ("strategy", "alpha", "beta") and "dense_weight" in MODES["hybrid"].knob_names
 
 
 def test_exact_alpha_is_block_max_pruning_and_dense_weight_is_no_exact_knob(client):
@@ -294,7 +296,7 @@ def test_exact_alpha_is_block_max_pruning_and_dense_weight_is_no_exact_knob(clie
     assert r.json()["ids"] == ["d1", "d3", "d2"] and r.json()["settings"] == {"mode": "exact", "k": 10, "knobs": {"alpha": 0.5}}
     for path, body in (("/search", {"vector": {"apple": 1.0}}), ("/search/batch", {"queries": [{"vector": {"apple": 1.0}}]})):
         err = validation_error(client.post(path, json={**body, "mode": "exact", "knobs": {"dense_weight": 0.5}}), ["body"])
-        assert err["message"] == "body: mode 'exact' has no knob 'dense_weight' (its knobs: alpha, beta)"
+        assert err["message"] == "body: mode 'exact' has no knob 'dense_weight' (its knobs: strategy, alpha, beta)"
 
 
 # ---- /search/batch -------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 from conftest import free_port, start_server, stop_server
 from service_fixtures import tiny_index_dir
 
-from lsr.cli import build_parser
+from lsr.cli import build_parser, cmd_serve
 from lsr.service import server as service_server
 
 
@@ -82,10 +82,10 @@ def test_serve_subcommand_parses_and_dispatches(monkeypatch):
     calls = []
     monkeypatch.setattr(service_server, "serve", lambda *args, **kwargs: calls.append((args, kwargs)))
     args = build_parser().parse_args(["serve", "--index", "idx", "--port", "9000", "--workers", "2", "--cors-origin", "https://a.example", "--no-access-log"])
-    assert args.func is service_server.run_serve and args.func(args) == 0
+    assert args.func is cmd_serve and args.func(args) == 0
     assert calls == [(("idx", "127.0.0.1", 9000, 2), {
         "public_reads": False, "cors_origins": ["https://a.example"], "log_level": "info", "access_log": False,
-        "writable": False, "verify": True, "limits": {"commit_docs": 1000, "commit_ms": 1000, "queue_depth": 64, "queue_timeout_ms": 2000,
+        "writable": False, "verify": True, "systems": {}, "opener": None, "limits": {"commit_docs": 1000, "commit_ms": 1000, "queue_depth": 64, "queue_timeout_ms": 2000,
                                       "batch_max": 32, "batch_wait_ms": 2.0},
     })]
     calls.clear()
@@ -94,6 +94,6 @@ def test_serve_subcommand_parses_and_dispatches(monkeypatch):
     assert args.func(args) == 0
     assert calls == [(("idx", "127.0.0.1", 8000, 1), {
         "public_reads": False, "cors_origins": [], "log_level": "info", "access_log": True,
-        "writable": True, "verify": True, "limits": {"commit_docs": 5, "commit_ms": 20, "queue_depth": 8, "queue_timeout_ms": 2000,
+        "writable": True, "verify": True, "systems": {}, "opener": None, "limits": {"commit_docs": 5, "commit_ms": 20, "queue_depth": 8, "queue_timeout_ms": 2000,
                                      "batch_max": 32, "batch_wait_ms": 0.0},
     })]

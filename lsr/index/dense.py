@@ -50,6 +50,10 @@ def default_clusters(num_docs: int) -> int:
     return max(1, min(num_docs, math.ceil(2 * math.sqrt(num_docs))))
 
 
+# The search knob each kind of dense part takes (a flat part takes neither).
+KIND_KNOBS = {"hnsw": "ef_search", "ivf": "nprobe"}
+
+
 @dataclass
 class DenseIndex:
     """Dense vectors of an index's documents with the structures that search them."""

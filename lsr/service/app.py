@@ -37,6 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lsr.data.filters import check_filter
 from lsr.errors import DataError, LsrError
+from lsr.index.dense import KIND_KNOBS
 from lsr.index.modes import Knob
 from lsr.retrieval import Query, Retriever, SearchResult
 from lsr.retrieval.collection import Collection
@@ -126,9 +127,9 @@ def _knob_schema(knob: Knob) -> dict[str, Any]:
     return schema
 
 
-def _per_mode(batch: bool) -> dict[str, Any]:
-    """Each mode's own knobs, and the dense modes' need for text queries (no explain), stated
-    in the schema, so that a request the schema allows is one the mode takes."""
+def _per_mode(batch: bool, queries: bool = True) -> dict[str, Any]:
+    """Each mode's own knobs, and (with ``queries``) the dense modes' need for text queries (no
+    explain), stated in the schema, so that a request the schema allows is one the mode takes."""
     rules = []
     for name, mode in MODES.items():
         when: dict[str, Any] = {"required": ["mode"], "properties": {"mode": {"const": name}}}
@@ -139,7 +140,7 @@ def _per_mode(batch: bool) -> dict[str, Any]:
         if {"dense_weight", "fusion"} <= knobs.keys():  # dense_weight weighs linear fusion (lsr.retrieval.hybrid)
             knobs_rule.update({"if": {"required": ["dense_weight"]}, "then": {"properties": {"fusion": {"const": "linear"}}}})
         then: dict[str, Any] = {"properties": {"knobs": knobs_rule}}
-        if mode.text_only:
+        if mode.text_only and queries:
             text = {"required": ["query"], "properties": {"query": {"type": "string"}}}
             if batch:
                 then["properties"]["queries"] = {"items": text}
@@ -221,10 +222,13 @@ class _FilterSchema:
         return handler(MetadataFilter.__pydantic_core_schema__)
 
 
+QUERY_ENCODER_NAMES = (*QUERY_ENCODERS, "splade", "bm25")
+
+
 class QueryOptions(ApiModel):
     """How query texts become term weights (each unset option: the index's default)."""
 
-    query_encoder: Literal[tuple(QUERY_ENCODERS) + ("splade", "bm25")] | None = Field(  # type: ignore[valid-type]
+    query_encoder: Literal[QUERY_ENCODER_NAMES] | None = Field(  # type: ignore[valid-type]
         None, description="How query texts become term weights (default: the index's): "
         + "; ".join(f"`{k}`: {v}" for k, v in QUERY_ENCODERS.items()) + "; `splade`/`bm25` name the index's own model.")
     query_expansion: bool | None = Field(None, description="false: a query keeps only its own tokens' weights (default: the index's).")
@@ -328,12 +332,18 @@ class EncodeRequest(ApiModel):
     top: Annotated[int, Field(ge=1, le=MAX_TERMS), _WHOLE_FLOAT_AS_INT] | None = Field(None, description="Keep the heaviest `top` terms of each vector (all if omitted).")
 
 
+MAIN_ONLY = ("main",)
+
+
 class FusedSystemInput(QueryOptions):
     """One system of a fused search: an index the server serves, searched in ``mode``."""
 
-    index: str = Field("main", description="`main` (the served index) or a name given with `lsr serve --system NAME=DIR`.")
+    model_config = ConfigDict(json_schema_extra=_per_mode(batch=False, queries=False))
+
+    index: str = Field("main", json_schema_extra={"enum": list(MAIN_ONLY)},  # the served schema lists every name
+                       description="`main` (the served index) or a name given with `lsr serve --system NAME=DIR`.")
     mode: SearchMode = Field("exact", description="Search mode of this system (dense modes need an index with a dense part).")
-    weight: float = Field(1.0, ge=0, allow_inf_nan=False, description="Its weight in the fusion.")
+    weight: float = Field(1.0, gt=0, le=1000, allow_inf_nan=False, description="Its weight in the fusion (relative: above 0, at most 1000).")
     knobs: dict[str, KnobValue] = Field(default_factory=dict, json_schema_extra=_KNOB_RANGES, description="The mode's knobs.")
 
     @model_validator(mode="after")
@@ -964,7 +974,9 @@ def create_app(
         schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
         if state.retriever is None:
             return schema  # not cached: the modes are known once the index is loaded
-        app.openapi_schema = _only_modes(schema, served_modes(state.retriever))
+        served = {tuple(MODES): served_modes(state.retriever), QUERY_ENCODER_NAMES: served_query_encoders(state.retriever),
+                  MAIN_ONLY: ["main", *state.others]}
+        app.openapi_schema = _only_served(schema, served, unserved_knobs(state.retriever))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -975,7 +987,8 @@ def create_app(
         return HTMLResponse(search_page(served_modes(index), TEXT_ONLY, MAX_EXPLAIN_K))
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=read_key)
-    async def openapi_json() -> JSONResponse:
+    async def openapi_json(index: IndexDep) -> JSONResponse:
+        """The schema of what the loaded index serves (503 while it loads, like the searches)."""
         return JSONResponse(app.openapi())
 
     @app.get("/docs", include_in_schema=False, dependencies=read_key)
@@ -990,14 +1003,37 @@ def served_modes(retriever: Retriever) -> list[str]:
     return [name for name, mode in MODES.items() if mode.needs <= retriever.segments.parts]
 
 
-def _only_modes(schema: Any, served: list[str]) -> Any:
-    """``schema`` with the mode enum narrowed to ``served`` and the rules of other modes dropped."""
+def unserved_knobs(retriever: Retriever) -> set[str]:
+    """Knobs of a kind of dense part (``ef_search``, ``nprobe``) that not every segment has."""
+    kinds = {ix.dense.settings.get("kind") if ix.dense is not None else None for ix in retriever.segments.indexes}
+    return {knob for kind, knob in KIND_KNOBS.items() if kinds != {kind}}
+
+
+def served_query_encoders(retriever: Retriever) -> list[str]:
+    """The query encoders (``query_encoder`` values) this index can build."""
+    served = []
+    for name in QUERY_ENCODER_NAMES:
+        try:
+            retriever.query_encoder(name)
+        except (LsrError, ValueError, OSError):
+            continue
+        served.append(name)
+    return served
+
+
+def _only_served(schema: Any, served: dict[tuple[str, ...], list[str]], hidden: set[str]) -> Any:
+    """``schema`` with each full enum (the keys of ``served``: modes, query encoders) narrowed
+    to what the index serves, the rules of unserved modes dropped and the ``hidden`` knobs left
+    out, so that every request it allows is one the index serves."""
+    modes = served[tuple(MODES)]
     if isinstance(schema, list):
-        return [_only_modes(x, served) for x in schema
+        return [_only_served(x, served, hidden) for x in schema
                 if not (isinstance(x, dict) and (const := x.get("if", {}).get("properties", {}).get("mode", {}).get("const"))
-                        and const not in served)]
+                        and const not in modes)]
     if isinstance(schema, dict):
-        if schema.get("enum") == list(MODES):
-            return {**schema, "enum": list(served)}
-        return {key: _only_modes(value, served) for key, value in schema.items()}
+        if isinstance(schema.get("enum"), list) and tuple(schema["enum"]) in served:
+            return {**schema, "enum": list(served[tuple(schema["enum"])])}
+        if isinstance(schema.get("properties"), dict):  # knob names are field names of nothing else
+            schema = {**schema, "properties": {n: v for n, v in schema["properties"].items() if n not in hidden}}
+        return {key: _only_served(value, served, hidden) for key, value in schema.items()}
     return schema
