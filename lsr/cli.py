@@ -258,12 +258,31 @@ def cmd_info(args: argparse.Namespace) -> None:
         print(f"{key:>24}: {value}")
 
 
+def _sharded_writer(path: str):
+    """A sharded index's writer (writes go to the shard owning each id, on a private Ray
+    cluster), or None for a collection."""
+    from lsr.distributed.layout import is_sharded
+
+    if not is_sharded(path):
+        return None
+    from lsr.distributed import ShardedRetriever
+
+    return ShardedRetriever(path, ray="local")
+
+
 def cmd_add(args: argparse.Namespace) -> None:
     """Add (or --upsert) a corpus's documents to a collection, in one commit."""
     from lsr.data import iter_corpus, resolve_dataset
     from lsr.retrieval.collection import Collection
 
     docs = list(iter_corpus(resolve_dataset(args.corpus)))  # every line checked before anything is added
+    if (sharded := _sharded_writer(args.index)) is not None:
+        try:
+            sharded.add(docs, upsert=args.upsert)
+            print(json.dumps({"added": len(docs), "generations": sharded.commit(), "num_docs": sharded.num_docs}))
+        finally:
+            sharded.close()
+        return
     with Collection.open(args.index, writable=True) as collection:
         collection.add(docs, upsert=args.upsert)
         generation = collection.commit()
@@ -277,9 +296,16 @@ def cmd_delete(args: argparse.Namespace) -> None:
     ids = args.ids
     if len(ids) == 1 and Path(ids[0]).is_file():
         ids = [line.strip() for line in Path(ids[0]).read_text(encoding="utf-8").splitlines() if line.strip()]
-    with Collection.open(args.index, writable=True) as collection:
-        report = collection.delete(ids)
-        generation = collection.commit()
+    if (sharded := _sharded_writer(args.index)) is not None:
+        try:
+            report = sharded.delete(ids)
+            generation = sharded.commit()
+        finally:
+            sharded.close()
+    else:
+        with Collection.open(args.index, writable=True) as collection:
+            report = collection.delete(ids)
+            generation = collection.commit()
     print(json.dumps({"deleted": len(report["deleted"]), "not_found": report["not_found"], "generation": generation}))
     if report["not_found"]:
         print(f"lsr: {len(report['not_found'])} id(s) not found: {', '.join(report['not_found'][:5])}", file=sys.stderr)

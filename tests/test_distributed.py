@@ -285,6 +285,13 @@ def test_cli_index_search_info_and_serve(tmp_path):
     info = json.loads(run_cli("info", "--index", str(out), "--json").stdout)
     assert info["num_shards"] == 2 and info["num_docs"] == 60 and [s["name"] for s in info["shards"]] == ["shard-000", "shard-001"]
     assert "give --shards N" in run_cli("index", "--corpus", str(corpus), "--out", str(tmp_path / "x"), "--ray", "local", check=False).stderr
+    more = tmp_path / "more.jsonl"
+    more.write_text('{"_id": "n1", "text": "wombat shard"}\n{"_id": "n2", "text": "wombat merge"}\n')
+    assert json.loads(run_cli("add", "--index", str(out), "--corpus", str(more)).stdout)["num_docs"] == 62
+    assert json.loads(run_cli("delete", "--index", str(out), "--ids", "n1", "nope").stdout)["not_found"] == ["nope"]
+    hits = json.loads(run_cli("search", "--index", str(out), "--query", "wombat", "--json").stdout)["hits"]
+    assert [h["id"] for h in hits] == ["n2"]
+    run_cli("delete", "--index", str(out), "--ids", "n2")
     import httpx
 
     proc, base = start_server(["serve", "--index", str(out), "--port", str(free_port())], tmp_path / "serve.log")
