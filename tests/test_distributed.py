@@ -236,6 +236,25 @@ def test_a_killed_shard_is_never_silently_missing(built):
         sharded.close()
 
 
+def test_rest_answers_503_while_a_shard_is_down(built):
+    """Over REST a missing shard is a 503 with Retry-After naming it, never a shorter list."""
+    from fastapi.testclient import TestClient
+
+    from lsr.service import create_app
+
+    sharded = ShardedRetriever(built[0] / "three", timeout_s=60, max_restarts=0)
+    try:
+        with TestClient(create_app(sharded)) as client:
+            ok = client.post("/search", json={"query": "shard merge score", "k": 5})
+            assert ok.status_code == 200 and ok.json()["ids"] == built[2].search("shard merge score", 5).ids
+            ray.kill(sharded.actors[2], no_restart=True)
+            down = client.post("/search", json={"query": "shard merge score", "k": 5})
+            assert down.status_code == 503 and down.headers["Retry-After"] == "1"
+            assert down.json()["error"]["type"] == "unavailable" and "shard-002" in down.json()["error"]["message"]
+    finally:
+        sharded.close()
+
+
 def test_ray_build_equals_in_process_build(tmp_path):
     """Encoding on two Ray actors and writing shards in Ray tasks gives the in-process layout."""
     corpus = write_corpus(tmp_path / "corpus.jsonl", n=300, seed=2)

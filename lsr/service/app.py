@@ -36,7 +36,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lsr.data.filters import check_filter
-from lsr.errors import DataError, LsrError
+from lsr.errors import DataError, LsrError, Unavailable
 from lsr.index.dense import KIND_KNOBS
 from lsr.index.modes import Knob
 from lsr.retrieval import Query, Retriever, SearchResult
@@ -675,6 +675,12 @@ async def _on_bad_input(request: Request, exc: Exception) -> JSONResponse:
     return _error(422, "invalid_input", str(exc))
 
 
+async def _on_unavailable(request: Request, exc: Unavailable) -> JSONResponse:
+    """A part of the index (a shard) is down for now: 503, worth retrying, never fewer hits."""
+    log.warning("%s %s: %s", request.method, request.url.path, exc)
+    return _error(503, "unavailable", str(exc), headers={"Retry-After": "1"})
+
+
 async def _on_lsr_error(request: Request, exc: LsrError) -> JSONResponse:
     log.error("%s %s: %s", request.method, request.url.path, exc)
     return _error(500, "lsr_error", str(exc))
@@ -824,6 +830,7 @@ def create_app(
     app.add_exception_handler(ClientGone, _on_client_gone)  # type: ignore[arg-type]
     app.add_exception_handler(DataError, _on_bad_input)
     app.add_exception_handler(ValueError, _on_bad_input)
+    app.add_exception_handler(Unavailable, _on_unavailable)  # type: ignore[arg-type]
     app.add_exception_handler(LsrError, _on_lsr_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _on_internal_error)
 
