@@ -155,7 +155,7 @@ def markdown(rows: list[dict[str, Any]], rest: dict[str, Any] | None, command: s
         "Search latency: exact mode (block-max pruning), one thread, single pre-encoded queries, median; encoding: per query in one batch.", "",
         "## nDCG@10", "",
     ]
-    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    datasets = [d for d in FULL_COLLECTIONS if any(r["dataset"] == d for r in rows)]
     systems = list(dict.fromkeys(r["system"] for r in rows))
     by = {(r["dataset"], r["system"]): r for r in rows}
     lines += ["| system | " + " | ".join(datasets) + " | mean |", "|---|" + "---:|" * (len(datasets) + 1)]
@@ -177,7 +177,7 @@ def markdown(rows: list[dict[str, Any]], rest: dict[str, Any] | None, command: s
         if s == "bm25":
             continue
         lines.append(f"| {s} | " + " | ".join(f"{by[(d, s)]['doc_nnz_mean']:.0f} / {by[(d, s)]['query_nnz_mean']:.1f}" for d in datasets if (d, s) in by) + " |")
-    if "scifact" in datasets:
+    if ("scifact", "d-exp/idf") in by:
         gap = by[("scifact", "d-exp/idf")]["nDCG@10"] - by[("scifact", "d-exp/splade")]["nDCG@10"]
         enc = by[("scifact", "d-exp/idf")]["encode_ms_per_query"]
         lines += ["", "## Targets", "",
@@ -196,7 +196,9 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    datasets = [d for d in FULL_COLLECTIONS if any(r["dataset"] == d for r in rows)]
+    if not datasets:
+        return
     fig, axes = plt.subplots(1, len(datasets), figsize=(4 * len(datasets), 3.6), squeeze=False)
     for ax, d in zip(axes[0], datasets):
         for r in (r for r in rows if r["dataset"] == d):
@@ -220,12 +222,24 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     encoder = SpladeEncoder("splade-tiny")
-    rows = [row for name in args.datasets for row in run_dataset(name, encoder, cache_dir("encoders") / "runs")]
-    rest = rest_latency(build_indexes("scifact", encoder)["d-exp"], "scifact") if args.rest else None
     command = "python evaluation/encoders.py " + " ".join(sys.argv[1:])
-    (out / "results.json").write_text(json.dumps({"command": command, "git_commit": git_commit(), "rows": rows, "rest": rest}, indent=2) + "\n")
-    (out / "results.md").write_text(markdown(rows, rest, command))
-    plot(rows, out / "ndcg_latency.png")
+    # rows of an earlier results.json are kept unless re-run, and results are written after every
+    # collection: the suite can run piecewise, and a failure loses one collection at most
+    earlier = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {}
+    rows, rest = earlier.get("rows", []), earlier.get("rest")
+
+    def save() -> None:
+        (out / "results.json").write_text(json.dumps({"command": command, "git_commit": git_commit(), "rows": rows, "rest": rest}, indent=2) + "\n")
+        (out / "results.md").write_text(markdown(rows, rest, command))
+        plot(rows, out / "ndcg_latency.png")
+
+    if args.rest:
+        rest = rest_latency(build_indexes("scifact", encoder)["d-exp"], "scifact")
+        save()
+    for name in args.datasets:
+        new = run_dataset(name, encoder, cache_dir("encoders") / "runs")
+        rows = [r for r in rows if r["dataset"] != name] + new
+        save()
     print((out / "results.md").read_text())
 
 

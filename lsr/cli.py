@@ -106,15 +106,15 @@ def _fusion(args: argparse.Namespace, knobs: dict):
     """A Fusion of the --fuse INDEX[:MODE][=WEIGHT] systems (and --index, weight 1, if given);
     --fusion, --depth, --rrf-k, --normalization set it up; the query flags apply to every system."""
     from lsr.retrieval import Retriever
-    from lsr.retrieval.hybrid import FUSION_KNOBS, FusedSystem, Fusion, parse_system
+    from lsr.retrieval.hybrid import FUSION_KNOBS, FusedSystem, Fusion, default_weight, parse_system
 
     extra = set(knobs) - set(FUSION_KNOBS)
     if extra:
         raise ValueError(f"with --fuse, the knobs are the fusion's ({', '.join(FUSION_KNOBS)}), not {sorted(extra)}")
-    specs = ([{"index": args.index, "mode": args.mode, "weight": 1.0}] if args.index else []) + [parse_system(f) for f in args.fuse]
+    specs = ([{"index": args.index, "mode": args.mode, "weight": None}] if args.index else []) + [parse_system(f) for f in args.fuse]
     opened = {path: Retriever.load(path) for path in dict.fromkeys(s["index"] for s in specs)}  # an index in two modes loads once
-    return Fusion([FusedSystem(opened[s["index"]], s["weight"], s["mode"], query=_query_options(args), name=f"{s['index']}:{s['mode']}")
-                   for s in specs], **knobs)
+    return Fusion([FusedSystem(r := opened[s["index"]], default_weight(r.model, s["mode"]) if s["weight"] is None else s["weight"],
+                               s["mode"], query=_query_options(args), name=f"{s['index']}:{s['mode']}") for s in specs], **knobs)
 
 
 def _query_options(args: argparse.Namespace) -> dict:
@@ -503,10 +503,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("search", help="search an index with one query or a queries file")
-    p.add_argument("--index", help="the index to search (with --fuse: one of the systems, weight 1, in --mode)")
+    p.add_argument("--index", help="the index to search (with --fuse: one of the systems, default weight, in --mode)")
     p.add_argument("--fuse", action="append", default=[], metavar="INDEX[:MODE][=WEIGHT]",
                    help="fuse this system's ranking (repeatable: BM25, SPLADE and dense indexes, or one index in several modes) "
-                   "by --fusion rrf|linear with this weight (default 1)")
+                   "by --fusion linear|rrf (default linear) with this weight (default: BM25 0.6, learned sparse 0.4, dense "
+                   "see lsr.retrieval.hybrid.DEFAULT_WEIGHTS, validated on the offline collections)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--query", help="query text")
     src.add_argument("--vector", help='query term weights as JSON: \'{"term": weight, ...}\'')

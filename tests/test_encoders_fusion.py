@@ -15,7 +15,7 @@ from lsr.evaluation.harness import SystemSpec, evaluate_system
 from lsr.pipeline import build_index
 from lsr.retrieval import Retriever
 from lsr.retrieval.fusion import fuse, fuse_ids
-from lsr.retrieval.hybrid import FusedSystem, Fusion, parse_system
+from lsr.retrieval.hybrid import DEFAULT_WEIGHTS, FusedSystem, Fusion, default_weight, parse_system
 from lsr.service import create_app
 
 
@@ -56,7 +56,9 @@ def test_fuse_ids_and_system_specs():
     ids, _ = fuse_ids([(["b", "a"], [2.0, 1.0]), (["a", "b"], [5.0, 4.0])], 2, fusion="rrf")
     assert ids == ["b", "a"]  # a tie: the id seen first wins
     assert parse_system("dir/x:dense=0.25") == {"index": "dir/x", "mode": "dense", "weight": 0.25}
-    assert parse_system("dir/x") == {"index": "dir/x", "mode": "exact", "weight": 1.0}
+    assert parse_system("dir/x") == {"index": "dir/x", "mode": "exact", "weight": None}  # the kind's default weight applies
+    assert (default_weight("bm25", "exact"), default_weight("splade-tiny", "exact")) == (DEFAULT_WEIGHTS["bm25"], DEFAULT_WEIGHTS["splade"])
+    assert default_weight("splade-tiny", "dense") == DEFAULT_WEIGHTS["dense"]
     with pytest.raises(ValueError, match="not a number"):
         parse_system("dir/x=heavy")
     with pytest.raises(ValueError, match="has no knob 'alpha'"):
@@ -91,8 +93,9 @@ def test_fusion_equals_each_system_fused_by_hand_in_every_interface(systems, adi
     for g, (ids, scores) in zip(got, want):
         assert g.ids == ids and g.scores == pytest.approx(scores)
     # a weight of 0 removes a system from an RRF fusion; one system alone keeps its ranking
-    rrf3 = Fusion([FusedSystem(bm25, 1.0), FusedSystem(splade, 0.0), FusedSystem(splade, 1.0, query={"query_encoder": "idf"})], depth=20)
-    rrf2 = Fusion([FusedSystem(bm25, 1.0), FusedSystem(splade, 1.0, query={"query_encoder": "idf"})], depth=20)
+    rrf3 = Fusion([FusedSystem(bm25, 1.0), FusedSystem(splade, 0.0), FusedSystem(splade, 1.0, query={"query_encoder": "idf"})],
+                  fusion="rrf", depth=20)
+    rrf2 = Fusion([FusedSystem(bm25, 1.0), FusedSystem(splade, 1.0, query={"query_encoder": "idf"})], fusion="rrf", depth=20)
     assert [r.ids for r in rrf3.search_batch(queries, 10)] == [r.ids for r in rrf2.search_batch(queries, 10)]
     assert Fusion([FusedSystem(bm25, 3.0)]).search(queries[0], 10).ids == bm25.search(queries[0], 10).ids
 
@@ -101,9 +104,14 @@ def test_fusion_equals_each_system_fused_by_hand_in_every_interface(systems, adi
             "systems": [{"index": "bm25", "weight": 0.5}, {"index": "main", "weight": 0.3}, {"index": "main", "weight": 0.2, "query_encoder": "idf"}]}
     with TestClient(create_app(str(systems / "splade"), systems={"bm25": str(systems / "bm25")})) as client:
         answer = client.post("/search/fused", json=body).json()
+        defaults = client.post("/search/fused", json={"query": queries[0], "k": 10, "depth": 20,
+                                                      "systems": [{"index": "bm25"}, {"index": "main"}]}).json()
         unknown = client.post("/search/fused", json={**body, "systems": [{"index": "dense"}]})
         negative = client.post("/search/fused", json={**body, "systems": [{"index": "main", "weight": -1}]})
     assert answer["ids"] == want[0][0] and answer["scores"] == pytest.approx(want[0][1])
+    by_default = _manual([(bm25, {}), (splade, {})], {"fusion": "linear", "weights": [DEFAULT_WEIGHTS["bm25"], DEFAULT_WEIGHTS["splade"]]},
+                         queries[:1], 10, 20)[0]
+    assert defaults["ids"] == by_default[0] and defaults["fusion"]["fusion"] == "linear"
     assert unknown.status_code in (400, 422) and "unknown system index 'dense'" in unknown.text
     assert negative.status_code == 422 and "weight" in negative.text
 

@@ -73,7 +73,8 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     src.add_argument("--fuse", action="append", metavar="SYSTEM[:MODE][=WEIGHT]",
                      help="fuse systems (repeat): SYSTEM is an index directory or a model ('bm25', 'splade-tiny'...; --param and "
                      "--dense-model apply to the non-BM25 ones), e.g. --fuse bm25=0.4 --fuse splade-tiny=0.3 --fuse splade-tiny:dense=0.3 "
-                     "--dense-model all-MiniLM-L6-v2; --knob fusion=linear|rrf, depth=, rrf_k=, normalization=")
+                     "--dense-model all-MiniLM-L6-v2 (weights default to lsr.retrieval.hybrid.DEFAULT_WEIGHTS); "
+                     "--knob fusion=linear|rrf (default linear), depth=, rrf_k=, normalization=")
     p.add_argument("--mode", default="exact", choices=list(MODES), help="; ".join(f"{m.name}: {m.help}" for m in MODES.values()))
     p.add_argument("--knob", type=_param, action="append", default=[], metavar="NAME=VALUE",
                    help="a knob of the mode (e.g. query_cut=5, heap_factor=0.9, dense_weight=0.3)")
@@ -175,7 +176,8 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 def _fused_systems(texts: list[str], params: dict[str, Any], query: dict[str, Any]) -> list[dict[str, Any]]:
     """SystemSpec configs of the --fuse systems (with their weights)."""
     from lsr.encoders.bm25 import is_bm25
-    from lsr.retrieval.hybrid import parse_system
+    from lsr.retrieval import Retriever
+    from lsr.retrieval.hybrid import default_weight, parse_system
 
     systems = []
     for text in texts:
@@ -183,9 +185,12 @@ def _fused_systems(texts: list[str], params: dict[str, Any], query: dict[str, An
         name = f"{Path(s['index']).name}:{s['mode']}"
         if Path(s["index"]).is_dir():
             cfg = {"name": name, "kind": "index", "index": s["index"]}
+            model = Retriever.load(s["index"]).model
         else:
             cfg = {"name": name, "kind": "lsr", "model": s["index"], "params": {} if is_bm25(s["index"]) else dict(params)}
-        systems.append({**cfg, "mode": s["mode"], "query": query, "weight": s["weight"]})
+            model = s["index"]
+        weight = default_weight(model, s["mode"]) if s["weight"] is None else s["weight"]
+        systems.append({**cfg, "mode": s["mode"], "query": query, "weight": weight})
     return systems
 
 

@@ -158,6 +158,18 @@ def _found(rows: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 # ---- fusion of any number of systems ---------------------------------------------------------
 FUSION_KNOBS = ("fusion", "depth", "rrf_k", "normalization")  # a Fusion's settings, named as the hybrid modes' knobs
+# Defaults when a fusion names no weights: by kind of system, with linear fusion (min-max). Chosen
+# on the offline collections leaving each one out in turn (evaluation/results/encoders/fusion-*.md):
+# BM25 0.6 / splade-tiny 0.4 won on every held-out collection but Vaswani (0.5 / 0.5 there).
+DEFAULT_FUSION = "linear"
+DEFAULT_WEIGHTS = {"bm25": 0.6, "splade": 0.4, "dense": 1.0}
+
+
+def default_weight(model: str | None, mode: str) -> float:
+    """The default weight of a system: dense for the dense mode, else BM25's or a learned sparse model's."""
+    from lsr.encoders.bm25 import is_bm25
+
+    return DEFAULT_WEIGHTS["dense" if mode == "dense" else "bm25" if is_bm25(model) else "splade"]
 
 
 @dataclass(frozen=True)
@@ -178,12 +190,14 @@ class Fusion:
     """Fuse the rankings of several systems (BM25, SPLADE, dense, hybrid... each its own index,
     or one index in different modes) by document id: each system's top ``depth`` (at least k),
     fused by weighted reciprocal rank fusion (``fusion="rrf"``, ``rrf_k``) or by weighted
-    normalized scores (``"linear"``, ``normalization``: missing documents take a list's lowest).
+    normalized scores (``"linear"``, the default, ``normalization``: missing documents take a
+    list's lowest). :data:`DEFAULT_WEIGHTS` (via :func:`default_weight`) are the validated
+    weights for BM25, learned sparse and dense systems.
 
     Every setting is checked when the fusion is made, before any query is encoded.
     """
 
-    def __init__(self, systems: Sequence[FusedSystem], *, fusion: str = "rrf", depth: int = 100, rrf_k: float | None = None,
+    def __init__(self, systems: Sequence[FusedSystem], *, fusion: str = DEFAULT_FUSION, depth: int = 100, rrf_k: float | None = None,
                  normalization: str | None = None) -> None:
         from lsr.retrieval.modes import DEPTH, FUSION, NORMALIZATION, RRF, get_mode
 
@@ -227,13 +241,14 @@ class Fusion:
 
 
 def parse_system(text: str) -> dict[str, Any]:
-    """``INDEX[:MODE][=WEIGHT]`` (the CLI's ``--fuse``) as ``{"index", "mode", "weight"}``."""
+    """``INDEX[:MODE][=WEIGHT]`` (the CLI's ``--fuse``) as ``{"index", "mode", "weight"}``; the
+    weight is None when not given (then :func:`default_weight` applies)."""
     where, sep, weight = text.rpartition("=") if "=" in text else (text, "", "")
     index, _, mode = where.rpartition(":") if ":" in where else (where, "", "")
     if not index:
         raise ValueError(f"--fuse {text!r}: expected INDEX[:MODE][=WEIGHT]")
     try:
-        value = float(weight) if sep else 1.0
+        value = float(weight) if sep else None
     except ValueError:
         raise ValueError(f"--fuse {text!r}: weight {weight!r} is not a number") from None
     return {"index": index, "mode": mode or "exact", "weight": value}

@@ -41,7 +41,7 @@ from lsr.index.dense import KIND_KNOBS
 from lsr.index.modes import Knob
 from lsr.retrieval import Query, Retriever, SearchResult
 from lsr.retrieval.collection import Collection
-from lsr.retrieval.hybrid import FusedSystem, Fusion
+from lsr.retrieval.hybrid import FusedSystem, Fusion, default_weight
 from lsr.service import writes
 from lsr.service.page import search_page
 from lsr.service.scheduling import UNQUEUED, Admission, ClientGone, Overloaded, QueryBatcher, Ticket
@@ -343,7 +343,9 @@ class FusedSystemInput(QueryOptions):
     index: str = Field("main", json_schema_extra={"enum": list(MAIN_ONLY)},  # the served schema lists every name
                        description="`main` (the served index) or a name given with `lsr serve --system NAME=DIR`.")
     mode: SearchMode = Field("exact", description="Search mode of this system (dense modes need an index with a dense part).")
-    weight: float = Field(1.0, gt=0, le=1000, allow_inf_nan=False, description="Its weight in the fusion (relative: above 0, at most 1000).")
+    weight: float | None = Field(None, gt=0, le=1000, allow_inf_nan=False,
+                                 description="Its weight in the fusion (relative: above 0, at most 1000; default: the validated "
+                                 "weight of its kind: BM25, learned sparse or dense).")
     knobs: dict[str, KnobValue] = Field(default_factory=dict, json_schema_extra=_KNOB_RANGES, description="The mode's knobs.")
 
     @model_validator(mode="after")
@@ -365,7 +367,7 @@ class FusedSearchRequest(ApiModel):
     query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, description="Query text.")
     k: Annotated[int, Field(ge=1, le=MAX_K), _WHOLE_FLOAT_AS_INT] = Field(10, description="Number of hits.")
     systems: list[FusedSystemInput] = Field(min_length=1, max_length=MAX_FUSED, description="The systems to fuse.")
-    fusion: Literal["rrf", "linear"] = Field("rrf", description="Weighted reciprocal rank fusion, or weighted normalized scores.")
+    fusion: Literal["rrf", "linear"] = Field("linear", description="Weighted normalized scores, or weighted reciprocal rank fusion.")
     depth: Annotated[int, Field(ge=1, le=1000), _WHOLE_FLOAT_AS_INT] = Field(100, description="Hits taken from each system (at least k).")
     rrf_k: float | None = Field(None, ge=0, le=1000, description="RRF's constant (default 60).")
     normalization: Literal["minmax", "zscore"] | None = Field(None, description="linear: score normalization of each list (default minmax).")
@@ -913,7 +915,8 @@ def create_app(
         unknown = [s.index for s in body.systems if s.index not in served]
         if unknown:
             raise DataError(f"unknown system index {unknown[0]!r}; this server has: {', '.join(served)} (add more with `lsr serve --system NAME=DIR`)")
-        fusion = Fusion([FusedSystem(served[s.index], s.weight, s.mode, s.knobs, s.query_options(), f"{s.index}:{s.mode}") for s in body.systems],
+        fusion = Fusion([FusedSystem(served[s.index], default_weight(served[s.index].model, s.mode) if s.weight is None else s.weight,
+                                     s.mode, s.knobs, s.query_options(), f"{s.index}:{s.mode}") for s in body.systems],
                         fusion=body.fusion, depth=body.depth, rrf_k=body.rrf_k, normalization=body.normalization)
         start = time.perf_counter()
         [result] = await in_thread(fusion.search_batch, [body.query], body.k)
