@@ -393,6 +393,8 @@ class Hits(ApiModel):
     scores: list[float]
     explanations: list[list[TermContribution]] | None = None
     fields: list[dict[str, Any]] | None = Field(None, description="The stored fields asked for, per hit.")
+    strategy: str | None = Field(None, description="How exact search found these hits (exhaustive, blockmax, superblock), "
+                                                   "as its planner chose or the `strategy` knob forced; null in other modes.")
 
 
 class SearchResponse(Hits):
@@ -745,7 +747,7 @@ def _search(retriever: Retriever, body: SearchRequest, encoded: Any = None) -> H
     if body.explain:
         query = encoded.to_dict(0)  # the encoded text, so the model runs once, not once per hit
         explanations = [[TermContribution(**e) for e in retriever.explain(query, d)] for d in result.ids]
-    return Hits(ids=result.ids, scores=result.scores, explanations=explanations, fields=result.fields)
+    return Hits(ids=result.ids, scores=result.scores, explanations=explanations, fields=result.fields, strategy=result.strategy)
 
 
 def _encode(retriever: Retriever, body: EncodeRequest) -> list[EncodedVector]:
@@ -903,7 +905,7 @@ def create_app(
         results = await in_thread(run)
         stats.queries[body.mode] += len(results)
         return BatchSearchResponse(
-            results=[Hits(ids=r.ids, scores=r.scores, fields=r.fields) for r in results],
+            results=[Hits(ids=r.ids, scores=r.scores, fields=r.fields, strategy=r.strategy) for r in results],
             took_ms=(time.perf_counter() - start) * 1e3,
             settings=body.used(),
         )
