@@ -11,7 +11,7 @@ from lsr.data import SparseVectors, load_queries
 from lsr.errors import DataError, IndexFormatError
 from lsr.index.approx import ApproxSettings
 from lsr.index.modes import APPROX
-from lsr.retrieval import Retriever
+from lsr.retrieval import Retriever, SearchResult
 
 VOCAB = [f"t{i}" for i in range(12)]
 QUERY_CUT, HEAP_FACTOR = APPROX.knobs
@@ -84,6 +84,32 @@ def test_bad_modes_and_settings_are_clear_errors(small):
 small_weights = st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.0, 3.0])
 
 
+def impact_brute_force(sparse, queries: SparseVectors, k: int) -> list[tuple[list[int], list[float]]]:
+    """Each query's top-k (rows, scores) by brute force over the quantized impacts approx search
+    scores (exact modes score the float weights): float32 products added in ascending term
+    order, then scaled in float64; ties to the lower row."""
+    a = sparse.approx
+    q = sparse.prepare(queries)
+    starts, lengths = a.fwd_ptr[:-1], np.diff(a.fwd_ptr)
+    out = []
+    for i in range(len(q)):
+        qdense = np.zeros(len(sparse.vocab), np.float32)
+        qdense[q.row(i)[0]] = q.row(i)[1]
+        s = np.zeros(sparse.num_docs, np.float32)
+        for j in range(int(lengths.max(initial=0))):  # the j-th term of every document at once, in float32
+            has = lengths > j
+            e = starts[has] + j
+            s[has] += qdense[a.fwd_terms[e]] * a.fwd_impacts[e].astype(np.float32)
+        rows = np.flatnonzero(s > 0)
+        top = rows[np.lexsort((rows, -s[rows]))][:k]
+        out.append((top.tolist(), (s[top].astype(np.float64) * sparse.scale).tolist()))
+    return out
+
+
+def as_result(index: Retriever, hits: tuple[list[int], list[float]]) -> tuple[list[str], list[float]]:
+    return [index.doc_ids[r] for r in hits[0]], hits[1]
+
+
 @settings(max_examples=150, deadline=None)
 @given(
     rows=st.lists(st.dictionaries(st.sampled_from(VOCAB), small_weights, max_size=6), min_size=1, max_size=40),
@@ -92,21 +118,26 @@ small_weights = st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.0, 3.0])
     centroid_fraction=st.sampled_from([0.05, 0.5, 1.0]),
 )
 def test_no_pruning_knobs_return_the_exhaustive_top_k_with_ties(rows, query, k, centroid_fraction):
-    """Few distinct weights make many exact ties: ids, order and scores must all match."""
+    """Few distinct weights make many exact ties: ids, order and scores must all match the brute
+    force over the impacts; the ids are the exhaustive mode's (which scores the float weights)."""
     vecs = SparseVectors.from_dicts(rows, VOCAB)
     index = Retriever.build(vecs, [f"d{i}" for i in range(len(rows))], approx=ApproxSettings(n_postings=None, centroid_fraction=centroid_fraction))
-    expected = index.search(query, k, mode="exhaustive")
-    assert index.search(query, k, mode="approx", **NO_PRUNING) == expected
-    assert index.search_batch([query, {}], k, mode="approx", **NO_PRUNING)[0] == expected
+    expected = as_result(index, impact_brute_force(index.index, index.encode_queries([query]), k)[0])
+    for found in (index.search(query, k, mode="approx", **NO_PRUNING),
+                  index.search_batch([query, {}], k, mode="approx", **NO_PRUNING)[0]):
+        assert (found.ids, found.scores) == expected
 
 
 def test_no_pruning_knobs_return_the_exhaustive_top_k_on_adi(adi, adi_index):
     index = Retriever.load(adi_index)
     index.index.add_approx(UNPRUNED)
     texts = [q.text for q in load_queries(adi)]
+    brute = impact_brute_force(index.index, index.encode_queries(texts), 100)
     for k in (1, 10, 100):
-        assert index.search_batch(texts, k, mode="approx", **NO_PRUNING) == index.search_batch(texts, k, mode="exhaustive")
-    assert index.search(texts[0], 10, mode="approx", **NO_PRUNING) == index.search(texts[0], 10, mode="exhaustive")
+        found = index.search_batch(texts, k, mode="approx", **NO_PRUNING)
+        assert [(r.ids, r.scores) for r in found] == [as_result(index, (b[0][:k], b[1][:k])) for b in brute]
+    one = index.search(texts[0], 10, mode="approx", **NO_PRUNING)
+    assert (one.ids, one.scores) == as_result(index, (brute[0][0][:10], brute[0][1][:10]))
 
 
 def recall_at_k(found, truth) -> float:
@@ -118,8 +149,9 @@ def test_pruning_knobs_trade_recall_for_work(small):
     index, queries = small
     texts = queries[:100]
     q = index.encode_queries(texts)
-    truth = index.search_batch(texts, 10, mode="exhaustive")
-    full = [dict(zip(e.ids, e.scores)) for e in index.search_batch(texts, 3000, mode="exhaustive")]
+    brute = [as_result(index, b) for b in impact_brute_force(index.index, q, 3000)]  # what approx scores: the impacts
+    truth = [SearchResult(ids[:10], scores[:10]) for ids, scores in brute]
+    full = [dict(zip(ids, scores)) for ids, scores in brute]
     # from no pruning to very tight: work falls and recall@10 against the exhaustive top-10 with it
     ladder = [(65536, 0.0), (10, 0.8), (5, 0.9), (3, 1.0), (1, 1.0)]
     work, recall = [], []
@@ -183,7 +215,8 @@ def test_cli_tune_then_search_both_modes(adi, adi_index, tmp_path):
     assert Retriever.load(index_dir).index.manifest["approx"] == tuned["approx"]
     query = ["--index", str(index_dir), "--query", "computer information retrieval", "-k", "5", "--json"]
     approx = json.loads(run_cli("search", *query, "--mode", "approx", "--query-cut", "65536", "--heap-factor", "0").stdout)
-    assert approx == json.loads(run_cli("search", *query, "--mode", "exhaustive").stdout)
+    exhaustive = json.loads(run_cli("search", *query, "--mode", "exhaustive").stdout)  # float weights: same ids here
+    assert [h["id"] for h in approx["hits"]] == [h["id"] for h in exhaustive["hits"]]
     bad = run_cli("search", *query, "--mode", "approx", "--heap-factor", "2", check=False)
     assert bad.returncode == 2 and "heap_factor must be in [0, 1], got 2" in bad.stderr
 
@@ -218,13 +251,13 @@ def test_thin_searcher_takes_raw_queries_as_search_does(rows, pairs, k):
     terms = np.array([t for t, _ in pairs], dtype=np.int32)
     weights = np.array([w for _, w in pairs], dtype=np.float32)
     query = SparseVectors(np.array([0, len(pairs)]), terms, weights, VOCAB)
-    (expected,) = sparse.search(query, k, mode="exhaustive")
+    (expected,) = impact_brute_force(sparse, query, k)
     rows_, scores = sparse.approx_searcher(k, **NO_PRUNING).search(terms, weights)
-    assert rows_.tolist() == expected.rows.tolist() and scores.tolist() == expected.scores.tolist()
+    assert (rows_.tolist(), scores.tolist()) == expected
     (thin,) = sparse.search(query, k, mode="approx", **NO_PRUNING)  # one query: the same kernel path
     (batch, _) = sparse.search(SparseVectors.concat([query, query]), k, mode="approx", threads=2, **NO_PRUNING)
     for hits in (thin, batch):
-        assert hits.rows.tolist() == expected.rows.tolist() and hits.scores.tolist() == expected.scores.tolist()
+        assert (hits.rows.tolist(), hits.scores.tolist()) == expected
 
 
 def test_thin_searcher_refuses_bad_queries_and_reuses_its_buffers(small):
