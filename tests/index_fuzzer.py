@@ -1,6 +1,7 @@
 """Child process of tests/test_index_fuzz.py: damages index files at random, loads and searches.
 
-Run as ``python index_fuzzer.py INDEX_DIR N SEED LOG`` with ``NUMBA_BOUNDSCHECK=1``, so a kernel
+Run as ``python index_fuzzer.py DIR N SEED LOG [collection]`` (an index directory, or a
+collection's segments, bitmaps and settings) with ``NUMBA_BOUNDSCHECK=1``, so a kernel
 reading or writing out of bounds raises IndexError here instead of corrupting memory. Each case
 restores the pristine files, mutates one, then:
 - ``load(verify=True)`` must refuse any changed array or JSON file (their checksums);
@@ -26,9 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from lsr.data.vectors import SparseVectors
-from lsr.errors import IndexFormatError, LsrError
+from lsr.errors import LsrError
 from lsr.index import SparseIndex
 from lsr.index.storage import MANIFEST
+from lsr.retrieval.collection import Collection
 
 K = (1, 7, 60)
 
@@ -52,6 +54,7 @@ def mutate(data: bytes, rng: random.Random, array_start: int) -> tuple[bytes, st
             with np.errstate(all="ignore"):
                 flat[i] = np.array(value).astype(flat.dtype)
             return data[:array_start] + flat.tobytes(), kind
+    if kind == "element":
         kind = "flip"
     if kind == "flip" and b:
         for _ in range(rng.randint(1, 8)):
@@ -120,6 +123,8 @@ def search_all(index: SparseIndex, queries: SparseVectors) -> None:
                     single = [index.search(queries.take([i]), k, mode=mode, allowed=allowed)[0] for i in range(len(queries))]
                     for hits in batch + single:
                         check_hits(index, hits, min(k, index.num_docs))
+        if not isinstance(index, SparseIndex):
+            continue  # the brute force reads one index's postings
         prepared = index.prepare(queries)
         for i, hits in enumerate(index.search(queries, k, mode="exhaustive")):
             expected = brute_force(index, prepared.take([i]), min(k, index.num_docs))
@@ -131,11 +136,40 @@ def replace(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
+class CollectionView:
+    """A collection opened read-only, searched as its newest generation (segments, deletions)."""
+
+    def __init__(self, path: Path) -> None:
+        self.snapshot = Collection.open(path).snapshot()
+        self.vocab, self.num_docs = self.snapshot.vocab, sum(ix.num_docs for ix in self.snapshot.indexes)  # rows, deleted too
+        self.approx = True if "approx" in self.snapshot.parts else None
+
+    def search(self, queries: SparseVectors, k: int, *, mode: str, threads: int = 1, allowed=None):
+        if allowed is not None:  # one mask per segment
+            ends = np.cumsum([ix.num_docs for ix in self.snapshot.indexes])
+            allowed = np.split(allowed, ends[:-1])
+        return self.snapshot.search(queries, k, mode=mode, threads=threads, allowed=allowed)
+
+
+def open_collection(path: Path, verify: bool = False) -> CollectionView:
+    view = CollectionView(path)
+    if verify:
+        for ix in view.snapshot.indexes:
+            SparseIndex.load(ix.path, verify=True)
+    return view
+
+
 def main() -> None:
     path, n, seed, log = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
+    collection = len(sys.argv) > 5 and sys.argv[5] == "collection"
     rng = random.Random(seed)
-    pristine = {p.name: p.read_bytes() for p in sorted(path.iterdir()) if p.is_file()}
-    clean = SparseIndex.load(path, verify=True)
+    # a collection's documents (SQLite, with its own integrity) are not mutated: its index files are
+    pristine = {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*"))
+                if p.is_file() and not p.name.startswith("docs.sqlite") and p.name != "write.lock"}
+    load = open_collection if collection else SparseIndex.load
+    # checksums cover a segment's files but not its manifest, nor a collection's bitmaps and settings
+    checksummed = {name for name in pristine if Path(name).name != MANIFEST and (not collection or name.startswith("segments/"))}
+    clean = load(path, verify=True)
     qrng = np.random.default_rng(seed)
     queries = SparseVectors.from_dicts(
         [{clean.vocab[t]: float(qrng.gamma(1.0)) for t in qrng.choice(len(clean.vocab), m, replace=False)}
@@ -155,14 +189,14 @@ def main() -> None:
             replace(path / name, data)
             changed = data != pristine[name]
             try:
-                if changed and name != MANIFEST:
+                if changed and name in checksummed:
                     try:
-                        SparseIndex.load(path, verify=True)
+                        load(path, verify=True)
                         raise AssertionError("verify=True loaded a changed file")
-                    except IndexFormatError:
+                    except LsrError:  # the checksum's error, or a structural one found first
                         pass
                 try:
-                    index = SparseIndex.load(path)
+                    index = load(path)
                 except LsrError:
                     outcome = "refused"
                 else:

@@ -45,8 +45,8 @@ class Segments:
         for ix, dead in zip(self.indexes, self.deleted):
             if len(ix.vocab) > len(self.vocab) or ix.vocab != self.vocab[: len(ix.vocab)]:
                 raise DataError(f"segment {ix.path}: its vocabulary is not a prefix of the collection's")
-            if dead is not None and dead.shape != (ix.num_docs,):
-                raise DataError(f"segment {ix.path}: deletion bitmap of {dead.shape} for {ix.num_docs} documents")
+            if dead is not None and (dead.shape != (ix.num_docs,) or dead.dtype != np.bool_):
+                raise DataError(f"segment {ix.path}: deletion bitmap of {dead.shape} {dead.dtype} for {ix.num_docs} documents")
         self._offsets = np.concatenate([[0], np.cumsum([ix.num_docs for ix in self.indexes])]).astype(np.int64)
 
     @classmethod

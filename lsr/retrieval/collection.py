@@ -147,7 +147,7 @@ class Collection:
             return cls(path, settings, None, legacy=index)
         try:
             settings = json.loads((path / SETTINGS_FILE).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
+        except ValueError as e:  # not UTF-8, or not JSON
             raise IndexFormatError(f"{path / SETTINGS_FILE} is damaged: {e}") from None
         if not isinstance(settings, dict) or settings.get("format") != FORMAT:
             raise IndexFormatError(f"{path} is not an lsr collection (format {settings.get('format') if isinstance(settings, dict) else None!r})")
@@ -207,7 +207,7 @@ class Collection:
             indexes.append(self._segments[name])
             dfile = seg.get("deletes")
             if dfile and dfile not in self._deletes:
-                self._deletes[dfile] = np.load(self.path / "deletes" / dfile)
+                self._deletes[dfile] = storage.load_array(self.path / "deletes", dfile.removesuffix(".npy"), mmap=False)
             deleted.append(self._deletes[dfile] if dfile else None)
         settings = {"model": self.settings.get("model"), "encoder": self.settings.get("encoder", {}), "dense": self.settings.get("dense")}
         snapshot = Segments(indexes, deleted, vocab, settings, generation=int(point["generation"]))
@@ -217,7 +217,10 @@ class Collection:
     def vocab(self, size: int | None = None) -> list[str]:
         """The vocabulary (its first ``size`` terms: what a generation knew)."""
         if self._vocab is None or (size is not None and len(self._vocab) < size):
-            self._vocab = json.loads((self.path / "vocab.json").read_text(encoding="utf-8"))
+            vocab = storage.load_json(self.path, "vocab")
+            if not isinstance(vocab, list) or not all(isinstance(t, str) for t in vocab) or len(vocab) < (size or 0):
+                raise IndexFormatError(f"{self.path / 'vocab.json'} is damaged: not the {size or ''} terms its commits name")
+            self._vocab = vocab
         if size is None or size == len(self._vocab):
             return self._vocab
         return self._vocab[:size]
