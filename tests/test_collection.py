@@ -1002,3 +1002,28 @@ def test_readme_curl_session_against_a_real_server(tmp_path):
         assert httpx.get(f"{server.base}/documents/{gone}", timeout=10).status_code == 404
     finally:
         server.stop()
+
+
+def test_rest_an_id_twice_in_a_batch_is_its_last_occurrence(bm25_dir):
+    """As a bulk request of OpenSearch: the batch is accepted and the later document is stored."""
+    with rest_client(bm25_dir) as client:
+        out = client.post("/documents?commit=true", json={"documents": [
+            {"id": "x", "text": "first version"}, {"id": "y", "text": "other"}, {"id": "x", "text": "second version"}]})
+        assert out.status_code == 200, out.text
+        assert out.json()["accepted"] == 2
+        assert client.get("/documents/x").json()["text"] == "second version"
+
+
+def test_rest_errors_name_what_is_missing_and_every_allowed_method(bm25_dir):
+    with rest_client(bm25_dir) as client:
+        missing = client.get("/documents/nope")
+        assert missing.status_code == 404 and missing.json()["error"]["message"] == "no document 'nope'"
+        assert client.get("/no/such/path").json()["error"]["message"] == "no endpoint at /no/such/path"
+        one = client.request("OPTIONS", "/documents/p1")  # two routes share the path: GET and DELETE
+        assert one.status_code == 405 and one.headers["allow"] == "DELETE, GET"
+        literal = client.request("OPTIONS", "/documents/delete")  # a literal path, not a document id
+        assert literal.status_code == 405 and literal.headers["allow"] == "POST"
+        spec = client.get("/openapi.json").json()
+        for path, ops in (("/documents/{doc_id}", ("get", "delete")),):
+            for op in ops:
+                assert "404" in spec["paths"][path][op]["responses"], (path, op)

@@ -45,6 +45,13 @@ def parse_object(text: str, where: str) -> dict:
     return obj
 
 
+# Every character Python's str.isspace counts (what record_id refuses), as a regex class that
+# JSON Schema (ECMA) and Python read alike: ECMA's \s is a different set (it lacks \x1c-\x1f).
+WHITE_SPACE = "".join(f"\\u{c:04x}" for c in range(0x10000) if chr(c).isspace())
+ID_PATTERN = f"^[^{WHITE_SPACE}]+$"
+"""A regex of the ids a TREC run can carry: one or more characters, none of them white space."""
+
+
 def record_id(obj: Mapping[str, Any], where: str) -> str:
     """The ``_id`` (or ``id``) of a corpus or topics record: a non-empty string (numbers are
     taken as their text) that a TREC run can carry (no white space)."""

@@ -29,6 +29,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
@@ -659,12 +660,25 @@ _HTTP_KINDS = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "
 
 
 async def _on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
-    message = {
-        404: f"no endpoint at {request.url.path}",
-        405: f"{request.method} is not allowed on {request.url.path}",
-    }.get(exc.status_code, str(exc.detail))
+    headers = exc.headers
+    if exc.status_code == 404 and exc.detail == "Not Found":  # the router's: no route (a handler's 404 says what)
+        message = f"no endpoint at {request.url.path}"
+    elif exc.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path}"
+        headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+    else:
+        message = str(exc.detail)
     kind = "overloaded" if isinstance(exc, Overloaded) else _HTTP_KINDS.get(exc.status_code, "http_error")
-    return _error(exc.status_code, kind, message, headers=exc.headers)
+    return _error(exc.status_code, kind, message, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods of the routes whose path matches (the router's own Allow names only its
+    first such route); a literal path (``/documents/delete``) hides a templated one."""
+    matched = [route for route in request.app.router.routes
+               if isinstance(route, APIRoute) and route.path_regex.match(request.url.path)]
+    literal = [route for route in matched if not route.param_convertors]
+    return sorted({m for route in literal or matched for m in route.methods})
 
 
 async def _on_client_gone(request: Request, exc: ClientGone) -> Response:
@@ -989,6 +1003,9 @@ def create_app(
         served = {tuple(MODES): served_modes(state.retriever), QUERY_ENCODER_NAMES: served_query_encoders(state.retriever),
                   MAIN_ONLY: ["main", *state.others]}
         app.openapi_schema = _only_served(schema, served, unserved_knobs(state.retriever))
+        collection = state.retriever.collection
+        if collection is not None and collection.settings.get("dense"):
+            _documents_need_text(app.openapi_schema)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -1031,6 +1048,14 @@ def served_query_encoders(retriever: Retriever) -> list[str]:
             continue
         served.append(name)
     return served
+
+
+def _documents_need_text(schema: dict[str, Any]) -> None:
+    """A collection with a dense part encodes each document's title and text with its dense
+    model, so ``POST /documents`` offers no vectors there."""
+    doc = schema.get("components", {}).get("schemas", {}).get("DocumentIn")
+    if doc:
+        doc["properties"].pop("vector", None)
 
 
 def _only_served(schema: Any, served: dict[tuple[str, ...], list[str]], hidden: set[str]) -> Any:

@@ -18,7 +18,7 @@ from pydantic import Field, StringConstraints
 from starlette.exceptions import HTTPException
 
 from lsr.data.beir import Document
-from lsr.data.files import MAX_ID_CHARS
+from lsr.data.files import ID_PATTERN, MAX_ID_CHARS
 from lsr.retrieval.collection import Collection
 
 MAX_DOCUMENTS = 1000  # per POST /documents
@@ -40,7 +40,7 @@ def register(app: FastAPI, *, ready: Callable, in_thread: Callable, read_key: li
     class DocumentIn(ApiModel):
         """One document: ``text`` (encoded by the collection's model) or a ``vector``."""
 
-        id: Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS, pattern=r"^\S+$")]
+        id: Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS, pattern=ID_PATTERN)]
         title: Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)] = ""
         text: Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)] | None = None
         metadata: dict[str, Any] = Field(default_factory=dict, description="JSON object stored with the document and filterable.")
@@ -91,14 +91,17 @@ def register(app: FastAPI, *, ready: Callable, in_thread: Callable, read_key: li
         return c.snapshot().generation, False
 
     write_errors = {**errors, 405: {"model": ErrorResponse, "description": "The server is read-only."}}
+    missing = {404: {"model": ErrorResponse, "description": "No such document (or the index stores none)."}}
     Ready = Annotated[Any, Depends(ready)]
     CommitNow = Annotated[bool, Param(alias="commit", description="Answer only after a commit that makes this batch durable.")]
 
     @app.post("/documents", response_model=WriteResponse, responses=write_errors, dependencies=write_key, tags=["documents"],
-              description="Add or replace (upsert) documents. " + DURABILITY)
+              description="Add or replace (upsert) documents; an id given twice in one batch is written as its last "
+                          "occurrence (as a bulk request of OpenSearch does). " + DURABILITY)
     async def upsert(body: DocumentsRequest, retriever: Ready, commit_now: CommitNow = False) -> WriteResponse:
         c = collection(retriever)
         docs = [Document.parse(d.model_dump(exclude_none=True), f"documents.{i} (id {d.id!r})") for i, d in enumerate(body.documents)]
+        docs = list({doc.id: doc for doc in docs}.values())  # the last occurrence of an id wins
 
         def run() -> tuple[int, bool]:
             c.upsert(docs)
@@ -107,7 +110,7 @@ def register(app: FastAPI, *, ready: Callable, in_thread: Callable, read_key: li
         generation, committed = await in_thread(run)
         return WriteResponse(accepted=len(docs), pending=c.pending, generation=generation, committed=committed)
 
-    @app.get("/documents/{doc_id}", response_model=DocumentOut, responses=errors, dependencies=read_key,
+    @app.get("/documents/{doc_id}", response_model=DocumentOut, responses={**errors, **missing}, dependencies=read_key,
              tags=["documents"])
     async def get(doc_id: str, retriever: Ready) -> DocumentOut:
         """A stored (committed) document."""
@@ -128,7 +131,7 @@ def register(app: FastAPI, *, ready: Callable, in_thread: Callable, read_key: li
         report, generation, committed = await in_thread(run)
         return DeleteResponse(**report, pending=c.pending, generation=generation, committed=committed)
 
-    @app.delete("/documents/{doc_id}", response_model=DeleteResponse, responses=write_errors, dependencies=write_key,
+    @app.delete("/documents/{doc_id}", response_model=DeleteResponse, responses={**write_errors, **missing}, dependencies=write_key,
                 tags=["documents"], description="Delete one document (404 if there is none). " + DURABILITY)
     async def delete_one(doc_id: str, retriever: Ready, commit_now: CommitNow = False) -> DeleteResponse:
         out = await _delete(retriever, [doc_id], commit_now)
