@@ -6,9 +6,9 @@ reading or writing out of bounds raises IndexError here instead of corrupting me
 restores the pristine files, mutates one, then:
 - ``load(verify=True)`` must refuse any changed array or JSON file (their checksums);
 - ``load()`` (structure checks only) must refuse it with an LsrError, or load an index whose
-  searches in every mode return well-formed hits, and whose exhaustive top-k equals a numpy
-  brute force over the postings as loaded (damage to a weight is not structural: only the
-  checksums see it, and ``lsr serve`` verifies them at start).
+  searches in every mode return well-formed hits (damage to a weight is not structural: only
+  the checksums see it, and ``lsr serve`` verifies them at start). The clean index's exact and
+  exhaustive top-k must equal a float64 brute force over its float weights first.
 Anything else is a failure: another exception type (one example of each kind is reported), or
 the process dying (the case being run is written to LOG before it runs, so the parent can name
 it). Prints one JSON summary line.
@@ -89,18 +89,16 @@ def npy_data_offset(data: bytes) -> int:
     return 12 + int.from_bytes(data[8:12], "little")
 
 
-def brute_force(index: SparseIndex, q: SparseVectors, k: int) -> list[tuple[float, int]]:
-    """Top-k by score desc, row asc, over the postings as loaded (float32 accumulation, as the kernel)."""
-    acc = np.zeros(index.num_docs, dtype=np.float32)
-    hit = np.zeros(index.num_docs, dtype=bool)
-    for t, w in zip(q.indices, q.values):
-        lo, hi = index.postings_indptr[t], index.postings_indptr[t + 1]
-        docs = index.postings_docs[lo:hi]
-        acc[docs] += np.float32(w) * index.postings_impacts[lo:hi].astype(np.float32)
-        hit[docs] = True
-    rows = np.flatnonzero(hit & (acc > 0))
-    ranked = sorted(zip(-acc[rows], rows))[:k]
-    return [(-s, int(r)) for s, r in ranked]
+def brute_force(index: SparseIndex, q: SparseVectors, k: int) -> np.ndarray:
+    """The top-k scores exact search owes: float64 products of the forward index's float weights."""
+    q_weight = dict(zip(q.indices.tolist(), q.values.astype(np.float64).tolist()))
+    scores = []
+    for d in range(index.num_docs):
+        lo, hi = index.forward_indptr[d], index.forward_indptr[d + 1]
+        shared = [(q_weight[t], w) for t, w in zip(index.forward_terms[lo:hi].tolist(), index.forward_weights[lo:hi].tolist()) if t in q_weight]
+        if shared:
+            scores.append(sum(a * float(b) for a, b in shared))
+    return np.sort(np.array([s for s in scores if s > 0]))[::-1][:k]
 
 
 def check_hits(index: SparseIndex, hits, k: int) -> None:
@@ -111,7 +109,7 @@ def check_hits(index: SparseIndex, hits, k: int) -> None:
     assert np.isfinite(scores).all() and np.all(np.diff(scores) <= 0), "scores not finite and descending"
 
 
-def search_all(index: SparseIndex, queries: SparseVectors) -> None:
+def search_all(index: SparseIndex, queries: SparseVectors, exact: bool = False) -> None:
     modes = ["exact", "exhaustive"] + (["approx"] if index.approx is not None else [])
     mask = np.zeros(index.num_docs, dtype=bool)
     mask[::3] = True
@@ -123,12 +121,13 @@ def search_all(index: SparseIndex, queries: SparseVectors) -> None:
                     single = [index.search(queries.take([i]), k, mode=mode, allowed=allowed)[0] for i in range(len(queries))]
                     for hits in batch + single:
                         check_hits(index, hits, min(k, index.num_docs))
-        if not isinstance(index, SparseIndex):
-            continue  # the brute force reads one index's postings
+        if not exact or not isinstance(index, SparseIndex):
+            continue  # damage may leave impacts and float weights disagreeing: only the clean index owes the floats' top-k
         prepared = index.prepare(queries)
-        for i, hits in enumerate(index.search(queries, k, mode="exhaustive")):
-            expected = brute_force(index, prepared.take([i]), min(k, index.num_docs))
-            assert [int(r) for r in hits.rows] == [r for _, r in expected], "exhaustive differs from brute force"
+        for mode in ("exhaustive", "exact"):
+            for i, hits in enumerate(index.search(queries, k, mode=mode)):
+                expected = brute_force(index, prepared.take([i]), min(k, index.num_docs))
+                assert np.allclose(hits.scores, expected, rtol=1e-6), f"{mode} differs from the float64 brute force"
 
 
 def replace(path: Path, data: bytes) -> None:
@@ -174,7 +173,7 @@ def main() -> None:
     queries = SparseVectors.from_dicts(
         [{clean.vocab[t]: float(qrng.gamma(1.0)) for t in qrng.choice(len(clean.vocab), m, replace=False)}
          for m in (1, 3, 12, 40, len(clean.vocab))], clean.vocab)  # the last reads every list
-    search_all(clean, queries)
+    search_all(clean, queries, exact=True)
     outcomes: dict[str, int] = {}
     failures: dict[str, str] = {}  # one example per kind of failure (exception type and place)
     with open(log, "w") as out:
