@@ -86,8 +86,8 @@ small_weights = st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.0, 3.0])
 
 def impact_brute_force(sparse, queries: SparseVectors, k: int) -> list[tuple[list[int], list[float]]]:
     """Each query's top-k (rows, scores) by brute force over the quantized impacts approx search
-    scores (exact modes score the float weights): float32 products added in ascending term
-    order, then scaled in float64; ties to the lower row."""
+    scores (exact modes score the float weights): float32 products, a row's j-th into lane
+    j % 4, lanes added as (l0 + l1) + (l2 + l3), then scaled in float64; ties to the lower row."""
     a = sparse.approx
     q = sparse.prepare(queries)
     starts, lengths = a.fwd_ptr[:-1], np.diff(a.fwd_ptr)
@@ -95,11 +95,12 @@ def impact_brute_force(sparse, queries: SparseVectors, k: int) -> list[tuple[lis
     for i in range(len(q)):
         qdense = np.zeros(len(sparse.vocab), np.float32)
         qdense[q.row(i)[0]] = q.row(i)[1]
-        s = np.zeros(sparse.num_docs, np.float32)
+        lanes = np.zeros((4, sparse.num_docs), np.float32)
         for j in range(int(lengths.max(initial=0))):  # the j-th term of every document at once, in float32
             has = lengths > j
             e = starts[has] + j
-            s[has] += qdense[a.fwd_terms[e]] * a.fwd_impacts[e].astype(np.float32)
+            lanes[j % 4, has] += qdense[a.fwd_terms[e]] * a.fwd_impacts[e].astype(np.float32)
+        s = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
         rows = np.flatnonzero(s > 0)
         top = rows[np.lexsort((rows, -s[rows]))][:k]
         out.append((top.tolist(), (s[top].astype(np.float64) * sparse.scale).tolist()))
@@ -258,6 +259,26 @@ def test_thin_searcher_takes_raw_queries_as_search_does(rows, pairs, k):
     (batch, _) = sparse.search(SparseVectors.concat([query, query]), k, mode="approx", threads=2, **NO_PRUNING)
     for hits in (thin, batch):
         assert (hits.rows.tolist(), hits.scores.tolist()) == expected
+
+
+def test_prefetching_whole_rows_changes_no_answer(small, monkeypatch):
+    """An index whose forward rows outgrow the cache has whole rows prefetched: the same hits and
+    work at every knob as with one line a row (a prefetch is a hint, but a wrong index would not be)."""
+    import lsr.index.approx as approx_module
+
+    index, queries = small
+    sparse = index.index
+    q = index.encode_queries(queries[:60])
+    cases = [{"query_cut": 3, "heap_factor": 1.0}, {"query_cut": 8, "heap_factor": 0.7}, NO_PRUNING]
+    assert not sparse.approx.prefetch_whole_rows()
+    before = [[(h.rows.tolist(), h.scores.tolist()) for h in sparse.search(q, 10, mode="approx", threads=1, **c)] for c in cases]
+    monkeypatch.setattr(approx_module, "last_level_cache_bytes", lambda: 0)
+    assert sparse.approx.prefetch_whole_rows()
+    thin = sparse.approx_searcher(10, **cases[1])
+    assert thin._arrays[-1] is True
+    assert [tuple(x.tolist() for x in thin.search(*q.row(i))) for i in range(len(q))] == before[1]
+    for c, expected in zip(cases, before):
+        assert [(h.rows.tolist(), h.scores.tolist()) for h in sparse.search(q, 10, mode="approx", threads=2, **c)] == expected
 
 
 def test_thin_searcher_refuses_bad_queries_and_reuses_its_buffers(small):

@@ -401,13 +401,14 @@ class SparseIndex:
         return mask.view(np.uint8) if mask.dtype == np.bool_ else mask.astype(np.uint8, copy=False)
 
     def _search_rows(self, q: SparseVectors, k: int, rows: np.ndarray):
-        """Exact top-k among ``rows`` of each prepared query, from the forward index."""
+        """Exact top-k among ``rows`` of each prepared query, from approximate search's forward index."""
         s = self._thread_scratch()
         if getattr(s, "qdense", None) is None:
             s.qdense = np.zeros(len(self.vocab), dtype=np.float32)
         docs, scores = np.empty((len(q), k), np.int32), np.empty((len(q), k), np.float32)
-        counts = [forward.search_rows(*q.row(i), rows, self.forward_indptr, self.forward_terms, self.approx.fwd_impacts, k,
-                                      s.qdense, docs[i], scores[i]) for i in range(len(q))]
+        a = self.approx
+        counts = [forward.search_rows(*q.row(i), rows, a.fwd_ptr, a.fwd_terms, a.fwd_impacts, k, s.qdense, docs[i], scores[i])
+                  for i in range(len(q))]
         return docs, scores, counts
 
     # ---- approximate search -------------------------------------------------------------

@@ -56,13 +56,14 @@ def top_terms(fwd_indptr, fwd_terms, fwd_weights, cut):
 
 
 @nb.njit(**JIT)
-def cluster_list(list_docs, n_centroids, seed, top_t, top_w, slot):
+def cluster_list(list_docs, n_centroids, seed, top_t, top_w, fwd_indptr, fwd_terms, fwd_weights, slot):
     """Group one posting list into blocks of similar documents.
 
     ``n_centroids`` documents sampled from the list (seeded) are the centroids; every document
-    joins the centroid with the largest dot product between their sketches (heaviest terms),
-    computed through a small inverted index over the centroids' sketches. Sketches keep this
-    linear in the list's length times the sketch size, instead of in full vector lengths.
+    joins the centroid with the largest dot product between its sketch (heaviest terms) and the
+    centroid's whole vector, computed through a small inverted index over the centroids. The
+    sketch keeps this linear in the list's length times the sketch size; sketching the
+    centroids too lost recall (0.951 against 0.959 at the same knobs on the real set).
     slot (int32, one per vocabulary term) is scratch holding -1, left so on return.
     Returns the documents grouped by block (each block ascending) and the non-empty block sizes.
     """
@@ -74,16 +75,17 @@ def cluster_list(list_docs, n_centroids, seed, top_t, top_w, slot):
         j = i + np.random.randint(n - i)
         perm[i], perm[j] = perm[j], perm[i]
     cents = np.sort(list_docs[perm[:n_centroids]])
-    # inverted index over the centroids (term -> centroid, weight), terms numbered by first sight
-    n_entries = n_centroids * cut
+    # inverted index over the centroids' whole vectors (term -> centroid, weight), terms
+    # numbered by first sight
+    n_entries = 0
+    for c in range(n_centroids):
+        n_entries += fwd_indptr[cents[c] + 1] - fwd_indptr[cents[c]]
     touched = np.empty(n_entries, dtype=np.int32)
     ptr = np.zeros(n_entries + 1, dtype=np.int64)
     n_touched = 0
     for c in range(n_centroids):
-        for a in range(cut):
-            t = top_t[cents[c], a]
-            if t < 0:
-                break
+        for e in range(fwd_indptr[cents[c]], fwd_indptr[cents[c] + 1]):
+            t = fwd_terms[e]
             if slot[t] < 0:
                 slot[t] = n_touched
                 touched[n_touched] = t
@@ -95,13 +97,10 @@ def cluster_list(list_docs, n_centroids, seed, top_t, top_w, slot):
     e_cent = np.empty(n_entries, dtype=np.int32)
     e_w = np.empty(n_entries, dtype=np.float32)
     for c in range(n_centroids):
-        for a in range(cut):
-            t = top_t[cents[c], a]
-            if t < 0:
-                break
-            s = slot[t]
+        for e in range(fwd_indptr[cents[c]], fwd_indptr[cents[c] + 1]):
+            s = slot[fwd_terms[e]]
             e_cent[fill[s]] = c
-            e_w[fill[s]] = top_w[cents[c], a]
+            e_w[fill[s]] = fwd_weights[e]
             fill[s] += 1
     assign = np.empty(n, dtype=np.int64)
     dots = np.zeros(n_centroids, dtype=np.float32)

@@ -5,9 +5,9 @@ postings, cluster every kept list into blocks of similar documents, summarize ea
 per-term maximum of its documents (trimmed to most of its mass, quantized to one byte), and at
 query time score a block's documents only when the query's dot product with its summary is close
 enough to the current k-th score. Documents are scored exactly, from a compact forward index
-(narrow term ids, quantized impacts) against a dense float32 query, in ascending term order: the
-exhaustive scorer's order of additions (terms outside the query add exact zeros), so a
-document's approximate score equals its exact one; only which documents get scored is approximate.
+(narrow term ids, quantized impacts) against a dense float32 query by
+:func:`lsr.index.kernels.forward.dot_row`, the one definition of a document's impact score:
+only which documents get scored is approximate.
 
 Nothing here allocates per query: every buffer is caller-owned scratch (see
 :class:`lsr.index.approx.ApproxSearcher`), so one call costs its work plus the dispatch.
@@ -19,16 +19,18 @@ import numba as nb
 import numpy as np
 
 from lsr.index.kernels import JIT
-from lsr.index.kernels.bsearch import lower_bound
-from lsr.index.kernels.prefetch import prefetch
+from lsr.index.kernels.forward import dot_row
+from lsr.index.kernels.prefetch import prefetch, prefetch_range
 from lsr.index.kernels.topk import batch_outputs, heap_drain, heap_offer
 
 # stats slots filled by search_approx (summed over a batch): what a query's time is spent on
 STAT_LISTS, STAT_SUMMARY_ENTRIES, STAT_BLOCKS_SCORED, STAT_BLOCKS_SKIPPED, STAT_DOCS_SCORED, STAT_DOC_ENTRIES = range(6)
 N_STATS = 6
+_STATS_STRIDE = 16  # int64 slots a batch worker's stats row takes: two 64-byte lines
 # canonical_query's refusals
 BAD_TERM, BAD_WEIGHT = -1, -2
 _HIGH = np.int64(0x7FFFFFFF)
+_ONE = np.uint64(1)
 
 
 @nb.njit(inline="always", **JIT)
@@ -72,31 +74,60 @@ def canonical_query(terms, weights, vocab_size, keys, out_terms, out_weights):
 
 @nb.njit(**JIT)
 def _summary_dots(t, q_terms, q_weights, n_q, lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code,
-                  blk_scale, b_lo, n_blocks, dots, stats):
-    """dots[:n_blocks] = the query's dot products with the summaries of term t's blocks: a
-    merge of the sorted query with the list's sorted summary terms, touching only the entries
-    of query terms."""
+                  blk_scale, b_lo, n_blocks, dots, probe, stats):
+    """dots[:n_blocks] = the query's dot products with the summaries of term t's blocks,
+    touching only the entries of query terms.
+
+    Each query term is found in the list's sorted summary terms by a binary search, all of them
+    in lock step (probe holds one position per query term): one search is a chain of dependent,
+    unpredictable steps, while a round of independent ones overlaps its cache misses and needs
+    no branch. The entries are then added in query-term order, as a merge would add them."""
     for j in range(n_blocks):
         dots[j] = 0.0
-    lo = lst_comp_ptr[t]
-    hi = lst_comp_ptr[t + 1]
+    lo = np.uint64(lst_comp_ptr[t])
+    hi = np.uint64(lst_comp_ptr[t + 1])
     base = lst_ent_ptr[t]
     n_list = lst_ent_ptr[t + 1] - base
+    if lo == hi:
+        return
+    # asked for again, though search_approx asked for it while scoring the previous list: a
+    # variant that asked once, ahead of the previous list's summaries, was 5-10% slower (real set)
+    prefetch_range(comp_terms, lo, hi)
+    for i in range(n_q):
+        probe[i] = lo
+    n = hi - lo
+    while n > _ONE:  # invariant: the answer is in probe[i] .. probe[i] + n
+        half = n >> _ONE
+        for i in range(n_q):
+            b = np.uint64(probe[i])
+            probe[i] = b + (half if comp_terms[b + half - _ONE] < q_terms[i] else np.uint64(0))
+        n -= half
+    # then the same for the next two dependent reads of each found term (its entries' start,
+    # the entries): ask for all of them before reading any
+    for i in range(n_q):
+        a = np.uint64(probe[i])
+        if comp_terms[a] < q_terms[i]:
+            a += _ONE
+        if a < hi and comp_terms[a] == q_terms[i]:
+            probe[i] = a
+            prefetch(comp_start, a)
+        else:
+            probe[i] = -1
+    for i in range(n_q):
+        if probe[i] >= 0:
+            e_lo = np.uint64(base + np.int64(comp_start[np.uint64(probe[i])]))
+            prefetch(ent_blk, e_lo)
+            prefetch(ent_code, e_lo)
     n_entries = 0
     for i in range(n_q):
-        if lo >= hi:
-            break
-        qt = q_terms[i]
-        a = lower_bound(comp_terms, lo, hi, qt)  # query terms ascend: each search starts where the last ended
-        lo = a
-        if a < hi and comp_terms[a] == qt:
+        if probe[i] >= 0:
+            a = np.uint64(probe[i])
             w = q_weights[i]
             e_lo = base + np.int64(comp_start[a])
-            e_hi = base + (np.int64(comp_start[a + 1]) if a + 1 < hi else n_list)
-            for e in range(e_lo, e_hi):
+            e_hi = base + (np.int64(comp_start[a + _ONE]) if a + _ONE < hi else n_list)
+            for e in range(np.uint64(e_lo), np.uint64(e_hi)):  # unsigned: no wrap-around per load
                 dots[ent_blk[e]] += w * np.float32(ent_code[e])
             n_entries += e_hi - e_lo
-            lo = a + 1
     for j in range(n_blocks):
         dots[j] *= blk_scale[b_lo + j]
     stats[STAT_SUMMARY_ENTRIES] += n_entries
@@ -105,25 +136,27 @@ def _summary_dots(t, q_terms, q_weights, n_q, lst_comp_ptr, comp_terms, comp_sta
 @nb.njit(**JIT)
 def search_approx(q_terms, q_weights, n_q, query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs, lst_comp_ptr,
                   comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr, fwd_terms, fwd_impacts,
-                  allowed, qdense, visited, seen, dots, order, heap_s, heap_d, out_docs, out_scores, stats):
+                  whole_rows, allowed, qdense, visited, seen, dots, order, heap_s, heap_d, out_docs, out_scores, stats):
     """Approximate top-k of one query (its first n_q terms, ascending, weights > 0).
 
     Walks the lists of the ``query_cut`` heaviest query terms, heaviest first (the first list's
     blocks best summary first, so the heap fills with good hits early). A block is skipped when
     its summary dot product is below ``heap_factor`` x the current k-th score; the documents of
-    the others are prefetched, then scored exactly with the whole query, each once.
+    the others are prefetched (their whole rows if ``whole_rows``, else each row's first line),
+    then scored exactly with the whole query, each once.
     heap_factor = 0 with every term kept and unpruned lists scores every matching document: the
     exhaustive top-k. With ``allowed`` (uint8, one per doc) not empty, other documents are
     neither scored nor hits.
     Scratch: qdense (float32, one per term) and visited (uint8, one per doc) are zero on entry
-    and on return; seen (int32, one per doc), dots (float32) and order (int64) with a slot per
-    block of the longest list plus one per query term, heap_* with k slots. Adds work counts
-    into stats; returns the hit count, written best first into out_*.
+    and on return; seen (int32, one per doc), dots (float32) with a slot per block of the
+    longest list, order (int64) with that many plus two per query term, heap_* with k slots.
+    Adds work counts into stats; returns the hit count, written best first into out_*.
     """
     for i in range(n_q):
         qdense[q_terms[i]] = q_weights[i]
     n_cut = min(query_cut, n_q)
-    # heaviest query terms first, kept in order's tail (the head sorts the first list's blocks)
+    # heaviest query terms first, kept in order's tail (the head sorts the first list's blocks;
+    # the n_q slots before the tail are the summary searches' probes)
     tail = order.shape[0] - n_q
     wbits = q_weights[:n_q].view(np.int32)
     for i in range(n_q):
@@ -141,7 +174,11 @@ def search_approx(q_terms, q_weights, n_q, query_cut, heap_factor, k, lst_blk_pt
             continue
         stats[STAT_LISTS] += 1
         _summary_dots(t, q_terms, q_weights, n_q, lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code,
-                      blk_scale, b_lo, n_blocks, dots, stats)
+                      blk_scale, b_lo, n_blocks, dots, order[tail - n_q:tail], stats)
+        if c + 1 < n_cut:  # the next list's summary terms and postings arrive while this one's documents are scored
+            t_next = q_terms[order[tail + c + 1] & 0xFFFFFFFF]
+            prefetch_range(comp_terms, lst_comp_ptr[t_next], lst_comp_ptr[t_next + 1])
+            prefetch_range(blk_docs, blk_doc_ptr[lst_blk_ptr[t_next]], blk_doc_ptr[lst_blk_ptr[t_next + 1]])
         if c == 0:
             for j in range(n_blocks):
                 order[j] = _descending_key(dbits[j], j)
@@ -153,26 +190,29 @@ def search_approx(q_terms, q_weights, n_q, query_cut, heap_factor, k, lst_blk_pt
                 continue
             stats[STAT_BLOCKS_SCORED] += 1
             b = b_lo + j
-            p_lo, p_hi = blk_doc_ptr[b], blk_doc_ptr[b + 1]
+            # unsigned positions and ids below: Numba then adds no negative-index wrap-around
+            p_lo, p_hi = np.uint64(blk_doc_ptr[b]), np.uint64(blk_doc_ptr[b + 1])
             for p in range(p_lo, p_hi):  # ask for every unscored document before scoring any
-                d = blk_docs[p]
+                d = np.uint64(blk_docs[p])
                 if not visited[d]:
-                    prefetch(fwd_terms, fwd_ptr[d])
-                    prefetch(fwd_impacts, fwd_ptr[d])
+                    if whole_rows:
+                        prefetch_range(fwd_terms, fwd_ptr[d], fwd_ptr[d + _ONE])
+                        prefetch_range(fwd_impacts, fwd_ptr[d], fwd_ptr[d + _ONE])
+                    else:  # one plain prefetch: as a one-line prefetch_range, 4-5% slower on the real set
+                        prefetch(fwd_terms, fwd_ptr[d])
+                        prefetch(fwd_impacts, fwd_ptr[d])
             for p in range(p_lo, p_hi):
-                d = blk_docs[p]
+                d = np.uint64(blk_docs[p])
                 if visited[d] or (masked and not allowed[d]):
                     continue
                 visited[d] = 1
                 seen[n_seen] = d
                 n_seen += 1
-                s = np.float32(0.0)
-                lo, hi = fwd_ptr[d], fwd_ptr[d + 1]
-                for e in range(lo, hi):  # terms ascend: the exhaustive scorer's order of additions
-                    s += qdense[fwd_terms[e]] * np.float32(fwd_impacts[e])
+                lo, hi = fwd_ptr[d], fwd_ptr[d + _ONE]
+                s = dot_row(qdense, fwd_terms, fwd_impacts, lo, hi)
                 stats[STAT_DOC_ENTRIES] += hi - lo
                 if s > 0.0:
-                    size = heap_offer(heap_s, heap_d, size, k, s, d)
+                    size = heap_offer(heap_s, heap_d, size, k, s, np.int32(d))
     stats[STAT_DOCS_SCORED] += n_seen
     for i in range(n_seen):
         visited[seen[i]] = 0
@@ -184,25 +224,25 @@ def search_approx(q_terms, q_weights, n_q, query_cut, heap_factor, k, lst_blk_pt
 @nb.njit(**JIT)
 def search_approx_raw(terms, weights, query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs, lst_comp_ptr,
                       comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr, fwd_terms, fwd_impacts,
-                      allowed, q_terms, q_weights, qdense, visited, seen, dots, order, heap_s, heap_d, out_docs,
+                      whole_rows, allowed, q_terms, q_weights, qdense, visited, seen, dots, order, heap_s, heap_d, out_docs,
                       out_scores, stats):
-    """canonical_query then search_approx: the whole single-query path in one call. q_terms,
-    q_weights and order's query part hold at least len(terms) slots. Returns the hit count, or
-    BAD_TERM / BAD_WEIGHT."""
+    """canonical_query then search_approx: the whole single-query path in one call. q_terms and
+    q_weights hold at least len(terms) slots, order two per term beyond its blocks' part.
+    Returns the hit count, or BAD_TERM / BAD_WEIGHT."""
     n_q = canonical_query(terms, weights, lst_blk_ptr.shape[0] - 1, order[order.shape[0] - terms.shape[0]:], q_terms,
                           q_weights)
     if n_q < 0:
         return n_q
     return search_approx(q_terms, q_weights, n_q, query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs,
                          lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr,
-                         fwd_terms, fwd_impacts, allowed, qdense, visited, seen, dots, order, heap_s, heap_d, out_docs,
-                         out_scores, stats)
+                         fwd_terms, fwd_impacts, whole_rows, allowed, qdense, visited, seen, dots, order, heap_s, heap_d,
+                         out_docs, out_scores, stats)
 
 
 @nb.njit(parallel=True, **JIT)
 def search_approx_batch(q_indptr, q_terms, q_weights, query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs,
                         lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr,
-                        fwd_terms, fwd_impacts, allowed, n_workers):
+                        fwd_terms, fwd_impacts, whole_rows, allowed, n_workers):
     """search_approx for many prepared queries (CSR rows) over n_workers threads, each with
     its own scratch, queries dealt round-robin.
 
@@ -218,13 +258,15 @@ def search_approx_batch(q_indptr, q_terms, q_weights, query_cut, heap_factor, k,
     for q in range(n_queries):
         longest_query = max(longest_query, q_indptr[q + 1] - q_indptr[q])
     out_docs, out_scores, counts = batch_outputs(n_queries, k)
-    worker_stats = np.zeros((n_workers, N_STATS), dtype=np.int64)
+    # a worker's counters on cache lines of their own: the kernel adds to them per block and per
+    # document, and two workers' counters on one line would pass it between cores at every add
+    worker_stats = np.zeros((n_workers, _STATS_STRIDE), dtype=np.int64)
     for w in nb.prange(n_workers):
         qdense = np.zeros(lst_blk_ptr.shape[0] - 1, dtype=np.float32)
         visited = np.zeros(n_docs, dtype=np.uint8)
         seen = np.empty(n_docs, dtype=np.int32)
         dots = np.empty(longest_list, dtype=np.float32)
-        order = np.empty(longest_list + longest_query, dtype=np.int64)
+        order = np.empty(longest_list + 2 * longest_query, dtype=np.int64)
         heap_s = np.empty(k, dtype=np.float32)
         heap_d = np.empty(k, dtype=np.int32)
         for q in range(w, n_queries, n_workers):
@@ -232,7 +274,7 @@ def search_approx_batch(q_indptr, q_terms, q_weights, query_cut, heap_factor, k,
             counts[q] = search_approx(
                 q_terms[lo:hi], q_weights[lo:hi], hi - lo, query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs,
                 lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr, fwd_terms,
-                fwd_impacts, allowed, qdense, visited, seen, dots, order, heap_s, heap_d, out_docs[q], out_scores[q],
-                worker_stats[w],
+                fwd_impacts, whole_rows, allowed, qdense, visited, seen, dots, order, heap_s, heap_d, out_docs[q],
+                out_scores[q], worker_stats[w],
             )
-    return out_docs, out_scores, counts, worker_stats.sum(axis=0)
+    return out_docs, out_scores, counts, worker_stats[:, :N_STATS].sum(axis=0)
