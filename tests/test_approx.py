@@ -86,21 +86,32 @@ small_weights = st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.0, 3.0])
 
 def impact_brute_force(sparse, queries: SparseVectors, k: int) -> list[tuple[list[int], list[float]]]:
     """Each query's top-k (rows, scores) by brute force over the quantized impacts approx search
-    scores (exact modes score the float weights): float32 products, a row's j-th into lane
-    j % 4, lanes added as (l0 + l1) + (l2 + l3), then scaled in float64; ties to the lower row."""
+    scores (exact modes score the float weights), in dot_row's order: float32 products, the
+    j-th of a row's whole 16-entry chunks into lane j % 16, lanes added pairwise, then the
+    remaining len % 16 products one by one; scaled in float64; ties to the lower row."""
     a = sparse.approx
     q = sparse.prepare(queries)
     starts, lengths = a.fwd_ptr[:-1], np.diff(a.fwd_ptr)
+    chunked = lengths - lengths % 16
     out = []
     for i in range(len(q)):
         qdense = np.zeros(len(sparse.vocab), np.float32)
         qdense[q.row(i)[0]] = q.row(i)[1]
-        lanes = np.zeros((4, sparse.num_docs), np.float32)
+        lanes = np.zeros((16, sparse.num_docs), np.float32)
+        tails = []
         for j in range(int(lengths.max(initial=0))):  # the j-th term of every document at once, in float32
             has = lengths > j
             e = starts[has] + j
-            lanes[j % 4, has] += qdense[a.fwd_terms[e]] * a.fwd_impacts[e].astype(np.float32)
-        s = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
+            prod = np.zeros(sparse.num_docs, np.float32)
+            prod[has] = qdense[a.fwd_terms[e]] * a.fwd_impacts[e].astype(np.float32)
+            in_chunk = has & (j < chunked)
+            lanes[j % 16, in_chunk] += prod[in_chunk]
+            tails.append((has & ~in_chunk, prod))
+        while len(lanes) > 1:
+            lanes = lanes[0::2] + lanes[1::2]
+        s = lanes[0]
+        for tail, prod in tails:
+            s[tail] += prod[tail]
         rows = np.flatnonzero(s > 0)
         top = rows[np.lexsort((rows, -s[rows]))][:k]
         out.append((top.tolist(), (s[top].astype(np.float64) * sparse.scale).tolist()))
@@ -144,6 +155,33 @@ def test_no_pruning_knobs_return_the_exhaustive_top_k_on_adi(adi, adi_index):
 def recall_at_k(found, truth) -> float:
     """Mean recall of ``found`` against the exhaustive top-k ``truth`` (queries with hits only)."""
     return float(np.mean([len(set(f.ids) & set(t.ids)) / len(t.ids) for f, t in zip(found, truth) if t.ids]))
+
+
+def test_static_pruning_keeps_the_heaviest_n_postings_times_the_vocabulary():
+    """As Seismic counts it: n_postings x vocabulary size postings overall (terms that never occur
+    count too), the heaviest, at most max_fraction x n_postings a term (its heaviest)."""
+    from lsr.index.approx import build_approx
+
+    rng = np.random.default_rng(7)
+    n_docs, vocab_size = 400, 300  # terms 200..299 never occur
+    rows = [{f"t{t}": float(rng.gamma(1.0)) for t in rng.choice(200, int(rng.integers(3, 30)), replace=False)}
+            for _ in range(n_docs)]
+    vecs = SparseVectors.from_dicts(rows, [f"t{i}" for i in range(vocab_size)])
+    settings = ApproxSettings(n_postings=5, max_fraction=2.0)
+    impacts = np.ones_like(vecs.indices, dtype=np.uint8)
+    approx, stats = build_approx(vecs.indptr, vecs.indices, vecs.values, vocab_size, impacts, settings)
+    budget, cap = 5 * vocab_size, 10
+    threshold = np.sort(vecs.values)[::-1][budget - 1]
+    doc_of = np.repeat(np.arange(n_docs), np.diff(vecs.indptr))
+    for t in range(vocab_size):
+        at = vecs.indices == t
+        w, d = vecs.values[at], doc_of[at]
+        keep = np.lexsort((d, -w))[: cap]
+        keep = keep[w[keep] >= threshold]
+        blocks = slice(approx.lst_blk_ptr[t], approx.lst_blk_ptr[t + 1] + 1)
+        lo, hi = approx.blk_doc_ptr[blocks][[0, -1]] if approx.lst_blk_ptr[t + 1] > approx.lst_blk_ptr[t] else (0, 0)
+        assert sorted(approx.blk_docs[lo:hi].tolist()) == sorted(d[keep].tolist()), t
+    assert 0 < stats["kept_postings"] <= budget
 
 
 def test_pruning_knobs_trade_recall_for_work(small):
@@ -259,26 +297,6 @@ def test_thin_searcher_takes_raw_queries_as_search_does(rows, pairs, k):
     (batch, _) = sparse.search(SparseVectors.concat([query, query]), k, mode="approx", threads=2, **NO_PRUNING)
     for hits in (thin, batch):
         assert (hits.rows.tolist(), hits.scores.tolist()) == expected
-
-
-def test_prefetching_whole_rows_changes_no_answer(small, monkeypatch):
-    """An index whose forward rows outgrow the cache has whole rows prefetched: the same hits and
-    work at every knob as with one line a row (a prefetch is a hint, but a wrong index would not be)."""
-    import lsr.index.approx as approx_module
-
-    index, queries = small
-    sparse = index.index
-    q = index.encode_queries(queries[:60])
-    cases = [{"query_cut": 3, "heap_factor": 1.0}, {"query_cut": 8, "heap_factor": 0.7}, NO_PRUNING]
-    assert not sparse.approx.prefetch_whole_rows()
-    before = [[(h.rows.tolist(), h.scores.tolist()) for h in sparse.search(q, 10, mode="approx", threads=1, **c)] for c in cases]
-    monkeypatch.setattr(approx_module, "last_level_cache_bytes", lambda: 0)
-    assert sparse.approx.prefetch_whole_rows()
-    thin = sparse.approx_searcher(10, **cases[1])
-    assert thin._arrays[-1] is True
-    assert [tuple(x.tolist() for x in thin.search(*q.row(i))) for i in range(len(q))] == before[1]
-    for c, expected in zip(cases, before):
-        assert [(h.rows.tolist(), h.scores.tolist()) for h in sparse.search(q, 10, mode="approx", threads=2, **c)] == expected
 
 
 def test_thin_searcher_refuses_bad_queries_and_reuses_its_buffers(small):

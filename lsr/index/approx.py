@@ -10,10 +10,8 @@ search reads none of the exact-search arrays.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,8 +31,10 @@ _ALL = np.zeros(0, dtype=np.uint8)  # the kernels' "no mask"
 
 @dataclass(frozen=True)
 class ApproxSettings:
-    """Build settings (Seismic's names). ``n_postings`` is the average kept postings per term;
-    None keeps them all (no static pruning)."""
+    """Build settings (Seismic's names and meanings). ``n_postings`` x the vocabulary size is
+    how many postings static pruning keeps overall (the heaviest), as Seismic counts it: a
+    vocabulary term that never occurs still adds to the budget, so the same settings keep the
+    same postings in both engines. None keeps them all (no static pruning)."""
 
     n_postings: int | None = 4000
     max_fraction: float = 1.5  # a list keeps at most max_fraction x n_postings postings
@@ -141,18 +141,9 @@ class ApproxIndex:
         c.finite("approx_blk_scale", self.blk_scale)
 
     def kernel_args(self) -> tuple:
-        """The list, block, summary and forward arrays in the order the search kernels take them,
-        and whether to prefetch scored documents' whole rows (see :meth:`prefetch_whole_rows`)."""
+        """The list, block, summary and forward arrays in the order the search kernels take them."""
         return (self.lst_blk_ptr, self.blk_doc_ptr, self.blk_docs, self.lst_comp_ptr, self.comp_terms, self.comp_start,
-                self.lst_ent_ptr, self.ent_blk, self.ent_code, self.blk_scale, self.fwd_ptr, self.fwd_terms, self.fwd_impacts,
-                self.prefetch_whole_rows())
-
-    def prefetch_whole_rows(self) -> bool:
-        """Whether the forward index outgrows its share of the last-level cache (half: the
-        summaries stream through the rest). Then a scored row mostly comes from memory, and
-        asking for all its lines at once pays (0.7x the time on gcide); while it stays cached,
-        one line a row is enough and the extra prefetches only cost (about 5% on the real set)."""
-        return self.fwd_terms.nbytes + self.fwd_impacts.nbytes > last_level_cache_bytes() // 2
+                self.lst_ent_ptr, self.ent_blk, self.ent_code, self.blk_scale, self.fwd_ptr, self.fwd_terms, self.fwd_impacts)
 
     @property
     def longest_list(self) -> int:
@@ -243,10 +234,9 @@ def build_approx(
     by_term.sort_indices()
     p_indptr, p_docs, p_weights = by_term.indptr.astype(np.int64), by_term.indices.astype(np.int32), by_term.data
     nnz = p_docs.shape[0]
-    n_terms = int((np.diff(p_indptr) > 0).sum())
     threshold, cap = -np.inf, nnz
     if settings.n_postings is not None:
-        budget = settings.n_postings * n_terms
+        budget = settings.n_postings * vocab_size
         if budget < nnz:
             threshold = float(np.partition(p_weights, nnz - budget)[nnz - budget])
         cap = max(1, int(settings.max_fraction * settings.n_postings))
@@ -292,19 +282,6 @@ def build_approx(
         "bytes": structure.nbytes,
     }
     return structure, stats
-
-
-@functools.cache
-def last_level_cache_bytes() -> int:
-    """This machine's largest CPU cache (Linux sysfs), 32 MiB where it can't be read."""
-    sizes = []
-    for f in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
-        try:
-            text = f.read_text().strip()
-            sizes.append(int(text[:-1]) * {"K": 1 << 10, "M": 1 << 20}[text[-1]] if text[-1] in "KM" else int(text))
-        except (OSError, ValueError):
-            continue
-    return max(sizes, default=32 << 20)
 
 
 def _narrowest(limit: int) -> type:

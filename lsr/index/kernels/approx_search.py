@@ -136,14 +136,13 @@ def _summary_dots(t, q_terms, q_weights, n_q, lst_comp_ptr, comp_terms, comp_sta
 @nb.njit(**JIT)
 def search_approx(q_terms, q_weights, n_q, query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs, lst_comp_ptr,
                   comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr, fwd_terms, fwd_impacts,
-                  whole_rows, allowed, qdense, visited, seen, dots, order, heap_s, heap_d, out_docs, out_scores, stats):
+                  allowed, qdense, visited, seen, dots, order, heap_s, heap_d, out_docs, out_scores, stats):
     """Approximate top-k of one query (its first n_q terms, ascending, weights > 0).
 
     Walks the lists of the ``query_cut`` heaviest query terms, heaviest first (the first list's
     blocks best summary first, so the heap fills with good hits early). A block is skipped when
-    its summary dot product is below ``heap_factor`` x the current k-th score; the documents of
-    the others are prefetched (their whole rows if ``whole_rows``, else each row's first line),
-    then scored exactly with the whole query, each once.
+    its summary dot product is below ``heap_factor`` x the current k-th score; the others have
+    their documents' whole forward rows prefetched, then scored exactly with the whole query, each once.
     heap_factor = 0 with every term kept and unpruned lists scores every matching document: the
     exhaustive top-k. With ``allowed`` (uint8, one per doc) not empty, other documents are
     neither scored nor hits.
@@ -192,15 +191,11 @@ def search_approx(q_terms, q_weights, n_q, query_cut, heap_factor, k, lst_blk_pt
             b = b_lo + j
             # unsigned positions and ids below: Numba then adds no negative-index wrap-around
             p_lo, p_hi = np.uint64(blk_doc_ptr[b]), np.uint64(blk_doc_ptr[b + 1])
-            for p in range(p_lo, p_hi):  # ask for every unscored document before scoring any
+            for p in range(p_lo, p_hi):  # ask for every unscored document's whole row before scoring any
                 d = np.uint64(blk_docs[p])
                 if not visited[d]:
-                    if whole_rows:
-                        prefetch_range(fwd_terms, fwd_ptr[d], fwd_ptr[d + _ONE])
-                        prefetch_range(fwd_impacts, fwd_ptr[d], fwd_ptr[d + _ONE])
-                    else:  # one plain prefetch: as a one-line prefetch_range, 4-5% slower on the real set
-                        prefetch(fwd_terms, fwd_ptr[d])
-                        prefetch(fwd_impacts, fwd_ptr[d])
+                    prefetch_range(fwd_terms, fwd_ptr[d], fwd_ptr[d + _ONE])
+                    prefetch_range(fwd_impacts, fwd_ptr[d], fwd_ptr[d + _ONE])
             for p in range(p_lo, p_hi):
                 d = np.uint64(blk_docs[p])
                 if visited[d] or (masked and not allowed[d]):
@@ -224,7 +219,7 @@ def search_approx(q_terms, q_weights, n_q, query_cut, heap_factor, k, lst_blk_pt
 @nb.njit(**JIT)
 def search_approx_raw(terms, weights, query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs, lst_comp_ptr,
                       comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr, fwd_terms, fwd_impacts,
-                      whole_rows, allowed, q_terms, q_weights, qdense, visited, seen, dots, order, heap_s, heap_d, out_docs,
+                      allowed, q_terms, q_weights, qdense, visited, seen, dots, order, heap_s, heap_d, out_docs,
                       out_scores, stats):
     """canonical_query then search_approx: the whole single-query path in one call. q_terms and
     q_weights hold at least len(terms) slots, order two per term beyond its blocks' part.
@@ -235,14 +230,14 @@ def search_approx_raw(terms, weights, query_cut, heap_factor, k, lst_blk_ptr, bl
         return n_q
     return search_approx(q_terms, q_weights, n_q, query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs,
                          lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr,
-                         fwd_terms, fwd_impacts, whole_rows, allowed, qdense, visited, seen, dots, order, heap_s, heap_d,
+                         fwd_terms, fwd_impacts, allowed, qdense, visited, seen, dots, order, heap_s, heap_d,
                          out_docs, out_scores, stats)
 
 
 @nb.njit(parallel=True, **JIT)
 def search_approx_batch(q_indptr, q_terms, q_weights, query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs,
                         lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr,
-                        fwd_terms, fwd_impacts, whole_rows, allowed, n_workers):
+                        fwd_terms, fwd_impacts, allowed, n_workers):
     """search_approx for many prepared queries (CSR rows) over n_workers threads, each with
     its own scratch, queries dealt round-robin.
 
@@ -274,7 +269,7 @@ def search_approx_batch(q_indptr, q_terms, q_weights, query_cut, heap_factor, k,
             counts[q] = search_approx(
                 q_terms[lo:hi], q_weights[lo:hi], hi - lo, query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs,
                 lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr, fwd_terms,
-                fwd_impacts, whole_rows, allowed, qdense, visited, seen, dots, order, heap_s, heap_d, out_docs[q],
+                fwd_impacts, allowed, qdense, visited, seen, dots, order, heap_s, heap_d, out_docs[q],
                 out_scores[q], worker_stats[w],
             )
     return out_docs, out_scores, counts, worker_stats[:, :N_STATS].sum(axis=0)

@@ -11,9 +11,10 @@ import numba as nb
 import numpy as np
 
 from lsr.index.kernels import JIT
+from lsr.index.kernels.gather import LANES, dot_chunks
 from lsr.index.kernels.topk import heap_drain, heap_offer
 
-_1, _2, _3, _4 = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4)
+_CHUNK_MASK = np.uint64(LANES - 1)
 
 
 @nb.njit(inline="always", **JIT)
@@ -22,30 +23,17 @@ def dot_row(qdense, terms, impacts, lo, hi):
 
     The one definition of a document's impact score: every kernel that scores impacts from a
     forward index (approximate search, the selective-filter plan) calls this, so a document
-    has one score whichever plan found it. Written for speed (2x a plain loop): indices are
-    unsigned, so Numba adds no negative-index wrap-around to each load, and the products go
-    into four float32 lanes (entry j of the row into lane j % 4, combined as
-    (l0 + l1) + (l2 + l3)) instead of one chain of dependent additions.
+    has one score whichever plan found it. Its whole 16-entry chunks go through the vector
+    gather of :func:`lsr.index.kernels.gather.dot_chunks` (entry j of the row into lane j % 16,
+    lanes added pairwise); the last len % 16 entries are then added one by one, in order.
     """
-    a0 = np.float32(0.0)
-    a1 = np.float32(0.0)
-    a2 = np.float32(0.0)
-    a3 = np.float32(0.0)
-    e = np.uint64(lo)
+    start = np.uint64(lo)
     end = np.uint64(hi)
-    while e + _4 <= end:
-        a0 += qdense[terms[e]] * np.float32(impacts[e])
-        a1 += qdense[terms[e + _1]] * np.float32(impacts[e + _1])
-        a2 += qdense[terms[e + _2]] * np.float32(impacts[e + _2])
-        a3 += qdense[terms[e + _3]] * np.float32(impacts[e + _3])
-        e += _4
-    if e < end:
-        a0 += qdense[terms[e]] * np.float32(impacts[e])
-    if e + _1 < end:
-        a1 += qdense[terms[e + _1]] * np.float32(impacts[e + _1])
-    if e + _2 < end:
-        a2 += qdense[terms[e + _2]] * np.float32(impacts[e + _2])
-    return (a0 + a1) + (a2 + a3)
+    mid = end - ((end - start) & _CHUNK_MASK)
+    s = dot_chunks(qdense, terms, impacts, start, mid)
+    for e in range(mid, end):  # unsigned: Numba adds no negative-index wrap-around to each load
+        s += qdense[terms[e]] * np.float32(impacts[e])
+    return s
 
 
 @nb.njit(**JIT)
