@@ -142,7 +142,7 @@ def run_approx_benchmark(
             for hf in heap_factors:
                 thin = index.index.approx_searcher(k, query_cut=cut, heap_factor=hf)
                 systems = {
-                    "lsr": lambda i: [doc_ids[r] for r in thin.search(*q_raw[i])[0]],
+                    "lsr": lambda i: [doc_ids[r] for r in thin.search(*q_raw[i])[0].tolist()],
                     "seismic": lambda i: [d for _, _, d in searcher.search(str(i), s_terms[i], s_values[i], k, cut, hf)],
                 }
                 lat: dict[str, list[np.ndarray]] = {name: [] for name in systems}

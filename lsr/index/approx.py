@@ -205,7 +205,7 @@ class ApproxSearcher:
     def search(self, terms: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Top-k rows (int32) and scores (float64, the index's units) of one query."""
         docs, scores = self.search_raw(terms, weights)
-        return docs, scores.astype(np.float64) * self.scale
+        return docs, np.multiply(scores, self.scale, dtype=np.float64)
 
 
 def _query_error(code: int, terms: np.ndarray, vocab_size: int) -> DataError:
