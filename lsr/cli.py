@@ -366,8 +366,11 @@ def cmd_bench_encode(args: argparse.Namespace) -> None:
 
 
 def cmd_bench_exact(args: argparse.Namespace) -> None:
-    from lsr.bench.exact import run_exact_benchmark, run_reorder_study
+    from lsr.bench.exact import run_bp_timing, run_exact_benchmark, run_reorder_study
 
+    if args.bp_timing:
+        print(json.dumps(run_bp_timing(n_docs=args.n_docs, block_size=args.block_size, out_dir=args.out_dir), indent=2))
+        return
     if args.reorder_study:
         study = run_reorder_study(workload=args.workload, n_docs=args.n_docs, k_values=tuple(args.k), block_size=args.block_size,
                                   repeats=args.repeats, max_queries=args.max_queries, out_dir=args.out_dir)
@@ -660,6 +663,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-pisa", action="store_true", help="skip PISA (pyterrier-pisa)")
     p.add_argument("--reorder-study", action="store_true",
                    help="instead: our strategies on each document order (none, dominant, bp), with build times")
+    p.add_argument("--bp-timing", action="store_true",
+                   help="instead: time BP reordering alone of --n-docs synthetic docs (threads, iteration caps)")
     p.add_argument("--out-dir", default="evaluation/results/exact")
     p.set_defaults(func=cmd_bench_exact)
 

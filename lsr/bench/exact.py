@@ -247,26 +247,27 @@ def run_exact_benchmark(
 def run_reorder_study(workload: str = "splade-real", n_docs: int = 1_000_000, k_values: tuple[int, ...] = (10, 1000),
                       block_size: int = 32, repeats: int = 3, max_queries: int | None = None,
                       out_dir: str | Path = "evaluation/results/exact") -> dict:
-    """Document orders none / dominant / bp (graph bisection): build seconds, block-max entries,
-    and the latency of every exact strategy on each, interleaved in one run."""
+    """Document orders none / dominant / bp (graph bisection): build seconds (on all numba's
+    threads, which bp uses), block-max entries, and the latency of every exact strategy on
+    each (one thread), interleaved in one run."""
     import numba
 
     from lsr.index import SparseIndex
     from lsr.index.reorder import REORDERINGS
 
-    numba.set_num_threads(1)
     data, stats = load_workload(workload, n_docs)
     n_q = min(len(data.query_ids), max_queries or len(data.query_ids))
     queries = [data.queries.take([i]) for i in range(n_q)]
     SparseIndex.build(data.docs.take(range(min(64, len(data.docs)))), data.doc_ids[:64], reorder="bp")  # compile
     out = {"workload": workload, "docs": len(data.doc_ids), "queries": n_q, "block_size": block_size, "repeats": repeats,
-           "builds": {}, "runs": []}
+           "build_threads": numba.get_num_threads(), "builds": {}, "runs": []}
     indexes = {}
     for order in REORDERINGS:
         start = time.perf_counter()
         indexes[order] = SparseIndex.build(data.docs, data.doc_ids, block_size=block_size, reorder=order)
         out["builds"][order] = {"seconds": time.perf_counter() - start,
                                 "block_entries": int(indexes[order].blocks.tb_blocks.shape[0])}
+    numba.set_num_threads(1)
     prepared = {order: [ix.prepare(q) for q in queries] for order, ix in indexes.items()}
     for k in k_values:
         lat: dict[tuple[str, str], list[np.ndarray]] = {}
@@ -285,7 +286,7 @@ def run_reorder_study(workload: str = "splade-real", n_docs: int = 1_000_000, k_
     stem = f"reorder_{workload}"
     (out_dir / f"{stem}.json").write_text(json.dumps(out, indent=2))
     lines = [f"# Document order and exact search: {workload} ({out['docs']:,} docs, {n_q} queries, block size {block_size})", "",
-             "| reorder | build s | block entries |", "|---|---:|---:|"]
+             f"| reorder | build s ({out['build_threads']} threads) | block entries |", "|---|---:|---:|"]
     lines += [f"| {o} | {b['seconds']:.1f} | {b['block_entries']:,} |" for o, b in out["builds"].items()]
     lines += ["", "Mean ms per query (SparseIndex.search, one thread; median of interleaved passes):", "",
               "| k | strategy | " + " | ".join(REORDERINGS) + " |", "|---:|---|" + "---:|" * len(REORDERINGS)]
@@ -294,6 +295,55 @@ def run_reorder_study(workload: str = "splade-real", n_docs: int = 1_000_000, k_
             cells = [next(r["mean_ms"] for r in out["runs"] if (r["reorder"], r["strategy"], r["k"]) == (o, strategy, k))
                      for o in REORDERINGS]
             lines.append(f"| {k} | {strategy} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
+    (out_dir / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    return out
+
+
+def block_entries(docs: SparseVectors, order: np.ndarray, block_size: int) -> int:
+    """(term, block) pairs of ``docs`` put in ``order`` (new position -> old): the block-max entries."""
+    position = np.empty(len(docs), dtype=np.int64)
+    position[order] = np.arange(len(docs))
+    blocks = np.repeat(position // block_size, np.diff(docs.indptr))
+    pairs = sp.csr_matrix((np.ones(docs.nnz, dtype=np.int8), (blocks, docs.indices)),
+                          shape=(-(-len(docs) // block_size), len(docs.vocab)))
+    pairs.sum_duplicates()
+    return int(pairs.nnz)
+
+
+def run_bp_timing(n_docs: int = 1_000_000, block_size: int = 32, iterations: tuple[int, ...] = (10, 5),
+                  out_dir: str | Path = "evaluation/results/exact") -> dict:
+    """Seconds of BP reordering alone (``reorder_documents(docs, "bp")``) of ``n_docs`` synthetic
+    documents, and the block-max entries it leaves: on one thread and on all numba's at the
+    default iteration cap, then on all at each lower cap of ``iterations`` (what fewer swap
+    rounds save, and what they cost)."""
+    import numba
+
+    from lsr.bench.data import synthetic_data
+    from lsr.encoders import SpladeEncoder
+    from lsr.index.reorder import BP_ITERATIONS, reorder_documents
+
+    docs = synthetic_data(real_data(SpladeEncoder("splade-tiny"), FULL_COLLECTIONS), n_docs).docs
+    reorder_documents(docs.take(range(min(256, len(docs)))), "bp", block_size)  # compile
+    all_threads = numba.config.NUMBA_NUM_THREADS
+    out = {"workload": "splade-synth", "docs": len(docs), "postings": int(docs.nnz), "block_size": block_size,
+           "cores": os.cpu_count(), "block_entries_input_order": block_entries(docs, np.arange(len(docs)), block_size),
+           "runs": []}
+    runs = [(1, BP_ITERATIONS), (all_threads, BP_ITERATIONS)] + [(all_threads, it) for it in iterations]
+    for n_threads, n_iters in runs:
+        numba.set_num_threads(n_threads)
+        start = time.perf_counter()
+        order = reorder_documents(docs, "bp", block_size, bp_iterations=n_iters)
+        out["runs"].append({"threads": n_threads, "iterations": n_iters, "seconds": time.perf_counter() - start,
+                            "block_entries": block_entries(docs, order, block_size)})
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"bp_timing_{out['workload']}"
+    (out_dir / f"{stem}.json").write_text(json.dumps(out, indent=2))
+    lines = [f"# BP reordering time: {out['docs']:,} synthetic docs ({out['postings']:,} postings), block size {block_size}",
+             "", f"`reorder_documents(docs, \"bp\", bp_iterations=...)` on a {out['cores']}-core machine; block entries "
+             f"in the input order: {out['block_entries_input_order']:,}.", "",
+             "| threads | iterations (at most, per bisection) | seconds | block entries |", "|---:|---:|---:|---:|"]
+    lines += [f"| {r['threads']} | {r['iterations']} | {r['seconds']:.1f} | {r['block_entries']:,} |" for r in out["runs"]]
     (out_dir / f"{stem}.md").write_text("\n".join(lines) + "\n")
     return out
 
