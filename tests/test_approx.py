@@ -210,6 +210,18 @@ def test_pruning_knobs_trade_recall_for_work(small):
     assert recall[-1] < recall[3]  # one list only: much cheaper still, and worse
 
 
+def test_tuning_keeps_a_standard_error_of_recall_to_spare():
+    from lsr.index.approx import TunedPoint, pick_cheapest, recall_at_k
+
+    mean, se = recall_at_k([[1, 2], [1, 9], [9, 8]], [[1, 2], [1, 2], [1, 2]])
+    per_query = np.array([1.0, 0.5, 0.0])
+    assert mean == pytest.approx(0.5) and se == pytest.approx(per_query.std(ddof=1) / np.sqrt(3))
+    just, safe = TunedPoint(3, 1.0, 0.952, 10.0, 0.004), TunedPoint(5, 1.0, 0.960, 20.0, 0.004)
+    assert pick_cheapest([just, safe], 0.95) is safe  # 0.952 reaches 0.95 on the sample only
+    assert pick_cheapest([just, safe], 0.99) is safe  # none reaches it: the most accurate
+    assert pick_cheapest([just], 0.947) is just
+
+
 def test_saved_index_answers_both_modes_and_keeps_tuned_knobs(tmp_path, small):
     index, queries = small
     q = index.encode_queries(queries[:40])

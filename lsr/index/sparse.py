@@ -471,7 +471,8 @@ class SparseIndex:
         heap_factors: Sequence[float] = HEAP_FACTORS,
     ) -> TunedPoint:
         """Pick the cheapest approx knobs reaching ``target_recall`` (recall@k against the
-        exhaustive top-k of ``queries``) and store them in the manifest as the defaults.
+        exhaustive top-k of ``queries``) with one standard error to spare, so that other queries
+        reach it too, and store them in the manifest as the defaults.
 
         Cost is the work counted by the kernel (entries read per query), not wall time, so the
         choice is deterministic and does not depend on machine load. Call :meth:`save` to
@@ -488,11 +489,12 @@ class SparseIndex:
             for hf in heap_factors:
                 docs, _, counts, stats = self._search_approx(q, k, APPROX.check_knobs({"query_cut": cut, "heap_factor": hf}))
                 found = [docs[i, : counts[i]].tolist() for i in range(len(q))]
-                points.append(TunedPoint(cut, hf, recall_at_k(found, truth), mean_cost(stats, len(q))))
+                recall, se = recall_at_k(found, truth)
+                points.append(TunedPoint(cut, hf, recall, mean_cost(stats, len(q)), se))
         best = pick_cheapest(points, target_recall)
         self.manifest["approx"]["tuned"] = {
             "knobs": best.knobs(), "target_recall": target_recall, "k": k, "queries": len(q),
-            "recall": round(best.recall, 4), "cost": round(best.cost, 1),
+            "recall": round(best.recall, 4), "recall_se": round(best.recall_se, 4), "cost": round(best.cost, 1),
         }
         return best
 
