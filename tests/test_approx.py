@@ -373,3 +373,37 @@ def test_a_damaged_compact_forward_index_is_a_clean_error(tmp_path, small, name,
     np.save(path / f"{name}.npy", damage(np.load(path / f"{name}.npy")))  # same size: only the structural checks see it
     with pytest.raises(IndexFormatError, match=message):
         Retriever.load(path)
+
+
+def _lane_order_dot(q: np.ndarray, terms: np.ndarray, impacts: np.ndarray) -> np.float32:
+    """dot_row's definition in numpy: the j-th product of the whole 16-entry chunks into lane
+    j % 16, lanes added pairwise, then the remaining products one by one (all float32)."""
+    prod = q[terms.astype(np.int64)] * impacts.astype(np.float32)
+    whole = len(prod) // 16 * 16
+    lanes = np.zeros(16, np.float32)
+    for j in range(whole):
+        lanes[j % 16] += prod[j]
+    while len(lanes) > 1:
+        lanes = lanes[0::2] + lanes[1::2]
+    s = lanes[0]
+    for p in prod[whole:]:
+        s = np.float32(s + p)
+    return s
+
+
+@pytest.mark.parametrize("term_dtype, vocab", [(np.uint8, 200), (np.uint16, 30_000), (np.uint32, 200_000)])
+@pytest.mark.parametrize("impact_dtype", [np.uint8, np.uint16])
+def test_dot_row_follows_its_lane_order_for_every_dtype(term_dtype, vocab, impact_dtype):
+    """The vector-gather score of a row equals its written definition, bit for bit, for every
+    term and impact width the indexes use, every tail length, and rows that start anywhere."""
+    import numba as nb
+
+    from lsr.index.kernels.forward import dot_row
+
+    score = nb.njit(lambda q, t, i, lo, hi: dot_row(q, t, i, lo, hi))
+    rng = np.random.default_rng(1)
+    q = rng.random(vocab).astype(np.float32)
+    for n in (0, 1, 15, 16, 17, 33, 100):
+        terms = np.sort(rng.choice(vocab, n + 3, replace=False)).astype(term_dtype)
+        impacts = rng.integers(0, np.iinfo(impact_dtype).max, n + 3).astype(impact_dtype)
+        assert score(q, terms, impacts, 3, n + 3) == _lane_order_dot(q, terms[3:], impacts[3:]), n
