@@ -543,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     approx_args(p)
     p.set_defaults(func=cmd_tune)
 
-    from lsr.training.config import DISTILLATION, NEGATIVE_SOURCES, TrainConfig
+    from lsr.training.config import DISTILLATION, NEGATIVE_SOURCES, START_TEACHER, TrainConfig
 
     d = TrainConfig(out="")
     p = sub.add_parser("train", help="fine-tune a SPLADE model (contrastive + hard negatives + FLOPS, optional distillation) on CPU",
@@ -564,7 +564,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=f"default {getattr(d, name)}")
     p.add_argument("--negatives", choices=NEGATIVE_SOURCES, help=f"hard negatives from our BM25 or SPLADE index (default {d.negatives})")
     p.add_argument("--distill", choices=DISTILLATION, help=f"distillation from --teacher (default {d.distill})")
-    p.add_argument("--teacher", help=f"dense teacher: bundled {d.teacher}, a sentence-transformers folder or HF id")
+    p.add_argument("--teacher", help=f"dense teacher: bundled {d.teacher}, a sentence-transformers folder or HF id; "
+                   f"or {START_TEACHER!r}: the start model, frozen (self-distillation)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("info", help="facts about a collection (segments, live and deleted documents, generation) or an index")

@@ -12,7 +12,7 @@ import torch
 from conftest import run_cli
 from lsr.encoders import SpladeEncoder
 from lsr.errors import DataError
-from lsr.training.config import TrainConfig
+from lsr.training.config import START_TEACHER, TrainConfig
 from lsr.training.data import pairs_from_qrels, pairs_from_titles, query_half
 from lsr.training.trainer import Trainer, flops, ramp
 
@@ -64,6 +64,24 @@ def test_distillation_from_the_dense_teacher_runs(adi, tmp_path):
         summary = Trainer(TrainConfig(out=str(tmp_path / distill), steps=1, distill=distill, **SMALL), pairs, str(adi)).train(show_progress_bar=False)
         record = json.loads((tmp_path / distill / "train_log.jsonl").read_text().splitlines()[0])
         assert summary["steps"] == 1 and record["distill"] > 0
+
+
+def _dots(encoder, queries, docs) -> np.ndarray:
+    q, d = encoder.encode_queries(queries).to_dicts(), encoder.encode_documents(docs).to_dicts()
+    return np.array([[sum(w * b.get(t, 0.0) for t, w in a.items()) for b in d] for a in q])
+
+
+def test_the_start_teacher_is_the_frozen_start_model_even_after_resume(adi, tmp_path, splade_tiny):
+    cfg = {**SMALL, "distill": "kl", "teacher": START_TEACHER}
+    pairs = pairs_from_titles(str(adi))
+    Trainer(TrainConfig(out=str(tmp_path / "r"), steps=2, **cfg), pairs, str(adi)).train(show_progress_bar=False)
+    assert all(json.loads(x)["distill"] > 0 for x in (tmp_path / "r" / "train_log.jsonl").read_text().splitlines())
+    resumed = Trainer(TrainConfig(out=str(tmp_path / "r"), steps=3, **cfg), pairs, str(adi))
+    assert resumed.step == 2
+    queries, docs = ["information retrieval systems", "indexing"], ["automatic indexing of documents", "computer based retrieval systems"]
+    start = _dots(splade_tiny, queries, docs)
+    assert resumed.teacher_scores(queries, docs).numpy() == pytest.approx(start, rel=1e-4)
+    assert not np.allclose(_dots(SpladeEncoder(str(tmp_path / "r")), queries, docs), start, rtol=1e-3)  # the student moved
 
 
 def test_data_sources_and_query_halves(adi):

@@ -8,6 +8,9 @@ from lsr.encoders.models import DEFAULT_DENSE, DEFAULT_SPLADE
 
 NEGATIVE_SOURCES = ("bm25", "splade", "none")
 DISTILLATION = ("none", "kl", "margin-mse")
+# ``teacher`` naming the start model itself, frozen: self-distillation keeps a sparsified model's
+# ranking near where it began while FLOPS prunes its weights.
+START_TEACHER = "start"
 
 
 @dataclass

@@ -13,9 +13,11 @@ One step, for a batch of B (query, positive) pairs:
   weighted ``flops_query`` and ``flops_document``, each weight ramped up quadratically over the
   first ``flops_warmup`` steps (``lambda_t = lambda * min(1, t / T)^2``), as SPLADE does;
 - distillation from a teacher (default: the bundled all-MiniLM-L6-v2; any sentence-transformers
-  bi-encoder folder or HF id): ``kl`` (KL divergence of the student's distribution over the 2B
-  documents from the teacher's, its cosine scores / ``teacher_temperature``) or ``margin-mse``
-  (MSE between the positive-minus-hard-negative margins, the teacher's times ``teacher_scale``).
+  bi-encoder folder or HF id; or ``start``: the start model, frozen, its SPLADE dot products
+  taken as they are, on the student's scale): ``kl`` (KL divergence of the student's distribution
+  over the 2B documents from the teacher's, a dense teacher's cosine scores / ``teacher_temperature``)
+  or ``margin-mse`` (MSE between the positive-minus-hard-negative margins, a dense teacher's times
+  ``teacher_scale``).
 
 Checkpoints (``<out>/checkpoint-<step>/``) and the final model (``<out>/``) are Hugging Face
 folders (``config.json``, ``model.safetensors``, tokenizer) that ``lsr index --model DIR`` loads;
@@ -40,7 +42,7 @@ from tqdm.auto import tqdm
 
 from lsr.encoders.models import resolve_model
 from lsr.errors import DataError, LsrError
-from lsr.training.config import TrainConfig
+from lsr.training.config import START_TEACHER, TrainConfig
 from lsr.training.data import Pair
 
 STATE_FILE = "trainer_state.pt"
@@ -115,8 +117,12 @@ class Trainer:
             self.negatives = mine_negatives(self.pairs, corpus, config.negatives, config.model, config.negatives_depth)
             if not any(self.negatives):
                 raise DataError("mining found no negative for any query: is the corpus the one the pairs come from?")
-        self.teacher = None
-        if config.distill != "none":
+        self.teacher = self.start_model = None
+        if config.distill != "none" and config.teacher == START_TEACHER:
+            # the start model even when resuming: the anchor must not move with the student
+            self.start_model = AutoModelForMaskedLM.from_pretrained(resolve_model(config.model), use_safetensors=True).eval()
+            self.start_model.requires_grad_(False)
+        elif config.distill != "none":
             from lsr.encoders.dense import DenseEncoder
 
             self.teacher = DenseEncoder(config.teacher)
@@ -170,9 +176,9 @@ class Trainer:
                 chosen.append(i)
         return chosen
 
-    def _encode(self, texts: list[str], max_length: int) -> torch.Tensor:
+    def _encode(self, texts: list[str], max_length: int, model: torch.nn.Module | None = None) -> torch.Tensor:
         tok = self.tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-        return splade_vectors(self.model, tok["input_ids"], tok["attention_mask"])
+        return splade_vectors(model or self.model, tok["input_ids"], tok["attention_mask"])
 
     def train_step(self) -> dict[str, float]:
         cfg = self.config
@@ -192,7 +198,7 @@ class Trainer:
         fq, fd = flops(q), flops(d)
         loss = contrastive + lq * fq + ld * fd
         distill = torch.zeros(())
-        if self.teacher is not None:
+        if cfg.distill != "none":
             distill = self._distillation(scores, queries, docs, hard)
             loss = loss + cfg.distill_weight * distill
         self.optimizer.zero_grad()
@@ -204,20 +210,26 @@ class Trainer:
                 "nnz_query": float((q > 0).sum(1).float().mean()), "nnz_document": float((d > 0).sum(1).float().mean()),
                 "lr": self.scheduler.get_last_lr()[0], "seconds": time.perf_counter() - started}
 
-    def _distillation(self, scores: torch.Tensor, queries: list[str], docs: list[str], hard: list[str | None]) -> torch.Tensor:
+    def teacher_scores(self, queries: list[str], docs: list[str]) -> torch.Tensor:
+        """The teacher's (queries, documents) scores on the student's scale: the start model's
+        SPLADE dot products as they are, a dense teacher's cosines / temperature (KL) or x scale (MarginMSE)."""
         cfg = self.config
-        tq = torch.from_numpy(self.teacher.encode_queries(queries))
-        td = torch.from_numpy(self.teacher.encode_documents(docs))
-        teacher = tq @ td.T
-        if cfg.distill == "kl":
-            return torch.nn.functional.kl_div(torch.log_softmax(scores, 1), torch.log_softmax(teacher / cfg.teacher_temperature, 1),
-                                              reduction="batchmean", log_target=True)
+        if self.start_model is not None:
+            with torch.no_grad():
+                return self._encode(queries, cfg.query_max_length, self.start_model) @ self._encode(docs, cfg.max_length, self.start_model).T
+        cosine = torch.from_numpy(self.teacher.encode_queries(queries)) @ torch.from_numpy(self.teacher.encode_documents(docs)).T
+        return cosine / cfg.teacher_temperature if cfg.distill == "kl" else cosine * cfg.teacher_scale
+
+    def _distillation(self, scores: torch.Tensor, queries: list[str], docs: list[str], hard: list[str | None]) -> torch.Tensor:
+        teacher = self.teacher_scores(queries, docs)
+        if self.config.distill == "kl":
+            return torch.nn.functional.kl_div(torch.log_softmax(scores, 1), torch.log_softmax(teacher, 1), reduction="batchmean", log_target=True)
         b = len(queries)
         has = torch.tensor([h is not None for h in hard])
         neg_col = b + torch.cumsum(has.long(), 0) - 1  # column of each query's hard negative
         rows = torch.arange(b)[has]
         student = scores[rows, rows] - scores[rows, neg_col[has]]
-        margin = cfg.teacher_scale * (teacher[rows, rows] - teacher[rows, neg_col[has]])
+        margin = teacher[rows, rows] - teacher[rows, neg_col[has]]
         return torch.nn.functional.mse_loss(student, margin)
 
     def train(self, show_progress_bar: bool = True) -> dict[str, Any]:
