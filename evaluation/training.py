@@ -82,7 +82,9 @@ RUNS = {r.name: r for r in [
     Run("default-cranfield", ["--qrels", "cranfield", "--query-half", "first"], dataset="cranfield", half="second"),
     Run("split-vaswani", ["--qrels", "vaswani", "--query-half", "first"], ["--steps", "200", "--lr", "5e-5", "--warmup-steps", "20"],
         dataset="vaswani", half="second"),
-    *(Run(f"flops-d{w}", ["--titles", "scifact"], [*SELF_DISTILL, "--flops-document", w, "--steps", "200"]) for w in ("0.05",)),
+    Run("split-medline", ["--qrels", "medline", "--query-half", "first"], ["--steps", "200", "--lr", "5e-5", "--warmup-steps", "20"],
+        dataset="medline", half="second"),
+    *(Run(f"flops-d{w}", ["--titles", "scifact"], [*SELF_DISTILL, "--flops-document", w, "--steps", "200"]) for w in ("0.05", "0.01", "0")),
 ]}
 
 
