@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'lsr[distributed]')")
 
 from lsr.distributed import ShardedRetriever, ShardsUnavailable, build_sharded, shard_of  # noqa: E402
+from lsr.distributed import wire  # noqa: E402
 from lsr.distributed.layout import MANIFEST, Layout  # noqa: E402
 from lsr.errors import DataError, IndexFormatError  # noqa: E402
 from lsr.index.approx import ApproxSettings  # noqa: E402
@@ -101,6 +103,7 @@ def test_exact_sharded_equals_unsharded_ties_included(built, sharded, mode):
         reference = one.search_batch(QUERIES, k, mode=mode)
         assert k < 10 or any(len(set(r.scores)) < len(r.scores) for r in reference)  # the test really has ties
         same(sharded.search_batch(QUERIES, k, mode=mode), reference)
+    assert all(isinstance(link, socket.socket) for link in sharded._links())  # answered over the direct transport
 
 
 def test_filters_and_fields_work_per_shard(built, sharded):
@@ -157,6 +160,8 @@ def test_writes_go_to_the_shard_owning_the_id(tmp_path):
         sharded.upsert([{"id": "d4", "text": "ocelot"}])
         assert sharded.delete(["d5", "d6", "missing"]) == {"deleted": ["d5", "d6"], "not_found": ["missing"]}
         assert sharded.search("zebra0", 5).ids == []  # buffered, not committed
+        with pytest.raises(DataError, match="needs the approx part"):  # the shards' own error, as one index raises it
+            sharded.search("zebra0", 5, mode="approx")
         generations = sharded.commit()
         assert set(generations) <= set(sharded.shard_names) and generations
         for i in range(6):
@@ -228,12 +233,28 @@ def test_a_killed_shard_is_never_silently_missing(built):
         assert seen["error"] >= 1 and seen["partial"] >= 1 and seen["complete"] >= 2, seen
         assert sharded.ping()[victim]["pid"] != pid  # restarted, its shard reloaded:
         assert [r.ids for r in sharded.search_batch(QUERIES, k)] == reference
-        ray.kill(sharded.actors[victim], no_restart=True)  # gone for good: the error stays clear
+        kill_for_good(sharded, victim, QUERIES, k, reference)  # the error stays clear:
         with pytest.raises(ShardsUnavailable, match="shard-001"):
             sharded.search_batch(QUERIES, k)
         assert [r.ids for r in sharded.search_batch(QUERIES, k, allow_partial=True)] == without
     finally:
         sharded.close()
+
+
+def kill_for_good(sharded: ShardedRetriever, s: int, queries: list[str], k: int, reference: list[list[str]]) -> None:
+    """ray.kill shard ``s`` (no restart) and search until a search says it is gone: until its
+    process exits its connection may still answer, but only completely, never with fewer hits."""
+    ray.kill(sharded.actors[s], no_restart=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            got = sharded.search_batch(queries, k)
+        except ShardsUnavailable as e:
+            assert list(e.missing) == [sharded.shard_names[s]]
+            return
+        assert [r.ids for r in got] == reference and not any(r.partial for r in got)
+        time.sleep(0.02)
+    raise AssertionError(f"shard {s} still answers 30 s after ray.kill")
 
 
 def test_rest_answers_503_while_a_shard_is_down(built):
@@ -247,7 +268,7 @@ def test_rest_answers_503_while_a_shard_is_down(built):
         with TestClient(create_app(sharded)) as client:
             ok = client.post("/search", json={"query": "shard merge score", "k": 5})
             assert ok.status_code == 200 and ok.json()["ids"] == built[2].search("shard merge score", 5).ids
-            ray.kill(sharded.actors[2], no_restart=True)
+            kill_for_good(sharded, 2, ["shard merge score"], 5, [built[2].search("shard merge score", 5).ids])
             down = client.post("/search", json={"query": "shard merge score", "k": 5})
             assert down.status_code == 503 and down.headers["Retry-After"] == "1"
             assert down.json()["error"]["type"] == "unavailable" and "shard-002" in down.json()["error"]["message"]
@@ -321,3 +342,52 @@ def test_cli_index_search_info_and_serve(tmp_path):
         assert httpx.get(f"{base}/health", timeout=10).json()["num_docs"] == 60
     finally:
         stop_server(proc)
+
+
+def test_wire_frames_round_trip_exactly_and_refuse_malformed_ones():
+    """Arrays keep dtype, shape and every bit; JSON values stay as they were; anything else is a WireError."""
+    scores = np.array([1 / 3, np.nextafter(1.0, 2.0), -0.0, 1e-310])
+    obj = {"keys": np.array([5, 1 << 50], np.int64), "scores": scores, "ids": ["a", "é\n"], "x": [np.float32(0.5), None, {"n": 1}],
+           "m": np.zeros((2, 3), np.float32), "empty": np.zeros(0, np.int32)}
+    frame = wire.pack(wire.REPLY, obj)
+    magic, version, kind, doc, size = wire.HEADER.unpack(frame[:wire.HEADER.size])
+    assert (magic, version, kind, doc + size) == (wire.MAGIC, wire.VERSION, wire.REPLY, len(frame) - wire.HEADER.size)
+    got = wire.unpack(frame[wire.HEADER.size:], size)
+    assert got["scores"].tobytes() == scores.tobytes() and got["keys"].dtype == np.int64 and got["keys"].tolist() == [5, 1 << 50]
+    assert got["m"].shape == (2, 3) and got["empty"].dtype == np.int32 and got["ids"] == ["a", "é\n"]
+    assert got["x"] == [0.5, None, {"n": 1}]
+    with pytest.raises(TypeError, match="do not go on the wire"):
+        wire.pack(wire.REPLY, {"a": np.array(["x"], dtype=object)})
+    body = frame[wire.HEADER.size:]
+    with pytest.raises(wire.WireError, match="runs past"):
+        wire.unpack(body[:-8], size - 8)
+    with pytest.raises(wire.WireError, match="malformed frame"):
+        wire.unpack(b"[[\"|O8\",[1]]]\n{}" + bytes(8), 8)
+    with pytest.raises(wire.WireError, match="malformed frame"):
+        wire.unpack(b"\xff\xfe" + body[2:], size)
+    for data, why in [(b"GET / HTTP/1.1\r\n\r\n", "not an lsr shard connection"),
+                      (wire.HEADER.pack(wire.MAGIC, wire.VERSION + 1, wire.REQUEST, 2, 0) + b"\n0", "frame version 2, this lsr speaks 1")]:
+        a, b = socket.socketpair()
+        with a, b:
+            a.sendall(data)
+            with pytest.raises(wire.WireError, match=why):
+                wire.recv_frame(b)
+
+
+def test_a_shard_refuses_malformed_frames_and_keeps_serving(built, sharded):
+    """A shard's listener answers a bad frame REFUSED with why and closes that connection
+    only; a connection without the actor's token gets no answers."""
+    address = tuple(ray.get(sharded.actors[0].address.remote()))
+    for opening, why in [(b"\x00" * 64, "not an lsr shard connection"),
+                         (wire.pack(wire.HELLO, {"token": "guess"}), "must start with HELLO and the token"),
+                         (wire.pack(wire.REQUEST, []), "must start with HELLO and the token")]:
+        with socket.create_connection(address[:2], timeout=10) as raw:
+            raw.sendall(opening)
+            kind, reply = wire.recv_frame(raw)
+            assert kind == wire.REFUSED and why in reply["error"]
+            assert raw.recv(1) == b""  # closed
+    with wire.connect(address, 10) as raw:  # introduced, then a damaged request
+        raw.sendall(wire.pack(wire.REQUEST, [])[:wire.HEADER.size] + b"garbage!")
+        kind, reply = wire.recv_frame(raw)
+        assert kind == wire.REFUSED and "malformed frame" in reply["error"]
+    same(sharded.search_batch(QUERIES, 10), built[2].search_batch(QUERIES, 10))

@@ -6,8 +6,9 @@ time on one thread by the unsharded collection (in this process) and by 1, 2 and
 exact and approx modes, top-k. The systems are interleaved query by query; each query's time is
 the median of ``repeats`` passes; the overhead of a sharded system is, per query, its time minus
 the unsharded time, and we report its p50 and p99 over queries. ``fan-out floor`` is a no-op
-request to every shard actor (the Ray round trip alone), by ordinary actor calls and, for
-comparison, through a Ray compiled graph. Every sharded answer is checked equal to the
+request to every shard actor (the round trip alone): over the direct transport ShardedRetriever
+searches through (:mod:`lsr.distributed.wire`), by ordinary actor calls and, for comparison,
+through a Ray compiled graph. Every sharded answer is checked equal to the
 unsharded one in exact mode while it is timed.
 
 Encoding: splade-tiny over the first ``encode_docs`` documents on 1 and 2 Ray workers (one CPU,
@@ -126,14 +127,15 @@ class _Echo:
 
 
 def _floors(r: ShardedRetriever, n: int) -> dict[str, Any]:
-    """The round trip alone: an empty search request to every shard actor by ordinary actor calls
-    (what ShardedRetriever does), and, as many no-op actors, ordinary calls and a Ray compiled
-    graph (shared-memory channels; experimental in Ray and not used by ShardedRetriever: measured
-    to size what it would save)."""
+    """The round trip alone: an empty search request to every shard actor over the direct
+    transport (what ShardedRetriever searches through) and by ordinary actor calls, and, as many
+    no-op actors, ordinary calls and a Ray compiled graph (shared-memory channels; experimental in
+    Ray and not used by ShardedRetriever: measured for comparison)."""
     import ray
     from ray.dag import InputNode, MultiOutputNode
 
-    out = {"actor calls (ShardServer)": _stats(_timed(lambda _n, _i: ray.get([a.search.remote([]) for a in r.actors]), n, 3, ["x"])["x"] * 1e3)}
+    out = {"direct transport (ShardServer)": _stats(_timed(lambda _n, _i: r._fan_out([], False), n, 3, ["x"])["x"] * 1e3),
+           "actor calls (ShardServer)": _stats(_timed(lambda _n, _i: ray.get([a.search.remote([]) for a in r.actors]), n, 3, ["x"])["x"] * 1e3)}
     echoes = [ray.remote(num_cpus=0)(_Echo).remote() for _ in r.actors]
     try:
         out["actor calls (no-op actors)"] = _stats(_timed(lambda _n, _i: ray.get([a.echo.remote([]) for a in echoes]), n, 3, ["x"])["x"] * 1e3)
@@ -230,9 +232,9 @@ def write_results(out: dict[str, Any], out_dir: Path) -> None:
     lines = ["# Sharded search on Ray: scatter-gather overhead, and encoding on Ray workers", "",
              f"One machine ({out['machine']['cpus']} CPUs, shared), commit {out['commit']}. Queries pre-encoded, one at a time on "
              "one thread per shard; systems interleaved per query; each query's time is the median of the passes. Overhead = "
-             "sharded time minus unsharded time, per query; p50 / p99 over queries. Fan-out floor: a no-op call to every shard "
-             "actor (ordinary actor calls, as ShardedRetriever makes them, and a Ray compiled graph for comparison). Exact-mode answers "
-             "are checked equal to the unsharded ones while timed.", ""]
+             "sharded time minus unsharded time, per query; p50 / p99 over queries. Fan-out floor: an empty request to every shard "
+             "actor (over the direct transport ShardedRetriever searches through, by ordinary Ray actor calls, and through a Ray "
+             "compiled graph for comparison). Exact-mode answers are checked equal to the unsharded ones while timed.", ""]
     for s in out["search"]:
         lines += [f"## {s['dataset']}: {s['docs']:,} documents, {s['queries']} queries, top-{s['k']} ({s['model']})", "",
                   "| mode | system | mean ms | p50 ms | p99 ms | overhead p50 ms | overhead p99 ms |", "|---|---|---:|---:|---:|---:|---:|"]

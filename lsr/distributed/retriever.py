@@ -18,16 +18,25 @@ collection memory-mapped and answers hits with their tie keys (corpus positions,
 - writes go to the shard owning the id (:func:`~lsr.distributed.layout.shard_of`); each shard
   commits atomically, shards one after the other.
 
+Transport: Ray places, restarts and addresses the shard actors and carries writes and rare
+calls; searches bypass Ray's per-call machinery (~0.6 ms a call here, more than a search): each
+shard actor, on every (re)start, serves them on a socket of its own, and each front thread keeps
+one connection per shard (:mod:`lsr.distributed.wire`).
+
 Faults: a shard actor that dies is restarted by Ray (``max_restarts``) and reloads its
-collection. A search meanwhile raises :class:`ShardsUnavailable` naming the shards, or, with
+collection; its connections break, and the front asks the restarted actor for its new address.
+A search meanwhile raises :class:`ShardsUnavailable` naming the shards, or, with
 ``allow_partial=True``, returns the other shards' merged hits as :class:`ShardedResult` with
 ``partial=True`` and ``missing`` naming the absent shards: never silently fewer hits.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import socket
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +46,9 @@ import numpy as np
 from lsr.data import Document
 from lsr.data.vectors import SparseVectors
 from lsr.distributed.cluster import connect
+from lsr.distributed import wire
 from lsr.distributed.layout import Layout, shard_of
+from lsr.distributed.wire import Listener
 from lsr.errors import DataError, LsrError, Unavailable
 from lsr.index.segments import Segments
 from lsr.data.files import check_text
@@ -52,6 +63,10 @@ from lsr.retrieval.retriever import check_fields
 # Tie keys of documents written after the build (not in a shard's first segment) follow every
 # built document's: LATE + row in the shard * shards + shard.
 LATE = 1 << 50
+
+
+class _Down(Exception):
+    """A shard could not be reached (the message says why)."""
 
 
 class ShardsUnavailable(Unavailable):
@@ -87,13 +102,23 @@ class ShardServer:
     """What one shard actor runs: its collection opened read-only (memory-mapped), searched as
     the front asks; opened for writing too on the first write (the shard's one writer)."""
 
-    def __init__(self, path: str, positions: str, segment: str, shard: int, num_shards: int, build_vocab: int) -> None:
+    def __init__(self, path: str, positions: str, segment: str, shard: int, num_shards: int, build_vocab: int,
+                 front_node: str) -> None:
         self.shard, self.num_shards, self.segment = shard, num_shards, segment
         self.retriever = Retriever.load(path)
         self.positions = np.load(positions, mmap_mode="r")
         self.build_vocab = build_vocab
         self.writer: Collection | None = None
         self._warm_up()
+        import ray
+
+        # loopback when the front runs on this node, else the address Ray's own workers use here
+        local = ray.get_runtime_context().get_node_id() == front_node
+        self.listener = Listener(self._serve, "127.0.0.1" if local else ray.util.get_node_ip_address())
+
+    def address(self) -> tuple[str, int, str]:
+        """Where this actor serves searches (:mod:`lsr.distributed.wire`): host, port, token."""
+        return self.listener.address
 
     def _warm_up(self) -> None:
         """Run each sparse mode the shard serves once, so that the kernels are compiled (or
@@ -119,12 +144,16 @@ class ShardServer:
         ``threads``, ``filter``, ``fields``, ``snippet``; per request, per query, the hits."""
         return [self._search(**r) for r in requests]
 
+    def _serve(self, requests: Sequence[Mapping[str, Any]]) -> list[list[dict[str, Any]]]:
+        """:meth:`search` for the listener: the hits as plain values."""
+        return [[vars(h) for h in hits] for hits in self.search(requests)]
+
     def _search(self, queries: Mapping[str, Any], k: int, mode: str, knobs: Mapping[str, Any], threads: int | None = None,
                 filter: Mapping[str, Any] | None = None, fields: Sequence[str] | None = None,
                 snippet: int | None = None) -> list[ShardHits]:
         r = self.retriever
-        encoded = self._queries(queries, r.segments)
-        snap, hits = r.search_rows(encoded, k, mode=mode, threads=threads, filter=filter, **knobs)
+        snap = r.segments
+        snap, hits = r.search_rows(self._queries(queries, snap), k, mode=mode, threads=threads, filter=filter, snap=snap, **knobs)
         out = []
         for h in hits:
             rows = np.asarray(h.rows, dtype=np.int64)
@@ -141,8 +170,8 @@ class ShardServer:
             indptr, indices = np.asarray(q["indptr"], np.int64), np.asarray(q["indices"], np.int32)
             values = np.asarray(q["values"], np.float32)
             if q.get("late"):  # terms the front learned after the build: this shard's ids for them, or dropped
-                ids = {t: i for i, t in enumerate(snap.vocab[self.build_vocab:], start=self.build_vocab)}
-                indices = np.array([ids.get(q["late"][t], -1) if t >= self.build_vocab else t for t in indices.tolist()],
+                ids, late = {t: i for i, t in enumerate(snap.vocab[self.build_vocab:], start=self.build_vocab)}, dict(q["late"])
+                indices = np.array([ids.get(late[t], -1) if t >= self.build_vocab else t for t in indices.tolist()],
                                    dtype=np.int32)
                 keep = indices >= 0
                 indptr = np.concatenate([[0], np.cumsum(keep)]).astype(np.int64)[indptr]
@@ -208,13 +237,16 @@ class ShardedRetriever(Retriever):
         self._ray = connect(ray)
         self.timeout_s = timeout_s
         self.allow_partial = allow_partial
-        self._call = threading.local()
+        self._call = threading.local()  # this thread's allow_partial and shard connections
+        self._links_lock = threading.Lock()
+        self._all_links: list[list[socket.socket | None]] = []
+        self._seqs = itertools.count()  # numbers each fan-out; a reply must carry its request's
         self._build_vocab = int(self.layout.manifest["vocab_size"])
         actor = self._ray.remote(ShardServer).options(num_cpus=num_cpus, max_restarts=max_restarts, max_task_retries=0,
                                                        scheduling_strategy="SPREAD")
-        shards = self.layout.manifest["shards"]
+        shards, front = self.layout.manifest["shards"], self._ray.get_runtime_context().get_node_id()
         self.actors = [actor.remote(str(self.layout.shard_path(s)), str(self.layout.positions_path(s)), shards[s]["segment"],
-                                    s, self.layout.num_shards, self._build_vocab) for s in range(self.layout.num_shards)]
+                                    s, self.layout.num_shards, self._build_vocab, front) for s in range(self.layout.num_shards)]
         self._gather([a.ping.remote() for a in self.actors], timeout_s=max(timeout_s, 600.0))  # every shard loaded, or one clear error
 
     # ---- facts --------------------------------------------------------------------------
@@ -296,7 +328,7 @@ class ShardedRetriever(Retriever):
                 raise DataError(f"mode {mode!r} searches queries encoded for it (Retriever.encode(queries, {mode!r}))")
             wire = self._wire(None, queries.dense) if mode == "dense" else self._wire(self._sparse(queries, mode), None)
             requests = [{"queries": wire, "k": k, "mode": mode, "knobs": dict(knobs), **common}]
-        answers, missing = self._gather([a.search.remote(requests) for a in self.actors], allow_partial)
+        answers, missing = self._fan_out(requests, allow_partial)
         flags = {"partial": bool(missing), "missing": tuple(missing)}
         if mode != "hybrid":
             return [_result(_merge([a[0][i] for a in answers], k), **flags) for i in range(len(queries))]
@@ -342,18 +374,97 @@ class ShardedRetriever(Retriever):
         if sparse is None:
             return {"dense": np.asarray(dense, dtype=np.float32)}
         indices = np.asarray(sparse.indices, dtype=np.int32)
-        late = {int(t): sparse.vocab[t] for t in np.unique(indices[indices >= self._build_vocab]).tolist()}
+        late = [(t, sparse.vocab[t]) for t in np.unique(indices[indices >= self._build_vocab]).tolist()]
         return {"indptr": np.asarray(sparse.indptr), "indices": indices, "values": np.asarray(sparse.values), "late": late,
                 "dense": None if dense is None else np.asarray(dense, dtype=np.float32)}
 
+    def _fan_out(self, requests: list[dict[str, Any]], allow_partial: bool) -> tuple[list[Any], list[str]]:
+        """Every shard's answer to ``requests`` (:meth:`ShardServer.search`) over this thread's
+        connections (:mod:`lsr.distributed.wire`), and the missing shards. The request goes to
+        every shard before any reply is read, so the shards search in parallel. A connection
+        that fails or times out makes its shard missing (an error unless ``allow_partial``) and
+        is dropped, as is any left unread (so no later search reads a stale reply): the next
+        search asks the actor (restarted, maybe) for its address again. A shard whose search
+        raised is asked again by an actor call, which carries the error."""
+        seq = next(self._seqs)
+        frame = wire.pack(wire.REQUEST, [seq, requests])
+        deadline = time.monotonic() + self.timeout_s
+        links, names = self._links(), self.shard_names
+        missing: dict[int, str] = {}
+        unread: set[int] = set()
+        try:
+            for s, link in enumerate(links):
+                try:
+                    if link is None:
+                        link = links[s] = self._connect(s, deadline)
+                    unread.add(s)
+                    link.sendall(frame)
+                except (_Down, OSError) as e:
+                    missing[s] = str(e) if isinstance(e, _Down) else f"connection lost ({e})"
+            answers, failed = {}, []
+            for s in sorted(unread - set(missing)):
+                try:
+                    links[s].settimeout(max(deadline - time.monotonic(), 1e-3))
+                    kind, reply = wire.recv_frame(links[s])
+                except TimeoutError:
+                    missing[s] = f"no answer in {self.timeout_s:g} s"
+                    continue
+                except (OSError, EOFError) as e:
+                    missing[s] = f"connection lost ({str(e) or type(e).__name__})"
+                    continue
+                except wire.WireError as e:
+                    raise wire.WireError(f"{names[s]}: {e}") from None
+                if kind == wire.REFUSED:
+                    raise wire.WireError(f"{names[s]} refused the request: {reply}")
+                if kind not in (wire.REPLY, wire.FAILED) or not isinstance(reply, list) or reply[:1] != [seq]:
+                    raise wire.WireError(f"{names[s]} answered out of step (request {seq}): {str(reply)[:200]}")
+                unread.discard(s)
+                if kind == wire.REPLY:
+                    answers[s] = [[ShardHits(**h) for h in hits] for hits in reply[1]]
+                else:
+                    failed.append(s)
+        finally:
+            for s in unread:
+                self._drop(links, s)
+        if failed:
+            again, down = self._gather([self.actors[s].search.remote(requests) for s in failed], True, shards=failed)
+            answers.update(zip([s for s in failed if names[s] not in down], again))
+            missing.update({names.index(n): why for n, why in down.items()})
+        if missing and not allow_partial:
+            raise ShardsUnavailable({names[s]: missing[s] for s in sorted(missing)})
+        return [answers[s] for s in sorted(answers)], [names[s] for s in sorted(missing)]
+
+    def _links(self) -> list[socket.socket | None]:
+        """This thread's connection to each shard (None: not connected), registered for close()."""
+        links = getattr(self._call, "links", None)
+        if links is None:
+            links = self._call.links = [None] * self.layout.num_shards
+            with self._links_lock:
+                self._all_links.append(links)
+        return links
+
+    @staticmethod
+    def _drop(links: list[socket.socket | None], s: int) -> None:
+        if links[s] is not None:
+            links[s].close()
+            links[s] = None
+
+    def _connect(self, s: int, deadline: float) -> socket.socket:
+        """A connection to shard ``s``, at the address its actor gives now (_Down if it cannot)."""
+        address, down = self._gather([self.actors[s].address.remote()], True, shards=[s],
+                                     timeout_s=max(deadline - time.monotonic(), 1e-3))
+        if down:
+            raise _Down(down[self.shard_names[s]])
+        return wire.connect(tuple(address[0]), max(deadline - time.monotonic(), 1e-3))
+
     def _gather(self, refs: list[Any], allow_partial: bool = False, shards: Sequence[int] | None = None,
-                timeout_s: float | None = None) -> tuple[list[Any], list[str]]:
+                timeout_s: float | None = None) -> tuple[list[Any], dict[str, str]]:
         """The answers of ``shards`` (default: all, in order) to ``refs``; shards that failed are
-        missing (an error unless ``allow_partial``). One wait for all in the common case, one
-        per shard only after a failure."""
+        missing, with why (an error unless ``allow_partial``). One wait for all in the common
+        case, one per shard only after a failure."""
         ray, timeout_s = self._ray, timeout_s or self.timeout_s
         try:
-            return ray.get(refs, timeout=timeout_s), []
+            return ray.get(refs, timeout=timeout_s), {}
         except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError, ray.exceptions.ActorUnavailableError):
             pass
         except ray.exceptions.RayTaskError as e:
@@ -371,7 +482,7 @@ class ShardedRetriever(Retriever):
                 missing[name] = f"actor down ({type(e).__name__})"
         if missing and not allow_partial:
             raise ShardsUnavailable(missing)
-        return answers, list(missing)
+        return answers, missing
 
     def explain(self, query: Any, doc_id: str) -> list[dict[str, Any]]:
         """Per-term contributions of ``doc_id``, from the shard that holds it."""
@@ -437,6 +548,10 @@ class ShardedRetriever(Retriever):
 
     def close(self) -> None:
         """Stop the shard actors (buffered, uncommitted writes are dropped)."""
+        with self._links_lock:
+            for links in self._all_links:
+                for s in range(len(links)):
+                    self._drop(links, s)
         for a in self.actors:
             self._ray.kill(a)
         self.actors = []

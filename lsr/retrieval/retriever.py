@@ -363,10 +363,12 @@ class Retriever:
                              getattr(h, "strategy", None)) for h in hits]
 
     def search_rows(self, queries: Encoded, k: int = 10, *, mode: str = "exact", threads: int | None = None,
-                    filter: Mapping[str, Any] | None = None, **knobs: Any) -> tuple[Segments, list[Any]]:
-        """:meth:`search_encoded` as global rows of the generation searched (returned with
-        them): what a shard of a sharded index answers, rows being its tie order."""
-        snap = self.segments
+                    filter: Mapping[str, Any] | None = None, snap: Segments | None = None, **knobs: Any) -> tuple[Segments, list[Any]]:
+        """:meth:`search_encoded` as global rows of the generation searched (``snap``, default:
+        the newest; returned with them): what a shard of a sharded index answers, rows being its
+        tie order (a shard passes the generation it prepared the queries against, saving a
+        second look-up of the newest)."""
+        snap = self.segments if snap is None else snap
         check_parts(get_mode(mode), snap.parts, f"the index {self.path or ''}".strip())
         allowed = None
         if filter is not None:
