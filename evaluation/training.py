@@ -84,6 +84,8 @@ RUNS = {r.name: r for r in [
         dataset="vaswani", half="second"),
     Run("split-medline", ["--qrels", "medline", "--query-half", "first"], ["--steps", "200", "--lr", "5e-5", "--warmup-steps", "20"],
         dataset="medline", half="second"),
+    Run("split-cacm", ["--qrels", "cacm", "--query-half", "first"], ["--steps", "200", "--lr", "5e-5", "--warmup-steps", "20"],
+        dataset="cacm", half="second"),
     *(Run(f"flops-d{w}", ["--titles", "scifact"], [*SELF_DISTILL, "--flops-document", w, "--steps", "200"]) for w in ("0.05", "0.01")),
 ]}
 
