@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from lsr.data import SparseVectors
 from lsr.errors import DataError, IndexFormatError
 from lsr.index.build import raised_warning
+from lsr.index.storage import MANIFEST
 from lsr.index import SparseIndex
 from lsr.index.approx import ApproxSettings
 from lsr.retrieval import Retriever
@@ -270,6 +271,21 @@ def test_save_load_roundtrip(tmp_path):
     info = loaded.info()
     assert info["num_docs"] == 3 and info["num_postings"] == 3 and info["bytes"] > 0
     assert info["settings"]["quantization"] == "u16"
+
+
+def test_an_index_saved_without_posting_weights_derives_them(tmp_path):
+    """Indexes written before postings carried float weights still load: the weights are the
+    forward index's, transposed, and exact search returns what it did."""
+    rows = [{"t1": 1.0, "t3": 0.5}, {"t3": 2.0, "t2": 0.25}, {}, {"t0": 0.0, "t1": 3.0}]
+    index = build(rows)
+    index.save(tmp_path / "idx")
+    manifest = json.loads((tmp_path / "idx" / MANIFEST).read_text())
+    del manifest["files"]["postings_weights.npy"]
+    (tmp_path / "idx" / MANIFEST).write_text(json.dumps(manifest))
+    (tmp_path / "idx" / "postings_weights.npy").unlink()
+    loaded = Retriever.load(tmp_path / "idx", verify=True)
+    assert loaded.index.postings_weights.tolist() == index.index.postings_weights.tolist() == [1.0, 3.0, 0.25, 0.5, 2.0]
+    assert loaded.search({"t1": 1.0, "t3": 1.0}, 3) == index.search({"t1": 1.0, "t3": 1.0}, 3)
 
 
 def test_explain_contributions_sum_to_score():

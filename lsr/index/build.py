@@ -24,7 +24,7 @@ def quantization_scale(max_weight: float, dtype: np.dtype) -> float:
 
 def quantize(weights: np.ndarray, scale: float, dtype: np.dtype) -> np.ndarray:
     """Round weights to the nearest impact unit, never above the dtype's maximum and, for a
-    positive weight, never below 1 (see RAISED_LIMIT)."""
+    positive weight, never below 1 (see RAISED_WARN)."""
     qmax = np.iinfo(dtype).max
     w = weights.astype(np.float64)
     return np.where(w > 0, np.clip(np.rint(w / scale), 1, qmax), 0).astype(dtype)
@@ -32,11 +32,16 @@ def quantize(weights: np.ndarray, scale: float, dtype: np.dtype) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Postings:
-    """Term -> (doc ids ascending, quantized impacts), as CSR over the vocabulary."""
+    """Term -> (doc ids ascending, quantized impacts, float weights), as CSR over the vocabulary.
+
+    Impacts are what pruning reads (bounds, approximate scores); the float weights are what
+    exhaustive search adds up, so that its scores are the exact float ones without a rescoring.
+    """
 
     indptr: np.ndarray  # int64, vocab_size + 1
     docs: np.ndarray  # int32
     impacts: np.ndarray  # uint8 | uint16
+    weights: np.ndarray  # float32
     scale: float
     max_error: float  # largest |weight - impact * scale| over all postings
     raised: int  # positive weights below half a unit, stored as 1 unit
@@ -57,19 +62,27 @@ def build_postings(vectors: SparseVectors, vocab_size: int, quantization: str = 
     q = quantize(vectors.values, scale, dtype)
     raised = int(np.count_nonzero((vectors.values > 0) & (vectors.values < scale / 2)))
     max_error = float(np.abs(vectors.values.astype(np.float64) - q * scale).max()) if vectors.nnz else 0.0
-    # copies: scipy shares the arrays it is given, and eliminate_zeros compacts them in place
-    by_doc = sp.csr_matrix((q, vectors.indices.copy(), vectors.indptr.copy()), shape=(n_docs, vocab_size))
+    indptr, docs, entries = transpose(vectors.indptr, vectors.indices, vectors.values, vocab_size)
+    return Postings(indptr=indptr, docs=docs, impacts=q[entries], weights=vectors.values[entries].astype(np.float32),
+                    scale=scale, max_error=max_error, raised=raised)
+
+
+def posting_weights(indptr: np.ndarray, terms: np.ndarray, weights: np.ndarray, vocab_size: int) -> np.ndarray:
+    """The float weight of each posting, in posting order, from the forward rows."""
+    return np.asarray(weights)[transpose(indptr, terms, weights, vocab_size)[2]].astype(np.float32)
+
+
+def transpose(indptr: np.ndarray, terms: np.ndarray, weights: np.ndarray, vocab_size: int) -> tuple[np.ndarray, ...]:
+    """Postings of forward rows: (indptr over terms, docs ascending within a term, and the
+    forward entry each posting comes from), zero weights left out (no posting scores them)."""
+    n_docs = indptr.shape[0] - 1
+    # entry numbers from 1: scipy drops explicit zeros, and a zero weight's entry is made 0 to go
+    entry = np.where(np.asarray(weights) > 0, np.arange(1, terms.shape[0] + 1, dtype=np.int64), 0)
+    by_doc = sp.csr_matrix((entry, np.asarray(terms).copy(), np.asarray(indptr).copy()), shape=(n_docs, vocab_size))
     by_doc.eliminate_zeros()
     by_term = by_doc.tocsc()
     by_term.sort_indices()
-    return Postings(
-        indptr=by_term.indptr.astype(np.int64),
-        docs=by_term.indices.astype(np.int32),
-        impacts=by_term.data.astype(dtype),
-        scale=scale,
-        max_error=max_error,
-        raised=raised,
-    )
+    return by_term.indptr.astype(np.int64), by_term.indices.astype(np.int32), by_term.data - 1
 
 
 def raised_warning(stats: dict, quantization: str) -> str | None:

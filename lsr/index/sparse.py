@@ -27,7 +27,7 @@ from lsr.index import storage
 from lsr.index.approx import (HEAP_FACTORS, LAYOUT, QUERY_CUTS, ApproxIndex, ApproxScratch, ApproxSearcher, ApproxSettings, TunedPoint,
                               build_approx, mean_cost, pick_cheapest, recall_at_k)
 from lsr.index.blockmax import BlockMax, build_blockmax
-from lsr.index.build import QUANTIZATIONS, build_postings, quantize
+from lsr.index.build import QUANTIZATIONS, build_postings, posting_weights, quantize
 from lsr.index.dense import DenseIndex
 from lsr.index.kernels import approx_search, exact, forward
 from lsr.index.modes import APPROX, SPARSE_MODES
@@ -37,7 +37,8 @@ from lsr.index.validate import Checker
 from lsr.util import offsets
 from lsr.version import __version__
 
-_ARRAYS = ("postings_indptr", "postings_docs", "postings_impacts", "forward_indptr", "forward_terms", "forward_weights")
+_ARRAYS = ("postings_indptr", "postings_docs", "postings_impacts", "postings_weights", "forward_indptr", "forward_terms",
+           "forward_weights")
 # An approx search whose filter keeps fewer than this fraction of the documents scores those
 # documents exactly from the forward index: cheaper than walking lists whose blocks the filter
 # empties, and exact (see evaluation/results/collection for the measured crossover).
@@ -60,14 +61,15 @@ class Hits:
 
 @dataclass
 class SparseIndex:
-    """Term -> docs postings with quantized impacts, a forward index (doc -> terms, float
-    weights), the block-max layout of exact search, and optionally the approximate-search
-    structure and a dense part, in one directory.
+    """Term -> docs postings with quantized impacts and float weights, a forward index (doc ->
+    terms, float weights), the block-max layout of exact search, and optionally the
+    approximate-search structure and a dense part, in one directory.
 
     Exact scores are dot products of the query's float weights with the documents' float
-    weights (the forward index keeps them): quantized impacts only choose candidates, which
-    are rescored (:mod:`lsr.index.kernels.candidates`). Approx scores are in impacts
-    (``impact * scale``); ``info()`` reports the largest rounding error.
+    weights: exhaustive search adds up the postings' float weights, pruned strategies let
+    quantized impacts choose candidates and rescore them from the forward index
+    (:mod:`lsr.index.kernels.candidates`). Approx scores are in impacts (``impact * scale``);
+    ``info()`` reports the largest rounding error.
     """
 
     doc_ids: list[str]
@@ -75,6 +77,7 @@ class SparseIndex:
     postings_indptr: np.ndarray
     postings_docs: np.ndarray
     postings_impacts: np.ndarray
+    postings_weights: np.ndarray
     forward_indptr: np.ndarray
     forward_terms: np.ndarray
     forward_weights: np.ndarray
@@ -150,6 +153,7 @@ class SparseIndex:
             postings_indptr=postings.indptr,
             postings_docs=postings.docs,
             postings_impacts=postings.impacts,
+            postings_weights=postings.weights,
             forward_indptr=vectors.indptr.astype(np.int64),
             forward_terms=vectors.indices.astype(np.int32),
             forward_weights=vectors.values.astype(np.float32),
@@ -202,8 +206,11 @@ class SparseIndex:
         def load(name: str) -> np.ndarray:
             return storage.load_array(path, name, mmap)
 
-        base = {name: load(name) for name in _ARRAYS}
+        base = {name: load(name) for name in _ARRAYS if name != "postings_weights"}
         vocab = storage.load_json(path, "vocab")
+        # an index written before postings carried float weights: they are the forward weights, transposed
+        base["postings_weights"] = (load("postings_weights") if "postings_weights.npy" in manifest.get("files", {}) else
+                                    posting_weights(base["forward_indptr"], base["forward_terms"], base["forward_weights"], len(vocab)))
         approx = (ApproxIndex.load(manifest["approx"], load, base["forward_indptr"], base["forward_terms"], len(vocab))
                   if "approx" in manifest else None)
         index = cls(
@@ -243,6 +250,8 @@ class SparseIndex:
         c.ids("postings_docs", self.postings_docs, n)
         c.ascending_within("postings_docs", self.postings_docs, self.postings_indptr)
         c.array("postings_impacts", self.postings_impacts, (dtype,), self.postings_docs.shape[0])
+        c.array("postings_weights", self.postings_weights, (np.float32,), self.postings_docs.shape[0])
+        c.finite("postings_weights", self.postings_weights)
         c.pointers("forward_indptr", self.forward_indptr, n, self.forward_terms.shape[0])
         c.array("forward_terms", self.forward_terms, (np.int32,))
         c.ids("forward_terms", self.forward_terms, vocab_size)
@@ -374,15 +383,15 @@ class SparseIndex:
                       threads: int | None):
         """(docs, float64 scores, counts) of prepared queries, each by its strategy (``strategies``
         gets the one each query used); one query on this thread."""
-        args = (np.float32(alpha), self._err_units(), mask, (self.postings_indptr, self.postings_docs, self.postings_impacts),
-                (self.forward_indptr, self.forward_terms, self.forward_weights), self.blocks.kernel_args(),
-                self.blocks.superblock_args())
+        post = (self.postings_indptr, self.postings_docs, self.postings_impacts, self.postings_weights)
+        fwd = (self.forward_indptr, self.forward_terms, self.forward_weights)
+        args = (np.float32(alpha), self._err_units(), mask, post, fwd, self.blocks.kernel_args(), self.blocks.superblock_args())
         if len(q) != 1:
             return exact.search_batch(strategies, q.indptr, q.indices, q.values, k, *args, self._workers(threads, len(q)))
         s = self._thread_scratch()
         docs, scores = np.empty((1, k), np.int32), np.empty((1, k), np.float64)
-        n = exact.search_one(int(strategies[0]), q.indices, q.values, k, *args, s.acc, s.touched, s.ub, s.sbub, s.qdense_rescore,
-                             docs[0], scores[0], strategies)
+        n = exact.search_one(int(strategies[0]), q.indices, q.values, k, *args, s.acc, s.touched, s.found, s.ub, s.sbub,
+                             s.qdense_rescore, docs[0], scores[0], strategies)
         return docs, scores, [n]
 
     def _err_units(self) -> float:
@@ -517,8 +526,9 @@ class SparseIndex:
         """Per-thread accumulators reused across queries (the kernels leave them zeroed)."""
         s = self._scratch
         if getattr(s, "acc", None) is None:
-            s.acc = np.zeros(self.num_docs, dtype=np.float32)
+            s.acc = np.zeros(self.num_docs, dtype=np.float64)
             s.touched = np.empty(self.num_docs, dtype=np.int32)
+            s.found = np.empty(self.num_docs, dtype=np.float64)
             s.ub = np.zeros(self.blocks.n_blocks, dtype=np.float32)
             s.qdense_rescore = np.zeros(len(self.vocab), dtype=np.float32)
             s.sbub = np.zeros(self.blocks.n_superblocks, dtype=np.float32)

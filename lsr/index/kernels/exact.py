@@ -4,8 +4,8 @@ Strategies (codes shared with :mod:`lsr.index.planner`): exhaustive term-at-a-ti
 block-max pruning, and superblock pruning. Every one returns the float top-k (ties by doc id);
 they differ only in the work done, which depends on the query: long queries over flat weights
 touch most blocks and are cheapest scored exhaustively, short skewed ones (BM25) prune well.
-The index arrays travel as tuples in a fixed order: ``post`` (indptr, docs, impacts), ``fwd``
-(indptr, terms, weights), ``blk`` (:meth:`BlockMax.kernel_args`), ``sup``
+The index arrays travel as tuples in a fixed order: ``post`` (indptr, docs, impacts, weights),
+``fwd`` (indptr, terms, weights), ``blk`` (:meth:`BlockMax.kernel_args`), ``sup``
 (:meth:`BlockMax.superblock_args`).
 """
 
@@ -50,12 +50,12 @@ def _plan_costs(q_terms, p_indptr, blk_indptr, blk_n_terms, sb_indptr):
 
 
 @nb.njit(**JIT)
-def search_one(strategy, q_terms, q_weights, k, alpha, err_units, allowed, post, fwd, blk, sup, acc, touched, ub, sbub,
-               qdense, out_docs, out_scores, used):
+def search_one(strategy, q_terms, q_weights, k, alpha, err_units, allowed, post, fwd, blk, sup, acc, touched, found, ub,
+               sbub, qdense, out_docs, out_scores, used):
     """Top-k of one query by ``strategy`` (q_terms ascending), or by the planner's choice for
     AUTO; ``used[0]`` gets the strategy that produced the hits. Scratch as the strategies'
-    kernels take it (acc, touched: one per doc; ub: one per block; sbub: one per superblock;
-    qdense: float32, one per term).
+    kernels take it (acc, touched, found: one per doc; ub: one per block; sbub: one per
+    superblock; qdense: float32, one per term).
 
     The planner: exhaustive search costs its postings; superblock search costs its bounds, then
     the blocks it must score, which depend on how fast the k-th score rises. So a query whose
@@ -79,8 +79,8 @@ def search_one(strategy, q_terms, q_weights, k, alpha, err_units, allowed, post,
         strategy = EXHAUSTIVE  # the probe found exhaustive search cheaper
     used[0] = strategy
     if strategy == EXHAUSTIVE:
-        return search_exhaustive(q_terms, q_weights, post[0], post[1], post[2], k, err_units, allowed, fwd[0], fwd[1],
-                                 fwd[2], acc, touched, qdense, out_docs, out_scores)
+        return search_exhaustive(q_terms, q_weights, post[0], post[1], post[3], k, allowed, acc, touched, found, out_docs,
+                                 out_scores)
     return search_bmp(q_terms, q_weights, blk[0], blk[1], blk[2], blk[3], blk[4], blk[5], blk[6], blk[7], blk[8], blk[9],
                       blk[10], k, alpha, err_units, allowed, fwd[0], fwd[1], fwd[2], ub, qdense, out_docs, out_scores)
 
@@ -102,14 +102,15 @@ def search_batch(strategies, q_indptr, q_terms, q_weights, k, alpha, err_units, 
     out_scores = np.zeros((n_queries, k), dtype=np.float64)
     counts = np.zeros(n_queries, dtype=np.int64)
     for w in nb.prange(n_workers):
-        acc = np.zeros(n_docs, dtype=np.float32)
+        acc = np.zeros(n_docs, dtype=np.float64)
         touched = np.empty(n_docs, dtype=np.int32)
+        found = np.empty(n_docs, dtype=np.float64)
         ub = np.zeros(blk[6].shape[0] - 1, dtype=np.float32)
         sbub = np.zeros(-(-ub.shape[0] // sup[0]), dtype=np.float32)
         qdense = np.zeros(post[0].shape[0] - 1, dtype=np.float32)
         for q in range(w, n_queries, n_workers):  # strided: neighbours in a batch cost alike
             lo, hi = q_indptr[q], q_indptr[q + 1]
             counts[q] = search_one(strategies[q], q_terms[lo:hi], q_weights[lo:hi], k, alpha, err_units, allowed, post,
-                                   fwd, blk, sup, acc, touched, ub, sbub, qdense, out_docs[q], out_scores[q],
+                                   fwd, blk, sup, acc, touched, found, ub, sbub, qdense, out_docs[q], out_scores[q],
                                    strategies[q:q + 1])
     return out_docs, out_scores, counts
