@@ -15,8 +15,7 @@ from hypothesis import strategies as st
 
 from lsr.data import SparseVectors
 from lsr.index import SparseIndex
-from lsr.index.kernels.exhaustive import HEAP_K
-from lsr.index.kernels.topk import bucket_select
+from lsr.index.kernels.topk import HEAP_K, top_k_of
 from lsr.index.modes import EXACT
 
 VOCAB = [f"t{i}" for i in range(12)]
@@ -104,8 +103,8 @@ def test_every_strategy_equals_float64_brute_force_with_ties(rows, queries, k, q
        queries=st.lists(tie_query, min_size=1, max_size=2), k=st.integers(HEAP_K + 1, 300),
        layout=LAYOUTS, masked=st.booleans(), data=st.data())
 def test_a_large_k_equals_float64_brute_force_with_ties(rows, queries, k, layout, masked, data):
-    """Past HEAP_K exhaustive search gathers its hits and bucket-selects them: the same ranking,
-    ties by row included, with hundreds of tied documents straddling the k-th."""
+    """Past HEAP_K exhaustive search bucket-selects its hits: the same ranking, ties by row
+    included, with hundreds of tied documents straddling the k-th."""
     allowed = np.array(data.draw(st.lists(st.booleans(), min_size=len(rows), max_size=len(rows)))) if masked else None
     check_every_strategy(rows, queries, k, "u8", layout, allowed)
 
@@ -130,15 +129,16 @@ def check_every_strategy(rows, queries, k, quantization, layout, allowed) -> Non
 
 
 @settings(max_examples=200, deadline=None)
-@given(n=st.integers(0, 3000), k=st.integers(1, 3100), ties=st.integers(1, 40), spread=st.integers(0, 60), seed=st.integers(0, 2**32 - 1))
-def test_bucket_select_is_a_sort_by_score_then_doc(n, k, ties, spread, seed):
-    """The best k by score descending, then doc ascending, whatever the scores' range (up to
-    2^60 apart: the bucket width adapts) and however many tie (values drawn from ``ties``)."""
+@given(n=st.integers(0, 3000), k=st.integers(1, 3100) | st.integers(1, HEAP_K), ties=st.integers(1, 40), spread=st.integers(0, 60), seed=st.integers(0, 2**32 - 1))
+def test_top_k_of_gathered_scores_is_a_sort_by_score_then_doc(n, k, ties, spread, seed):
+    """The best k by score descending, then doc ascending, by heap (k <= HEAP_K) and by bucket
+    select alike, whatever the scores' range (up to 2^60 apart: the bucket width adapts) and
+    however many tie (values drawn from ``ties``)."""
     rng = np.random.default_rng(seed)
     scores = rng.choice(2.0 ** rng.uniform(-spread / 2, spread / 2, ties), n)
     docs = rng.permutation(max(n, 1) * 3)[:n].astype(np.int32)
     out_docs, out_scores = np.full(k, -1, np.int32), np.zeros(k)
-    got = bucket_select(docs.copy(), scores.copy(), n, k, out_docs, out_scores)
+    got = top_k_of(docs.copy(), scores.copy(), n, k, out_docs, out_scores)
     order = np.lexsort((docs, -scores))[:k]
     assert got == min(n, k)
     assert out_docs[:got].tolist() == docs[order].tolist()

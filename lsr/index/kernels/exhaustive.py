@@ -13,12 +13,9 @@ import numba as nb
 import numpy as np
 
 from lsr.index.kernels import JIT
-from lsr.index.kernels.topk import bucket_select, heap_drain, heap_offer
+from lsr.index.kernels.topk import top_k_of
 
 DENSE_SHARE = 4
-# Up to this k the hits go through a heap as they are found; past it they are gathered and
-# bucket-selected (see lsr.index.kernels.topk).
-HEAP_K = 64
 
 
 @nb.njit(**JIT)
@@ -43,31 +40,25 @@ def search_exhaustive(q_terms, q_weights, indptr, docs, weights, k, allowed, acc
     for i in range(q_terms.shape[0]):
         t = q_terms[i]
         w = np.float64(q_weights[i])
+        if dense:
+            for j in range(indptr[t], indptr[t + 1]):
+                acc[docs[j]] += w * np.float64(weights[j])
+            continue
         for j in range(indptr[t], indptr[t + 1]):
             d = docs[j]
-            if not dense and acc[d] == 0.0:  # hoisted out of the loop by LLVM when dense
+            if acc[d] == 0.0:
                 touched[n_touched] = d
                 n_touched += 1
             acc[d] += w * np.float64(weights[j])
-    n_scan = n_docs if dense else n_touched
     masked = allowed.shape[0] > 0
-    heap_s = np.empty(k if k <= HEAP_K else 0, dtype=np.float64)
-    heap_d = np.empty(heap_s.shape[0], dtype=np.int32)
-    size = 0
     n = 0
-    for i in range(n_scan):
+    for i in range(n_docs if dense else n_touched):
         d = i if dense else touched[i]
         s = acc[d]
         if s > 0.0:
             acc[d] = 0.0
-            if masked and not allowed[d]:
-                continue
-            if k <= HEAP_K:
-                size = heap_offer(heap_s, heap_d, size, k, s, d)
-            else:
+            if not masked or allowed[d]:
                 touched[n] = d  # n <= i: compacting in place
                 found[n] = s
                 n += 1
-    if k <= HEAP_K:
-        return heap_drain(heap_s, heap_d, size, out_docs, out_scores)
-    return bucket_select(touched, found, n, k, out_docs, out_scores)
+    return top_k_of(touched, found, n, k, out_docs, out_scores)

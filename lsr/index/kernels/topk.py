@@ -1,10 +1,11 @@
-"""Top-k selection every search kernel shares: a bounded min-heap of (score, doc) pairs, and a
-bucket select for a large k over scores already gathered.
+"""Top-k selection every search kernel shares: a bounded min-heap of (score, doc) pairs for hits
+offered one by one, and :func:`top_k_of` for scores already gathered.
 
 Ranking is by score descending, then internal doc id ascending, so results are deterministic.
-A heap costs a few sift steps per hit that enters it, and about k ln(n / k) enter; each is a
-chain of unpredictable branches, so past a few hundred hits the bucket select, three
-branch-light passes over the scores, is several times faster.
+A heap costs a few sift steps per hit that enters it, about k ln(n / k) of them, each a chain
+of unpredictable branches; a (score, doc) heap also compares doc ids on every offer. So
+gathered scores go through a heap of scores alone for small k (one compare per score), and
+through a bucket select for large k (three branch-light passes).
 """
 
 from __future__ import annotations
@@ -85,11 +86,65 @@ def batch_outputs(n_queries, k):
     return np.full((n_queries, k), -1, dtype=np.int32), np.zeros((n_queries, k), dtype=np.float32), np.zeros(n_queries, dtype=np.int64)
 
 
+# Up to this k, top_k_of finds the k-th score with a heap of scores; past it, by bucket select.
+HEAP_K = 64
 # A key's bucket: the top BUCKET_BITS bits of its offset from the smallest key. 4,096 int64
 # counts stay in L1.
 BUCKET_BITS = 12
 # Below this many hits a bucket is sorted by insertion.
 INSERTION_SORT = 32
+
+
+@nb.njit(**JIT)
+def top_k_of(docs, scores, n, k, out_docs, out_scores):
+    """The best k of docs[:n] / scores[:n] (positive float64 scores, distinct docs) written best
+    first into out_*; returns min(k, n). docs and scores are scratch."""
+    if k > HEAP_K:
+        return bucket_select(docs, scores, n, k, out_docs, out_scores)
+    kth = kth_score(scores, n, k)
+    m = 0
+    for i in range(n):  # the hits and those tied with the k-th
+        if scores[i] >= kth:
+            docs[m] = docs[i]
+            scores[m] = scores[i]
+            m += 1
+    sort_hits(docs, scores, 0, m)
+    want = min(k, m)
+    out_docs[:want] = docs[:want]
+    out_scores[:want] = scores[:want]
+    return want
+
+
+@nb.njit(**JIT)
+def kth_score(scores, n, k):
+    """The k-th largest of scores[:n] (-inf when n < k), by a min-heap of k scores."""
+    if n < k:
+        return -np.inf
+    heap = np.sort(scores[:k])  # a sorted array is a min-heap
+    for i in range(k, n):
+        s = scores[i]
+        if s > heap[0]:
+            _replace_min(heap, s)
+    return heap[0]
+
+
+@nb.njit(inline="always", **JIT)
+def _replace_min(heap, s):
+    """Replace the root of a min-heap of scores with the larger ``s`` and sift it down."""
+    size = heap.shape[0]
+    i = 0
+    while True:
+        small = i
+        left = 2 * i + 1
+        if left < size and heap[left] < s:
+            small = left
+        if left + 1 < size and heap[left + 1] < s and heap[left + 1] < heap[left]:
+            small = left + 1
+        if small == i:
+            heap[i] = s
+            return
+        heap[i] = heap[small]
+        i = small
 
 
 @nb.njit(**JIT)
@@ -145,7 +200,8 @@ def bucket_select(docs, scores, n, k, out_docs, out_scores):
     out_scores[above:want] = edge_scores[: want - above]
     at = 0
     for b in range(counts.shape[0] - 1, edge, -1):
-        sort_hits(out_docs, out_scores, at, at + counts[b])
+        if counts[b] > 1:
+            sort_hits(out_docs, out_scores, at, at + counts[b])
         at += counts[b]
     return want
 
