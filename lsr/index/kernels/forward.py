@@ -12,7 +12,7 @@ import numpy as np
 
 from lsr.index.kernels import JIT
 from lsr.index.kernels.gather import LANES, dot_chunks
-from lsr.index.kernels.topk import heap_drain, heap_offer
+from lsr.index.kernels.topk import heap_drain, heap_offer, top_k_of
 
 _CHUNK_MASK = np.uint64(LANES - 1)
 
@@ -58,22 +58,25 @@ def search_rows(q_terms, q_weights, rows, fwd_indptr, fwd_terms, fwd_impacts, k,
 
 @nb.njit(**JIT)
 def rescore(q_terms, q_weights, docs, n, fwd_indptr, fwd_terms, fwd_weights, k, qdense, out_docs, out_scores):
-    """Float64 top-k among docs[:n] by the float forward weights: the final ranking of exact
-    search (score descending, then doc id). qdense (float32, one per term: the query's own
-    precision, and half the cache of float64) is zero on entry and on return. Returns the number
-    of hits, written best first into out_* (float64 scores)."""
+    """Float64 top-k among docs[:n] (distinct; scratch, overwritten) by the float forward
+    weights: the final ranking of the pruned exact strategies (score descending, then doc id),
+    selected as exhaustive search selects its hits (:func:`lsr.index.kernels.topk.top_k_of`).
+    qdense (float32, one per term: the query's own precision, and half the cache of float64) is
+    zero on entry and on return. Returns the number of hits, written best first into out_*
+    (float64 scores)."""
     for i in range(q_terms.shape[0]):
         qdense[q_terms[i]] = q_weights[i]
-    heap_s = np.empty(k, dtype=np.float64)
-    heap_d = np.empty(k, dtype=np.int32)
-    size = 0
+    found = np.empty(n, dtype=np.float64)
+    m = 0
     for r in range(n):
         d = docs[r]
         s = 0.0
         for e in range(fwd_indptr[d], fwd_indptr[d + 1]):
             s += np.float64(qdense[fwd_terms[e]]) * np.float64(fwd_weights[e])
         if s > 0.0:
-            size = heap_offer(heap_s, heap_d, size, k, s, d)
+            docs[m] = d  # m <= r: compacting in place
+            found[m] = s
+            m += 1
     for i in range(q_terms.shape[0]):
         qdense[q_terms[i]] = 0.0
-    return heap_drain(heap_s, heap_d, size, out_docs, out_scores)
+    return top_k_of(docs, found, m, k, out_docs, out_scores)
