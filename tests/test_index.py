@@ -471,3 +471,21 @@ def test_query_weights_that_would_overflow_float32_scores_are_refused():
     for mode in MODES:
         with pytest.raises(DataError, match="keeps scores finite"):
             index.search({"t0": 3e38}, 2, mode=mode)
+    # alone (prepared inside the kernel) or in a batch (by SparseIndex.prepare), in every mode
+    sparse = sparse_with_approx([{"t0": 3.8}, {"t1": 2.0}])
+    huge = [[(1, 2e38), (2, 2e38)]]  # each weight finite, their sum past the limit
+    for queries in (raw_queries(huge), raw_queries([[(1, 1.0)]] + huge)):
+        for mode, knobs in ALL_MODES:
+            with pytest.raises(DataError, match="query weights sum to 4e\\+38: at most .* keeps scores finite"):
+                sparse.search(queries, 2, mode=mode, **knobs)
+
+
+def test_a_query_longer_than_the_first_scratch_is_searched_alone_as_in_a_batch():
+    rng = np.random.default_rng(5)
+    sparse = sparse_with_approx([{t: float(rng.integers(1, 5)) for t in rng.choice(VOCAB, 5, replace=False)} for _ in range(30)])
+    long_row = [(int(t), float(w)) for t, w in zip(rng.integers(0, len(VOCAB), 300), rng.integers(-1, 4, 300))]
+    for mode, knobs in ALL_MODES:
+        batch = sparse.search(raw_queries([long_row, long_row[:3]]), 7, mode=mode, **knobs)[0]
+        for _ in range(2):  # the grown scratch is reused
+            one = sparse.search(raw_queries([long_row]), 7, mode=mode, **knobs)[0]
+            assert (one.rows.tolist(), one.scores.tolist()) == (batch.rows.tolist(), batch.scores.tolist()), mode

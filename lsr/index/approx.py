@@ -21,6 +21,7 @@ from lsr.errors import DataError, IndexFormatError
 from lsr.index.kernels import approx_build, approx_search
 from lsr.index.validate import Checker
 from lsr.index.kernels.approx_search import STAT_DOC_ENTRIES, STAT_SUMMARY_ENTRIES
+from lsr.index.kernels.query import query_error
 from lsr.util import concat, offsets
 
 # Layout of the arrays: 2 added the compact forward index (approx_fwd_ptr, approx_fwd_terms).
@@ -178,12 +179,12 @@ class ApproxSearcher:
     once, buffers reused, so a call is argument passing plus one kernel (which also does what
     SparseIndex.prepare does for one query). Not for concurrent use: one per thread."""
 
-    def __init__(self, approx: ApproxIndex, vocab_size: int, n_docs: int, scale: float, k: int, query_cut: int,
-                 heap_factor: float, scratch: ApproxScratch | None = None) -> None:
+    def __init__(self, approx: ApproxIndex, vocab_size: int, n_docs: int, scale: float, weight_limit: float, k: int,
+                 query_cut: int, heap_factor: float, scratch: ApproxScratch | None = None) -> None:
         self.k, self.scale = k, scale
         self.s = scratch or ApproxScratch(approx, vocab_size, n_docs)
-        self._vocab_size = vocab_size
-        self._head = (int(query_cut), np.float32(heap_factor), k)
+        self._vocab_size, self._limit = vocab_size, weight_limit
+        self._head = (weight_limit, int(query_cut), np.float32(heap_factor), k)
         self._arrays = approx.kernel_args()
 
     def search_raw(self, terms: np.ndarray, weights: np.ndarray, allowed: np.ndarray = _ALL,
@@ -199,21 +200,13 @@ class ApproxSearcher:
                                             s.qdense, s.visited, s.seen, s.dots, s.order, s.heap_s, s.heap_d, docs, scores,
                                             s.stats)
         if n < 0:
-            raise _query_error(n, terms, self._vocab_size)
+            raise query_error(n, terms, weights, self._vocab_size, self._limit)
         return docs[:n], scores[:n]
 
     def search(self, terms: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Top-k rows (int32) and scores (float64, the index's units) of one query."""
         docs, scores = self.search_raw(terms, weights)
         return docs, np.multiply(scores, self.scale, dtype=np.float64)
-
-
-def _query_error(code: int, terms: np.ndarray, vocab_size: int) -> DataError:
-    """The error SparseIndex.prepare raises for the same query."""
-    if code == approx_search.BAD_TERM:
-        bad = terms[(terms < 0) | (terms >= vocab_size)][0]
-        return DataError(f"query term id {int(bad)} is outside the vocabulary (0..{vocab_size - 1})")
-    return DataError("query weights must be finite")
 
 
 def build_approx(

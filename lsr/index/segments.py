@@ -18,6 +18,7 @@ import numpy as np
 
 from lsr.data.vectors import SparseVectors
 from lsr.errors import DataError
+from lsr.index.kernels.query import BAD_TERM, query_error
 from lsr.index.sparse import Hits, SparseIndex, check_k, check_vocab
 
 
@@ -140,8 +141,7 @@ class Segments:
         check_vocab(self.vocab, queries.vocab, self._same_vocab)
         terms = np.asarray(queries.indices)
         if terms.size and (int(terms.min()) < 0 or int(terms.max()) >= len(self.vocab)):
-            bad = terms[(terms < 0) | (terms >= len(self.vocab))][0]
-            raise DataError(f"query term id {int(bad)} is outside the vocabulary (0..{len(self.vocab) - 1})")
+            raise query_error(BAD_TERM, terms, queries.values, len(self.vocab))
         keep = terms < len(vocab)
         kept = np.concatenate([[0], np.cumsum(keep)]).astype(np.int64)
         return SparseVectors(kept[np.asarray(queries.indptr)], terms[keep], np.asarray(queries.values)[keep], vocab)

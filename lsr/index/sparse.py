@@ -30,8 +30,9 @@ from lsr.index.blockmax import BlockMax, build_blockmax
 from lsr.index.build import QUANTIZATIONS, build_postings, posting_weights, quantize
 from lsr.index.dense import DenseIndex
 from lsr.index.kernels import approx_search, exact, forward
+from lsr.index.kernels.query import BAD_SUM, BAD_TERM, BAD_WEIGHT, query_error, weight_limit
 from lsr.index.modes import APPROX, SPARSE_MODES
-from lsr.index.planner import STRATEGIES, plan
+from lsr.index.planner import CODES, STRATEGIES, plan
 from lsr.index.reorder import reorder_documents
 from lsr.index.validate import Checker
 from lsr.util import offsets
@@ -89,6 +90,7 @@ class SparseIndex:
     _scratch: threading.local = field(default_factory=threading.local, repr=False)
     _positions: dict[str, int] | None = field(default=None, repr=False)
     _same_vocab: dict[int, Sequence[str]] = field(default_factory=dict, repr=False)
+    _exact_args: tuple | None = field(default=None, repr=False)
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -274,6 +276,11 @@ class SparseIndex:
         return float(self.manifest["settings"]["scale"])
 
     @property
+    def weight_limit(self) -> float:
+        """The largest sum of a query's positive weights this index searches (see :func:`weight_limit`)."""
+        return weight_limit(np.iinfo(self.postings_impacts.dtype).max)
+
+    @property
     def parts(self) -> frozenset[str]:
         """Optional structures present (``"approx"``, ``"dense"``): what a mode may need."""
         return frozenset(name for name, part in (("approx", self.approx), ("dense", self.dense)) if part is not None)
@@ -313,17 +320,16 @@ class SparseIndex:
         n = len(queries)
         terms = np.asarray(queries.indices)
         weights = np.asarray(queries.values, dtype=np.float32)
-        if terms.size and (int(terms.min()) < 0 or int(terms.max()) >= len(self.vocab)):
-            bad = terms[(terms < 0) | (terms >= len(self.vocab))][0]
-            raise DataError(f"query term id {int(bad)} is outside the vocabulary (0..{len(self.vocab) - 1})")
+        vocab_size, limit = len(self.vocab), self.weight_limit
+        if terms.size and (int(terms.min()) < 0 or int(terms.max()) >= vocab_size):
+            raise query_error(BAD_TERM, terms, weights, vocab_size, limit)
         if not np.isfinite(weights).all():
-            raise DataError("query weights must be finite")
+            raise query_error(BAD_WEIGHT, terms, weights, vocab_size, limit)
         rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(np.asarray(queries.indptr)))
-        # scores add weight x impact in float32: a query whose weights could overflow it is refused
-        limit = float(np.finfo(np.float32).max) / 2 / float(np.iinfo(self.postings_impacts.dtype).max)
         total = np.bincount(rows, np.maximum(weights, 0).astype(np.float64), minlength=n)
         if total.size and total.max() > limit:
-            raise DataError(f"query weights sum to {total.max():.3g}: at most {limit:.3g} keeps scores finite in float32")
+            worst = int(np.argmax(total))
+            raise query_error(BAD_SUM, terms, queries.row(worst)[1], vocab_size, limit)
         keep = weights > 0
         rows, terms, weights = rows[keep], terms[keep], weights[keep]
         order = np.lexsort((terms, rows))
@@ -366,6 +372,12 @@ class SparseIndex:
             check_vocab(self.vocab, queries.vocab, self._same_vocab)
             rows, scores = self._approx_scratch_searcher(k, self.approx_knobs(**knobs)).search(*queries.row(0))
             return [Hits(rows, scores)]
+        if mode != "approx" and len(queries) == 1:  # the thin path, as for approx
+            beta = knobs.get("beta", 1.0)
+            check_vocab(self.vocab, queries.vocab, self._same_vocab)
+            q = self.prepare(queries, beta) if beta < 1.0 else queries
+            strategy = "exhaustive" if mode == "exhaustive" else knobs.get("strategy", "auto")
+            return [self._search_one_raw(*q.row(0), k, CODES[strategy], knobs.get("alpha", 1.0), mask)]
         q = self.prepare(queries, knobs.pop("beta", 1.0))
         if mode == "approx":
             knobs = self.approx_knobs(**knobs)
@@ -382,17 +394,37 @@ class SparseIndex:
     def _search_exact(self, q: SparseVectors, k: int, strategies: np.ndarray, alpha: float, mask: np.ndarray,
                       threads: int | None):
         """(docs, float64 scores, counts) of prepared queries, each by its strategy (``strategies``
-        gets the one each query used); one query on this thread."""
-        post = (self.postings_indptr, self.postings_docs, self.postings_impacts, self.postings_weights)
-        fwd = (self.forward_indptr, self.forward_terms, self.forward_weights)
-        args = (np.float32(alpha), self._err_units(), mask, post, fwd, self.blocks.kernel_args(), self.blocks.superblock_args())
-        if len(q) != 1:
-            return exact.search_batch(strategies, q.indptr, q.indices, q.values, k, *args, self._workers(threads, len(q)))
+        gets the one each query used), in parallel over ``threads``."""
+        _, err_units, arrays = self._exact_args_once()
+        return exact.search_batch(strategies, q.indptr, q.indices, q.values, k, np.float32(alpha), err_units, mask, *arrays,
+                                  self._workers(threads, len(q)))
+
+    def _search_one_raw(self, terms: np.ndarray, weights: np.ndarray, k: int, strategy: int, alpha: float,
+                        mask: np.ndarray) -> Hits:
+        """One raw query (as given: any order, repeats, weights <= 0) on this thread, prepared
+        inside the kernel: argument passing plus one call."""
         s = self._thread_scratch()
-        docs, scores = np.empty((1, k), np.int32), np.empty((1, k), np.float64)
-        n = exact.search_one(int(strategies[0]), q.indices, q.values, k, *args, s.acc, s.touched, s.found, s.ub, s.sbub,
-                             s.qdense_rescore, docs[0], scores[0], strategies)
-        return docs, scores, [n]
+        if terms.shape[0] > s.keys.shape[0]:
+            n = max(terms.shape[0], 2 * s.keys.shape[0])
+            s.keys, s.q_terms, s.q_weights = np.empty(n, np.int64), np.empty(n, np.int32), np.empty(n, np.float32)
+        docs, scores, used = np.empty(k, np.int32), np.empty(k, np.float64), np.empty(1, np.int8)
+        limit, err_units, arrays = self._exact_args_once()
+        n = exact.search_one_raw(strategy, terms, weights, limit, k, np.float32(alpha), err_units, mask, *arrays,
+                                 s.keys, s.q_terms, s.q_weights, s.acc, s.touched, s.found, s.ub, s.sbub, s.qdense_rescore,
+                                 docs, scores, used)
+        if n < 0:
+            raise query_error(n, terms, weights, len(self.vocab), limit)
+        return Hits(docs[:n], scores[:n], STRATEGIES[used[0]])
+
+    def _exact_args_once(self) -> tuple[float, float, tuple]:
+        """(weight limit, err_units, the array tuples post, fwd, blk, sup) of the exact kernels,
+        gathered once: a query pays for none of it."""
+        if self._exact_args is None:
+            arrays = ((self.postings_indptr, self.postings_docs, self.postings_impacts, self.postings_weights),
+                      (self.forward_indptr, self.forward_terms, self.forward_weights),
+                      self.blocks.kernel_args(), self.blocks.superblock_args())
+            self._exact_args = (self.weight_limit, self._err_units(), arrays)
+        return self._exact_args
 
     def _err_units(self) -> float:
         """The largest gap between a posting's float weight (as float32, as the forward index holds
@@ -436,7 +468,7 @@ class SparseIndex:
         (the tuned defaults for those not given): ``searcher.search(term_ids, weights)`` returns
         (rows, scores) with no per-query Python beyond argument passing. One per thread."""
         knobs = self.approx_knobs(**knobs)  # first: refuses an index without the structure
-        return ApproxSearcher(self.approx, len(self.vocab), self.num_docs, self.scale, self.check_k(k), **knobs)
+        return ApproxSearcher(self.approx, len(self.vocab), self.num_docs, self.scale, self.weight_limit, self.check_k(k), **knobs)
 
     def _approx_scratch_searcher(self, k: int, knobs: Mapping[str, Any]) -> ApproxSearcher:
         """This thread's searcher for (k, knobs), over one scratch per thread (made on first use)."""
@@ -448,7 +480,7 @@ class SparseIndex:
         if searcher is None:
             if len(s.approx_searchers) >= 64:
                 s.approx_searchers.clear()
-            searcher = s.approx_searchers[key] = ApproxSearcher(self.approx, len(self.vocab), self.num_docs, self.scale, k,
+            searcher = s.approx_searchers[key] = ApproxSearcher(self.approx, len(self.vocab), self.num_docs, self.scale, self.weight_limit, k,
                                                                 scratch=s.approx, **knobs)
         return searcher
 
@@ -532,6 +564,7 @@ class SparseIndex:
             s.ub = np.zeros(self.blocks.n_blocks, dtype=np.float32)
             s.qdense_rescore = np.zeros(len(self.vocab), dtype=np.float32)
             s.sbub = np.zeros(self.blocks.n_superblocks, dtype=np.float32)
+            s.keys, s.q_terms, s.q_weights = np.empty(64, np.int64), np.empty(64, np.int32), np.empty(64, np.float32)
         return s
 
 

@@ -21,14 +21,13 @@ import numpy as np
 from lsr.index.kernels import JIT
 from lsr.index.kernels.forward import dot_row
 from lsr.index.kernels.prefetch import prefetch, prefetch_range
+from lsr.index.kernels.query import canonical_query
 from lsr.index.kernels.topk import batch_outputs, heap_drain, heap_offer
 
 # stats slots filled by search_approx (summed over a batch): what a query's time is spent on
 STAT_LISTS, STAT_SUMMARY_ENTRIES, STAT_BLOCKS_SCORED, STAT_BLOCKS_SKIPPED, STAT_DOCS_SCORED, STAT_DOC_ENTRIES = range(6)
 N_STATS = 6
 _STATS_STRIDE = 16  # int64 slots a batch worker's stats row takes: two 64-byte lines
-# canonical_query's refusals
-BAD_TERM, BAD_WEIGHT = -1, -2
 _HIGH = np.int64(0x7FFFFFFF)
 _ONE = np.uint64(1)
 
@@ -38,38 +37,6 @@ def _descending_key(bits, i):
     """Sort key of a non-negative float32 (its bit pattern, which orders like the value) so
     that ascending keys are descending values, ties by ascending ``i`` (a stable sort's order)."""
     return ((_HIGH - np.int64(bits)) << 32) | np.int64(i)
-
-
-@nb.njit(**JIT)
-def canonical_query(terms, weights, vocab_size, keys, out_terms, out_weights):
-    """One raw query in the kernels' form, as SparseIndex.prepare makes it: weights <= 0
-    dropped, terms ascending, a repeated term's weights summed in input order. keys, out_* hold
-    at least len(terms) slots. Returns the term count, or BAD_TERM / BAD_WEIGHT (an id outside
-    the vocabulary, a non-finite weight) for the caller to report."""
-    n = terms.shape[0]
-    for i in range(n):
-        if terms[i] < 0 or terms[i] >= vocab_size:
-            return BAD_TERM
-    for i in range(n):
-        if not np.isfinite(weights[i]):
-            return BAD_WEIGHT
-    m = 0
-    for i in range(n):
-        if weights[i] > 0.0:
-            keys[m] = (np.int64(terms[i]) << 32) | np.int64(i)
-            m += 1
-    keys[:m].sort()
-    out = -1
-    for j in range(m):
-        t = np.int32(keys[j] >> 32)
-        w = np.float32(weights[keys[j] & 0xFFFFFFFF])
-        if out >= 0 and out_terms[out] == t:
-            out_weights[out] += w
-        else:
-            out += 1
-            out_terms[out] = t
-            out_weights[out] = w
-    return out + 1
 
 
 @nb.njit(**JIT)
@@ -217,14 +184,14 @@ def search_approx(q_terms, q_weights, n_q, query_cut, heap_factor, k, lst_blk_pt
 
 
 @nb.njit(**JIT)
-def search_approx_raw(terms, weights, query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs, lst_comp_ptr,
+def search_approx_raw(terms, weights, limit, query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs, lst_comp_ptr,
                       comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr, fwd_terms, fwd_impacts,
                       allowed, q_terms, q_weights, qdense, visited, seen, dots, order, heap_s, heap_d, out_docs,
                       out_scores, stats):
     """canonical_query then search_approx: the whole single-query path in one call. q_terms and
     q_weights hold at least len(terms) slots, order two per term beyond its blocks' part.
-    Returns the hit count, or BAD_TERM / BAD_WEIGHT."""
-    n_q = canonical_query(terms, weights, lst_blk_ptr.shape[0] - 1, order[order.shape[0] - terms.shape[0]:], q_terms,
+    Returns the hit count, or canonical_query's refusal."""
+    n_q = canonical_query(terms, weights, lst_blk_ptr.shape[0] - 1, limit, order[order.shape[0] - terms.shape[0]:], q_terms,
                           q_weights)
     if n_q < 0:
         return n_q

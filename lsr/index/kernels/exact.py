@@ -17,6 +17,7 @@ import numpy as np
 from lsr.index.kernels import JIT
 from lsr.index.kernels.blockmax_search import search_bmp
 from lsr.index.kernels.exhaustive import search_exhaustive
+from lsr.index.kernels.query import canonical_query
 from lsr.index.kernels.superblock_search import search_superblocks
 
 EXHAUSTIVE, BLOCKMAX, SUPERBLOCK, AUTO = 0, 1, 2, 3
@@ -83,6 +84,19 @@ def search_one(strategy, q_terms, q_weights, k, alpha, err_units, allowed, post,
                                  out_scores)
     return search_bmp(q_terms, q_weights, blk[0], blk[1], blk[2], blk[3], blk[4], blk[5], blk[6], blk[7], blk[8], blk[9],
                       blk[10], k, alpha, err_units, allowed, fwd[0], fwd[1], fwd[2], ub, qdense, out_docs, out_scores)
+
+
+@nb.njit(**JIT)
+def search_one_raw(strategy, terms, weights, limit, k, alpha, err_units, allowed, post, fwd, blk, sup, keys, q_terms,
+                   q_weights, acc, touched, found, ub, sbub, qdense, out_docs, out_scores, used):
+    """canonical_query then search_one: a raw query (terms in any order, repeats, weights <= 0)
+    in one call; keys, q_terms, q_weights hold at least len(terms) slots. Returns the hit
+    count, or canonical_query's refusal."""
+    n_q = canonical_query(terms, weights, post[0].shape[0] - 1, limit, keys, q_terms, q_weights)
+    if n_q < 0:
+        return n_q
+    return search_one(strategy, q_terms[:n_q], q_weights[:n_q], k, alpha, err_units, allowed, post, fwd, blk, sup, acc,
+                      touched, found, ub, sbub, qdense, out_docs, out_scores, used)
 
 
 @nb.njit(inline="always", **JIT)
