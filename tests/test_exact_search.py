@@ -109,6 +109,35 @@ def test_a_large_k_equals_float64_brute_force_with_ties(rows, queries, k, layout
     check_every_strategy(rows, queries, k, "u8", layout, allowed)
 
 
+PADDING = {VOCAB[-1]: 1.0}  # a document no query below shares a term with
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.lists(st.dictionaries(st.sampled_from(VOCAB[:-1]), dyadic, max_size=6), min_size=1, max_size=40),
+       queries=st.lists(st.dictionaries(st.sampled_from(VOCAB[:-1]), st.sampled_from([0.5, 1.0, 2.0]), max_size=6),
+                        min_size=1, max_size=2),
+       k=st.integers(1, HEAP_K + 10), layout=LAYOUTS, masked=st.booleans(), seed=st.integers(0, 2**32 - 1), data=st.data())
+def test_ties_rank_by_row_when_a_query_touches_few_documents(rows, queries, k, layout, masked, seed, data):
+    """A query whose postings reach under a quarter of the documents gathers its hits in the
+    order its posting lists find them, not by row: the running floor that thins them for small
+    k must keep a hit tied with it (a later-found tie may have the lower row). Padding documents
+    sharing no query term make every query take that path."""
+    padded = rows + [PADDING] * (4 * 6 * len(rows) + 1)
+    order = np.random.default_rng(seed).permutation(len(padded))  # hits spread among the padding
+    padded = [padded[i] for i in order]
+    allowed = np.array(data.draw(st.lists(st.booleans(), min_size=len(padded), max_size=len(padded)))) if masked else None
+    check_every_strategy(padded, queries, k, "u16", layout, allowed)
+
+
+def test_a_tie_found_after_the_floor_rose_still_wins_by_its_lower_row():
+    rows = [{"t1": 1.0}, {"t0": 1.0}, {"t0": 1.0}] + [PADDING] * 20  # t0's list finds rows 1, 2 before t1's finds row 0
+    index = build(rows)
+    for k in (1, 2):
+        for strategy in STRATEGIES:
+            (hits,) = index.search(queries_of(index, [{"t0": 1.0, "t1": 1.0}]), k, strategy=strategy)
+            assert hits.rows.tolist() == [0, 1][:k], (k, strategy)
+
+
 def check_every_strategy(rows, queries, k, quantization, layout, allowed) -> None:
     index = build(rows, quantization, layout)
     docs = internal(index, dense(rows))

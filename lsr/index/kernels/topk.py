@@ -116,6 +116,15 @@ def top_k_of(docs, scores, n, k, out_docs, out_scores):
 
 
 @nb.njit(**JIT)
+def raise_floor(floor, s):
+    """Take score ``s`` into ``floor``, a min-heap of the k best scores seen so far (k slots of
+    -inf at first), when it beats floor[0]: a kernel gathering scores one by one keeps only
+    those not below floor[0], so top_k_of sees a few times k of them, not every hit."""
+    if s > floor[0]:
+        _replace_min(floor, s)
+
+
+@nb.njit(**JIT)
 def kth_score(scores, n, k):
     """The k-th largest of scores[:n] (-inf when n < k), by a min-heap of k scores."""
     if n < k:
