@@ -222,8 +222,11 @@ def run_exact_benchmark(
     for k in k_values:
         lat = {name: [] for name in systems}
         res = {}
-        for _ in range(repeats):  # interleave systems across repeats so noise hits all alike
-            for name, fn in systems.items():
+        names = list(systems)
+        for rep in range(repeats):  # interleaved, each repeat starting elsewhere: noise and cold caches hit all alike
+            start = rep * len(names) // repeats
+            for name in names[start:] + names[:start]:
+                fn = systems[name]
                 fn(0, k)  # warm
                 t, r = time_queries(lambda i: fn(i, k), n_q)
                 lat[name].append(t)

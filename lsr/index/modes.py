@@ -74,6 +74,8 @@ class Mode:
 
     def check_knobs(self, knobs: Mapping[str, Any]) -> dict[str, Any]:
         """The given knobs checked and normalized (defaults are not filled in)."""
+        if not knobs:
+            return {}
         by_name = {k.name: k for k in self.knobs}
         out: dict[str, Any] = {}
         for name, value in knobs.items():

@@ -59,7 +59,7 @@ def search_dense_modes(view: Segments, queries: HybridQueries, k: int, mode: str
     mode's (checked here), ``allowed`` each segment's filter (see Segments.search)."""
     knobs, weights = dense_knobs(mode, knobs, len(queries))
     k = view.check_k(k)
-    check_parts(DENSE_MODES[mode], view.parts, "the index")
+    check_parts(DENSE_MODES[mode], view, "the index")
     qd = view.indexes[0].dense.check_queries(queries.dense) if view.indexes else np.asarray(queries.dense, np.float32)
     faiss_knobs = faiss_knobs_of(knobs)
     flat = all(ix.dense.settings["kind"] == "flat" for ix in view.indexes)

@@ -7,7 +7,7 @@ modes, served by :mod:`lsr.retrieval.hybrid`, are declared here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from typing import Any
 
 from lsr.errors import DataError
 from lsr.index.modes import SPARSE_MODES, Knob, Mode
@@ -47,9 +47,12 @@ def get_mode(name: str) -> Mode:
         raise ValueError(f"unknown mode {name!r}; modes: {', '.join(MODES)}") from None
 
 
-def check_parts(mode: Mode, parts: Iterable[str], where: str = "this index") -> None:
-    """A clear error when an index lacks a part the mode needs."""
-    missing = sorted(mode.needs - set(parts))
+def check_parts(mode: Mode, view: Any, where: str = "this index") -> None:
+    """A clear error when an index (``view``: anything with ``parts``) lacks a part the mode
+    needs; free for a mode that needs none (exact search pays it per query)."""
+    if not mode.needs:
+        return
+    missing = sorted(mode.needs - set(view.parts))
     if missing:
         how = {"approx": "build it with `lsr index --approx` (or add it with `lsr tune`)",
                "dense": "build it with `lsr index --dense-model M`"}

@@ -306,7 +306,7 @@ class Retriever:
         (text only), a dense vector per query plus the sparse rows the fusion needs. ``query``:
         the text options of :meth:`encode_queries`."""
         spec = get_mode(mode)
-        check_parts(spec, self.segments.parts, f"the index {self.path or ''}".strip())  # before loading any model
+        check_parts(spec, self.segments, f"the index {self.path or ''}".strip())  # before loading any model
         if not spec.text_only:
             return self.encode_queries(queries, **query)
         if not all(isinstance(q, str) for q in queries):
@@ -333,7 +333,7 @@ class Retriever:
         """:meth:`search` for many queries, in parallel over ``threads`` (default: all cores).
         Everything is checked before any query is encoded."""
         spec = get_mode(mode)
-        check_parts(spec, self.segments.parts, f"the index {self.path or ''}".strip())
+        check_parts(spec, self.segments, f"the index {self.path or ''}".strip())
         spec.check_knobs(knobs)
         self.segments.check_k(k)
         if filter is not None:
@@ -369,7 +369,7 @@ class Retriever:
         tie order (a shard passes the generation it prepared the queries against, saving a
         second look-up of the newest)."""
         snap = self.segments if snap is None else snap
-        check_parts(get_mode(mode), snap.parts, f"the index {self.path or ''}".strip())
+        check_parts(get_mode(mode), snap, f"the index {self.path or ''}".strip())
         allowed = None
         if filter is not None:
             if self.collection is None or self.collection.store is None:
@@ -424,6 +424,8 @@ def _flag(value: Any, name: str) -> bool:
 
 
 def check_fields(fields: Sequence[str] | None, snippet: int | None) -> None:
+    if fields is None and snippet is None:
+        return
     unknown = sorted(set(fields or ()) - set(FIELDS))
     if unknown:
         raise DataError(f"unknown field(s) {', '.join(unknown)}; stored fields: {', '.join(FIELDS)}")
