@@ -277,6 +277,12 @@ def test_planner_prunes_a_skewed_query_and_scores_a_spread_one_exhaustively():
     assert auto.strategy == "superblock"
     (reference,) = index.search(skewed, 5, mode="exhaustive")
     assert auto.rows.tolist() == reference.rows.tolist()
+    # a k one superblock (8 blocks of 32 documents) cannot hold: no probe, which would score blind
+    for k, strategy in ((256, "superblock"), (257, "exhaustive")):
+        (hits,) = index.search(skewed, k)
+        assert hits.strategy == strategy
+        (reference,) = index.search(skewed, k, mode="exhaustive")
+        assert (hits.rows.tolist(), hits.scores.tolist()) == (reference.rows.tolist(), reference.scores.tolist())
     # each term once per superblock (256 documents): its superblock bounds cost as much as its postings
     spread = [{vocab[i % 256]: 1.0 + rng.random()} for i in range(3000)]
     spread_index = SparseIndex.build(SparseVectors.from_dicts(spread, vocab), [str(i) for i in range(3000)])
