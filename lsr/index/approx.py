@@ -191,22 +191,25 @@ class ApproxSearcher:
                    out_docs: np.ndarray | None = None, out_scores: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k rows and float32 scores in impact units (multiply by ``scale``) of one query
         given as term ids and weights in any order (repeats summed, weights <= 0 ignored)."""
+        docs = np.empty(self.k, np.int32) if out_docs is None else out_docs
+        scores = np.empty(self.k, np.float32) if out_scores is None else out_scores
+        return self._call(terms, weights, allowed, 1.0, docs, scores)
+
+    def search(self, terms: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k rows (int32) and scores (float64, the index's units) of one query."""
+        return self._call(terms, weights, _ALL, self.scale, np.empty(self.k, np.int32), np.empty(self.k, np.float64))
+
+    def _call(self, terms: np.ndarray, weights: np.ndarray, allowed: np.ndarray, scale: float, docs: np.ndarray,
+              scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         s = self.s
         if terms.shape[0] > s.q_terms.shape[0] or self.k > s.heap_s.shape[0]:
             s.fit(max(terms.shape[0], s.q_terms.shape[0]), max(self.k, s.heap_s.shape[0]))
-        docs = np.empty(self.k, np.int32) if out_docs is None else out_docs
-        scores = np.empty(self.k, np.float32) if out_scores is None else out_scores
-        n = approx_search.search_approx_raw(terms, weights, *self._head, *self._arrays, allowed, s.q_terms, s.q_weights,
+        n = approx_search.search_approx_raw(terms, weights, *self._head, scale, *self._arrays, allowed, s.q_terms, s.q_weights,
                                             s.qdense, s.visited, s.seen, s.dots, s.order, s.heap_s, s.heap_d, docs, scores,
                                             s.stats)
         if n < 0:
             raise query_error(n, terms, weights, self._vocab_size, self._limit)
         return docs[:n], scores[:n]
-
-    def search(self, terms: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k rows (int32) and scores (float64, the index's units) of one query."""
-        docs, scores = self.search_raw(terms, weights)
-        return docs, np.multiply(scores, self.scale, dtype=np.float64)
 
 
 def build_approx(

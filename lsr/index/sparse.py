@@ -378,15 +378,17 @@ class SparseIndex:
             q = self.prepare(queries, beta) if beta < 1.0 else queries
             strategy = "exhaustive" if mode == "exhaustive" else knobs.get("strategy", "auto")
             return [self._search_one_raw(*q.row(0), k, CODES[strategy], knobs.get("alpha", 1.0), mask)]
-        q = self.prepare(queries, knobs.pop("beta", 1.0))
         if mode == "approx":
             knobs = self.approx_knobs(**knobs)
             if mask.shape[0] and np.count_nonzero(mask) < SELECTIVE_FILTER * self.num_docs:
-                docs, scores, counts = self._search_rows(q, k, np.flatnonzero(mask).astype(np.int32))
-            else:
-                docs, scores, counts, _ = self._search_approx(q, k, knobs, threads, mask)
-            scale = self.scale
-            return [Hits(docs[i, : counts[i]], scores[i, : counts[i]].astype(np.float64) * scale) for i in range(len(q))]
+                docs, scores, counts = self._search_rows(self.prepare(queries), k, np.flatnonzero(mask).astype(np.int32))
+            else:  # raw queries: the batch kernel's workers make them canonical, in parallel
+                check_vocab(self.vocab, queries.vocab, self._same_vocab)
+                docs, scores, counts, _ = self._search_approx(queries, k, knobs, threads, mask)
+            scores = scores.astype(np.float64)
+            scores *= self.scale  # the whole batch at once: a per-query multiply costs more than its arithmetic
+            return [Hits(docs[i, : counts[i]], scores[i, : counts[i]]) for i in range(len(queries))]
+        q = self.prepare(queries, knobs.pop("beta", 1.0))
         strategies = plan(len(q), "exhaustive" if mode == "exhaustive" else knobs.get("strategy", "auto"))
         docs, scores, counts = self._search_exact(q, k, strategies, knobs.get("alpha", 1.0), mask, threads)
         return [Hits(docs[i, : counts[i]], scores[i, : counts[i]], STRATEGIES[strategies[i]]) for i in range(len(q))]
@@ -485,11 +487,18 @@ class SparseIndex:
         return searcher
 
     def _search_approx(self, q: SparseVectors, k: int, knobs: Mapping[str, Any], threads: int | None = None, mask: np.ndarray | None = None):
-        """(docs, scores, counts, work stats) of prepared queries; one query on this thread."""
+        """(docs, scores, counts, work stats) of queries over this vocabulary, prepared or raw
+        (the kernels make them canonical); one query on this thread."""
         mask = _ALL if mask is None else mask
         if len(q) != 1:
-            return approx_search.search_approx_batch(q.indptr, q.indices, q.values, int(knobs["query_cut"]), np.float32(knobs["heap_factor"]),
-                                                     k, *self.approx.kernel_args(), mask, self._workers(threads, len(q)))
+            out = approx_search.search_approx_batch(q.indptr, q.indices, np.asarray(q.values, np.float32), self.weight_limit,
+                                                    int(knobs["query_cut"]), np.float32(knobs["heap_factor"]), k,
+                                                    *self.approx.kernel_args(), mask, self._workers(threads, len(q)))
+            refused = np.flatnonzero(out[2] < 0)
+            if refused.size:
+                self.prepare(q)  # raises what preparing the batch first raised (its checks run over the whole batch)
+                raise query_error(int(out[2][refused[0]]), q.indices, q.row(int(refused[0]))[1], len(self.vocab), self.weight_limit)
+            return out
         searcher = self._approx_scratch_searcher(k, knobs)
         docs, scores = np.empty((1, k), np.int32), np.empty((1, k), np.float32)
         before = searcher.s.stats.copy()

@@ -128,6 +128,11 @@ def search_approx(q_terms, q_weights, n_q, query_cut, heap_factor, k, lst_blk_pt
     for i in range(n_q):
         order[tail + i] = _descending_key(wbits[i], i)
     order[tail:].sort()
+    for c in range(n_cut):  # every walked list's pointers, asked for at once rather than one list at a time
+        t = q_terms[order[tail + c] & 0xFFFFFFFF]
+        prefetch(lst_blk_ptr, t)
+        prefetch(lst_comp_ptr, t)
+        prefetch(lst_ent_ptr, t)
     size = 0
     n_seen = 0
     masked = allowed.shape[0] > 0
@@ -144,6 +149,9 @@ def search_approx(q_terms, q_weights, n_q, query_cut, heap_factor, k, lst_blk_pt
         if c + 1 < n_cut:  # the next list's summary terms and postings arrive while this one's documents are scored
             t_next = q_terms[order[tail + c + 1] & 0xFFFFFFFF]
             prefetch_range(comp_terms, lst_comp_ptr[t_next], lst_comp_ptr[t_next + 1])
+            prefetch_range(comp_start, lst_comp_ptr[t_next], lst_comp_ptr[t_next + 1])
+            prefetch_range(blk_doc_ptr, lst_blk_ptr[t_next], lst_blk_ptr[t_next + 1] + 1)
+            prefetch_range(blk_scale, lst_blk_ptr[t_next], lst_blk_ptr[t_next + 1])
             prefetch_range(blk_docs, blk_doc_ptr[lst_blk_ptr[t_next]], blk_doc_ptr[lst_blk_ptr[t_next + 1]])
         if c == 0:
             for j in range(n_blocks):
@@ -184,32 +192,37 @@ def search_approx(q_terms, q_weights, n_q, query_cut, heap_factor, k, lst_blk_pt
 
 
 @nb.njit(**JIT)
-def search_approx_raw(terms, weights, limit, query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs, lst_comp_ptr,
-                      comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr, fwd_terms, fwd_impacts,
-                      allowed, q_terms, q_weights, qdense, visited, seen, dots, order, heap_s, heap_d, out_docs,
-                      out_scores, stats):
+def search_approx_raw(terms, weights, limit, query_cut, heap_factor, k, scale, lst_blk_ptr, blk_doc_ptr, blk_docs,
+                      lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr, fwd_terms,
+                      fwd_impacts, allowed, q_terms, q_weights, qdense, visited, seen, dots, order, heap_s, heap_d,
+                      out_docs, out_scores, stats):
     """canonical_query then search_approx: the whole single-query path in one call. q_terms and
     q_weights hold at least len(terms) slots, order two per term beyond its blocks' part.
-    Returns the hit count, or canonical_query's refusal."""
+    out_scores gets each float32 score times ``scale`` in out_scores' own precision: a float64
+    out_scores and the index's scale give the index's units with no numpy call after, 1.0 keeps
+    impact units. Returns the hit count, or canonical_query's refusal."""
     n_q = canonical_query(terms, weights, lst_blk_ptr.shape[0] - 1, limit, order[order.shape[0] - terms.shape[0]:], q_terms,
                           q_weights)
     if n_q < 0:
         return n_q
-    return search_approx(q_terms, q_weights, n_q, query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs,
-                         lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr,
-                         fwd_terms, fwd_impacts, allowed, qdense, visited, seen, dots, order, heap_s, heap_d,
-                         out_docs, out_scores, stats)
+    n = search_approx(q_terms, q_weights, n_q, query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs,
+                      lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr, fwd_terms,
+                      fwd_impacts, allowed, qdense, visited, seen, dots, order, heap_s, heap_d, out_docs, out_scores, stats)
+    for i in range(n):
+        out_scores[i] = np.float64(out_scores[i]) * scale
+    return n
 
 
 @nb.njit(parallel=True, **JIT)
-def search_approx_batch(q_indptr, q_terms, q_weights, query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs,
+def search_approx_batch(q_indptr, terms, weights, limit, query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs,
                         lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr,
                         fwd_terms, fwd_impacts, allowed, n_workers):
-    """search_approx for many prepared queries (CSR rows) over n_workers threads, each with
-    its own scratch, queries dealt round-robin.
+    """search_approx_raw for many raw queries (CSR rows) over n_workers threads, each with its
+    own scratch, queries dealt round-robin: each worker makes its queries canonical itself, so
+    a batch pays for no serial preparation before the parallel part.
 
     Returns (docs, scores, counts, stats): row i holds query i's hits in its first counts[i]
-    slots; stats sums the work counts over the batch.
+    slots, or counts[i] is canonical_query's refusal; stats sums the work counts over the batch.
     """
     n_queries = q_indptr.shape[0] - 1
     n_docs = fwd_ptr.shape[0] - 1
@@ -224,6 +237,8 @@ def search_approx_batch(q_indptr, q_terms, q_weights, query_cut, heap_factor, k,
     # document, and two workers' counters on one line would pass it between cores at every add
     worker_stats = np.zeros((n_workers, _STATS_STRIDE), dtype=np.int64)
     for w in nb.prange(n_workers):
+        q_terms = np.empty(longest_query, dtype=np.int32)
+        q_weights = np.empty(longest_query, dtype=np.float32)
         qdense = np.zeros(lst_blk_ptr.shape[0] - 1, dtype=np.float32)
         visited = np.zeros(n_docs, dtype=np.uint8)
         seen = np.empty(n_docs, dtype=np.int32)
@@ -233,10 +248,10 @@ def search_approx_batch(q_indptr, q_terms, q_weights, query_cut, heap_factor, k,
         heap_d = np.empty(k, dtype=np.int32)
         for q in range(w, n_queries, n_workers):
             lo, hi = q_indptr[q], q_indptr[q + 1]
-            counts[q] = search_approx(
-                q_terms[lo:hi], q_weights[lo:hi], hi - lo, query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs,
+            counts[q] = search_approx_raw(
+                terms[lo:hi], weights[lo:hi], limit, query_cut, heap_factor, k, 1.0, lst_blk_ptr, blk_doc_ptr, blk_docs,
                 lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr, fwd_terms,
-                fwd_impacts, allowed, qdense, visited, seen, dots, order, heap_s, heap_d, out_docs[q],
+                fwd_impacts, allowed, q_terms, q_weights, qdense, visited, seen, dots, order, heap_s, heap_d, out_docs[q],
                 out_scores[q], worker_stats[w],
             )
     return out_docs, out_scores, counts, worker_stats[:, :N_STATS].sum(axis=0)
