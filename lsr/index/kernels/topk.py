@@ -117,11 +117,10 @@ def top_k_of(docs, scores, n, k, out_docs, out_scores):
 
 @nb.njit(**JIT)
 def raise_floor(floor, s):
-    """Take score ``s`` into ``floor``, a min-heap of the k best scores seen so far (k slots of
-    -inf at first), when it beats floor[0]: a kernel gathering scores one by one keeps only
-    those not below floor[0], so top_k_of sees a few times k of them, not every hit."""
-    if s > floor[0]:
-        _replace_min(floor, s)
+    """Take score ``s``, above floor[0], into ``floor``: a min-heap of the k best scores seen so
+    far (k slots of -inf at first). A kernel gathering scores one by one keeps only those not
+    below floor[0] (its caller's test), so top_k_of sees a few times k of them, not every hit."""
+    _replace_min(floor, s)
 
 
 @nb.njit(**JIT)
