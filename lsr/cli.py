@@ -543,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     approx_args(p)
     p.set_defaults(func=cmd_tune)
 
-    from lsr.training.config import DISTILLATION, NEGATIVE_SOURCES, START_TEACHER, TrainConfig
+    from lsr.training.config import DISTILLATION, FLOPS_KINDS, NEGATIVE_SOURCES, QUERY_WEIGHTS, START_TEACHER, TrainConfig
 
     d = TrainConfig(out="")
     p = sub.add_parser("train", help="fine-tune a SPLADE model (contrastive + hard negatives + FLOPS, optional distillation) on CPU",
@@ -560,11 +560,19 @@ def build_parser() -> argparse.ArgumentParser:
     for name, kind in (("steps", int), ("batch_size", int), ("lr", float), ("warmup_steps", int), ("max_length", int),
                        ("query_max_length", int), ("negatives_depth", int), ("flops_query", float), ("flops_document", float),
                        ("flops_warmup", int), ("distill_weight", float), ("teacher_temperature", float), ("teacher_scale", float),
-                       ("checkpoint_every", int), ("seed", int), ("threads", int)):
+                       ("checkpoint_every", int), ("seed", int), ("threads", int), ("query_weights_lr", float)):
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=f"default {getattr(d, name)}")
     p.add_argument("--negatives", choices=NEGATIVE_SOURCES, help=f"hard negatives from our BM25 or SPLADE index (default {d.negatives})")
     p.add_argument("--distill", choices=DISTILLATION, help=f"distillation from --teacher (default {d.distill})")
-    p.add_argument("--teacher", help=f"dense teacher: bundled {d.teacher}, a sentence-transformers folder or HF id; "
+    p.add_argument("--flops-kind", choices=FLOPS_KINDS, help=f"document FLOPS: SPLADE's, or IDF-aware (each term's mean weight / its "
+                   f"IDF over the training corpus; Geng et al. 2024) (default {d.flops_kind})")
+    p.add_argument("--l0-mask", type=int, help="document FLOPS counts only documents with more than this many non-zeros "
+                   f"(l0 mask, Shen et al. 2025; 0: all) (default {d.l0_mask})")
+    p.add_argument("--query-weights", choices=QUERY_WEIGHTS, help="queries through the model, or inference-free with a learned per-token "
+                   "weight vector (written as idf.json: search with --query-encoder idf-json), trained with the document model or "
+                   f"alone (default {d.query_weights})")
+    p.add_argument("--teacher", help=f"dense teacher: bundled {d.teacher}, a sentence-transformers folder or HF id; a cross-encoder "
+                   "folder or HF id (config: *ForSequenceClassification, one label; its logits as they are); "
                    f"or {START_TEACHER!r}: the start model, frozen (self-distillation)")
     p.set_defaults(func=cmd_train)
 

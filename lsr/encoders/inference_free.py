@@ -187,6 +187,19 @@ class InferenceFreeEncoder:
         return SparseVectors(indptr, terms.astype(np.int32), weights.astype(np.float32), self.vocab)
 
 
+def token_idf(token_ids: TokenIds, texts: Sequence[str], vocab_size: int) -> np.ndarray:
+    """Every term's ``ln(1 + (N - df + 0.5) / (df + 0.5))`` over ``texts`` (``N`` texts, ``df``
+    the texts whose tokens hold the term; a term none holds gets the largest value): the IDF
+    ``lsr train`` weighs its penalty and starts learned query weights with, from a corpus's
+    text (not from vectors: there is no index yet)."""
+    from lsr.encoders.bm25 import robertson_idf
+
+    df = np.zeros(vocab_size, np.int64)
+    for ids in token_ids(texts):
+        df[np.unique(ids)] += 1
+    return robertson_idf(df, len(texts))
+
+
 def read_idf_json(path: Path, token_id: Callable[[str], int | None], vocab_size: int) -> np.ndarray:
     """A vocabulary-sized weight vector from an OpenSearch ``idf.json`` (``{token: weight}``);
     tokens it does not list weigh 0; a token the tokenizer lacks, or a bad weight, is an error."""

@@ -1,23 +1,33 @@
 """SPLADE fine-tuning on CPU: contrastive loss over in-batch and mined hard negatives, FLOPS
-regularization, optional distillation from a dense teacher; Hugging Face checkpoints.
+regularization, optional distillation from a dense or cross-encoder teacher, optionally learned
+inference-free query weights; Hugging Face checkpoints.
 
 One step, for a batch of B (query, positive) pairs:
 
 - every query gets one hard negative, drawn (seeded) from the top ``negatives_depth`` of our
   own BM25 (or SPLADE) index of the corpus for that query, its positives excluded;
 - queries and the 2B documents go through the masked LM; a text's vector is
-  ``max_t log(1 + relu(logits_t))`` over its real tokens (SPLADE-max);
+  ``max_t log(1 + relu(logits_t))`` over its real tokens (SPLADE-max); or, with ``query_weights``
+  ``learned`` / ``learned-only``, a query is inference-free: its distinct tokens (special tokens
+  dropped, no truncation: what the ``idf-json`` query encoder does) times ``relu`` of a learned
+  vocabulary-sized vector, started at the training corpus's IDF (:func:`lsr.encoders.inference_free.token_idf`)
+  and trained at ``query_weights_lr`` with the document model or alone (``learned-only``: the
+  document model frozen); it is written as the model folder's ``idf.json``, so ``lsr index --model
+  DIR`` with ``--query-encoder idf-json`` searches with it;
 - InfoNCE: cross-entropy of each query's dot products with all 2B documents (its positive, its
   hard negative and every other query's documents as negatives);
 - FLOPS (SPLADE v2): ``sum_j (mean_i w_ij)^2`` of the query vectors and of the document vectors,
   weighted ``flops_query`` and ``flops_document``, each weight ramped up quadratically over the
-  first ``flops_warmup`` steps (``lambda_t = lambda * min(1, t / T)^2``), as SPLADE does;
+  first ``flops_warmup`` steps (``lambda_t = lambda * min(1, t / T)^2``), as SPLADE does; the
+  documents' may be IDF-aware and l0-masked (:func:`flops`); learned query weights get none
+  (an inference-free query has no expansion to prune);
 - distillation from a teacher (default: the bundled all-MiniLM-L6-v2; any sentence-transformers
-  bi-encoder folder or HF id; or ``start``: the start model, frozen, its SPLADE dot products
+  bi-encoder folder or HF id; a cross-encoder folder or HF id (:mod:`lsr.training.teacher`), its
+  logits taken as they are; or ``start``: the start model, frozen, its SPLADE dot products
   taken as they are, on the student's scale): ``kl`` (KL divergence of the student's distribution
   over the 2B documents from the teacher's, a dense teacher's cosine scores / ``teacher_temperature``)
   or ``margin-mse`` (MSE between the positive-minus-hard-negative margins, a dense teacher's times
-  ``teacher_scale``).
+  ``teacher_scale``; a cross-encoder then scores only those 2B pairs).
 
 Checkpoints (``<out>/checkpoint-<step>/``) and the final model (``<out>/``) are Hugging Face
 folders (``config.json``, ``model.safetensors``, tokenizer) that ``lsr index --model DIR`` loads;
@@ -40,10 +50,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from lsr.encoders.inference_free import IDF_FILE, token_idf, wordpiece_token_ids, write_idf_json
 from lsr.encoders.models import resolve_model
 from lsr.errors import DataError, LsrError
 from lsr.training.config import START_TEACHER, TrainConfig
 from lsr.training.data import Pair
+from lsr.training.teacher import CrossEncoderTeacher, is_cross_encoder
 
 STATE_FILE = "trainer_state.pt"
 RANDOM_FILE = "random_state.json"
@@ -57,9 +69,27 @@ def splade_vectors(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor
     return weights.max(dim=1).values
 
 
-def flops(vectors: torch.Tensor) -> torch.Tensor:
-    """SPLADE's FLOPS regularizer: squared mean activation of each term, summed."""
-    return (vectors.abs().mean(dim=0) ** 2).sum()
+def flops(vectors: torch.Tensor, idf: torch.Tensor | None = None, l0_mask: int = 0) -> torch.Tensor:
+    """``sum_j (mean_i |w_ij| / idf_j)^2`` over a batch's texts ``i``: SPLADE's FLOPS (Paria et al.
+    2020) without ``idf``; IDF-aware FLOPS (Geng et al. 2024, as sentence-transformers'
+    IDFFlopsLoss computes it) with one IDF per term, so a common term's weight costs more than a
+    rare one's. ``l0_mask`` > 0 (Shen et al. 2025's l0 mask): a text with at most ``l0_mask``
+    non-zeros adds nothing (its row zeroed; the mean still over every text)."""
+    w = vectors.abs()
+    if l0_mask:
+        w = w * ((w > 0).sum(dim=1, keepdim=True) > l0_mask)
+    if idf is not None:
+        w = w / idf
+    return (w.mean(dim=0) ** 2).sum()
+
+
+def static_query_vectors(ids: Sequence[np.ndarray], weights: torch.Tensor) -> torch.Tensor:
+    """Inference-free query vectors (queries, vocabulary): each query's distinct tokens ``ids``
+    weighted ``relu(weights)``, what the ``idf-json`` encoder computes from the idf.json written."""
+    present = torch.zeros(len(ids), weights.shape[0])
+    for i, a in enumerate(ids):
+        present[i, torch.from_numpy(a)] = 1.0
+    return present * torch.relu(weights)
 
 
 def ramp(weight: float, step: int, warmup: int) -> float:
@@ -105,23 +135,46 @@ class Trainer:
         self.tokenizer = AutoTokenizer.from_pretrained(location)
         self.model = AutoModelForMaskedLM.from_pretrained(location, use_safetensors=True)
         self.model.train()
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: min(1.0, (s + 1) / config.warmup_steps) if config.warmup_steps else 1.0)
         self.texts: dict[str, str] = {}
-        self.negatives: list[list[str]] = [[] for _ in self.pairs]
-        if config.negatives != "none":
+        if corpus is not None and (config.negatives != "none" or config.flops_kind == "idf" or config.query_weights != "model"):
             from lsr.training.data import corpus_documents
 
             self.texts = {d.id: d.contents for d in corpus_documents(corpus)}
+        self.vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
+        self.token_ids = wordpiece_token_ids(self.tokenizer)
+        self.idf = self.query_weights = None
+        if config.flops_kind == "idf" or config.query_weights != "model":
+            if len(self.vocab) != self.model.config.vocab_size:
+                raise LsrError(f"{config.model}: the tokenizer has {len(self.vocab)} tokens, the model's vocabulary {self.model.config.vocab_size}")
+            # IDF over the corpus (the positives when there is none), as the inference-free encoder weighs
+            texts = list(self.texts.values()) or list(dict.fromkeys(p.positive for p in self.pairs))
+            self.idf = torch.from_numpy(token_idf(self.token_ids, texts, len(self.vocab)))
+        groups = []
+        if config.query_weights == "learned-only":
+            self.model.requires_grad_(False)
+            self.model.eval()  # frozen: documents are encoded as the index will encode them
+        else:
+            groups.append({"params": list(self.model.parameters()), "lr": config.lr})
+        if config.query_weights != "model":
+            self.query_weights = torch.nn.Parameter(self.idf.clone())
+            # no weight decay: it would shrink every token's weight, the ones no query holds too
+            groups.append({"params": [self.query_weights], "lr": config.query_weights_lr, "weight_decay": 0.0})
+        self.optimizer = torch.optim.AdamW(groups)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: min(1.0, (s + 1) / config.warmup_steps) if config.warmup_steps else 1.0)
+        self.negatives: list[list[str]] = [[] for _ in self.pairs]
+        if config.negatives != "none":
             self.negatives = mine_negatives(self.pairs, corpus, config.negatives, config.model, config.negatives_depth)
             if not any(self.negatives):
                 raise DataError("mining found no negative for any query: is the corpus the one the pairs come from?")
-        self.teacher = self.start_model = None
+        self.teacher: Any = None  # a DenseEncoder or a CrossEncoderTeacher
+        self.start_model = None
         if config.distill != "none" and config.teacher == START_TEACHER:
             # the start model even when resuming: the anchor must not move with the student
             self.start_model = AutoModelForMaskedLM.from_pretrained(resolve_model(config.model), use_safetensors=True).eval()
             self.start_model.requires_grad_(False)
+        elif config.distill != "none" and is_cross_encoder(config.teacher):
+            self.teacher = CrossEncoderTeacher(config.teacher, config.query_max_length + config.max_length)
         elif config.distill != "none":
             from lsr.encoders.dense import DenseEncoder
 
@@ -140,6 +193,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
+        if self.query_weights is not None:
+            self.query_weights.data.copy_(state["query_weights"])
         saved = json.loads((folder / RANDOM_FILE).read_text())
         if saved["config"] != self._run_identity():
             raise LsrError(f"{folder} was trained with other settings ({saved['config']}); resume with the same ones or a new --out")
@@ -155,9 +210,12 @@ class Trainer:
         folder.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(folder, safe_serialization=True)
         self.tokenizer.save_pretrained(folder)
+        if self.query_weights is not None:
+            write_idf_json(folder / IDF_FILE, torch.relu(self.query_weights).detach().numpy(), self.vocab)
         if with_state:
+            extra = {"query_weights": self.query_weights.detach().clone()} if self.query_weights is not None else {}
             torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                        "torch_rng": torch.get_rng_state()}, folder / STATE_FILE)
+                        "torch_rng": torch.get_rng_state(), **extra}, folder / STATE_FILE)
             (folder / RANDOM_FILE).write_text(json.dumps({"step": self.step, "numpy_rng": self.rng.bit_generator.state,
                                                           "order": self._order, "config": self._run_identity()}))
         return folder
@@ -189,13 +247,18 @@ class Trainer:
         docs = [self.pairs[i].positive for i in rows]
         hard = [self.negatives[i][int(self.rng.integers(len(self.negatives[i])))] if self.negatives[i] else None for i in rows]
         docs += [self.texts[d] for d in hard if d is not None]
-        q = self._encode(queries, cfg.query_max_length)
-        d = self._encode(docs, cfg.max_length)
+        if self.query_weights is None:
+            q = self._encode(queries, cfg.query_max_length)
+        else:
+            q = static_query_vectors(self.token_ids(queries), self.query_weights)
+        with torch.set_grad_enabled(cfg.query_weights != "learned-only"):
+            d = self._encode(docs, cfg.max_length)
         scores = q @ d.T  # (B, documents): column i is query i's positive
         target = torch.arange(len(rows))
         contrastive = torch.nn.functional.cross_entropy(scores, target)
-        lq, ld = ramp(cfg.flops_query, self.step, cfg.flops_warmup), ramp(cfg.flops_document, self.step, cfg.flops_warmup)
-        fq, fd = flops(q), flops(d)
+        lq = ramp(cfg.flops_query, self.step, cfg.flops_warmup) if self.query_weights is None else 0.0
+        ld = ramp(cfg.flops_document, self.step, cfg.flops_warmup)
+        fq, fd = flops(q), flops(d, self.idf if cfg.flops_kind == "idf" else None, cfg.l0_mask)
         loss = contrastive + lq * fq + ld * fd
         distill = torch.zeros(())
         if cfg.distill != "none":
@@ -210,27 +273,36 @@ class Trainer:
                 "nnz_query": float((q > 0).sum(1).float().mean()), "nnz_document": float((d > 0).sum(1).float().mean()),
                 "lr": self.scheduler.get_last_lr()[0], "seconds": time.perf_counter() - started}
 
-    def teacher_scores(self, queries: list[str], docs: list[str]) -> torch.Tensor:
-        """The teacher's (queries, documents) scores on the student's scale: the start model's
-        SPLADE dot products as they are, a dense teacher's cosines / temperature (KL) or x scale (MarginMSE)."""
+    def teacher_scores(self, queries: list[str], docs: list[str], pairs: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """The teacher's scores on the student's scale, the (queries, documents) matrix or, given
+        ``pairs`` (query rows, document columns), those entries: the start model's SPLADE dot
+        products and a cross-encoder's logits as they are, a dense teacher's cosines /
+        temperature (KL) or x scale (MarginMSE). A cross-encoder reads only the pairs asked for."""
         cfg = self.config
+        if isinstance(self.teacher, CrossEncoderTeacher):
+            grid = torch.meshgrid(torch.arange(len(queries)), torch.arange(len(docs)), indexing="ij")
+            rows, cols = pairs if pairs is not None else (grid[0].flatten(), grid[1].flatten())
+            logits = self.teacher.score([queries[i] for i in rows.tolist()], [docs[j] for j in cols.tolist()])
+            return logits if pairs is not None else logits.view(len(queries), len(docs))
         if self.start_model is not None:
             with torch.no_grad():
-                return self._encode(queries, cfg.query_max_length, self.start_model) @ self._encode(docs, cfg.max_length, self.start_model).T
-        cosine = torch.from_numpy(self.teacher.encode_queries(queries)) @ torch.from_numpy(self.teacher.encode_documents(docs)).T
-        return cosine / cfg.teacher_temperature if cfg.distill == "kl" else cosine * cfg.teacher_scale
+                full = self._encode(queries, cfg.query_max_length, self.start_model) @ self._encode(docs, cfg.max_length, self.start_model).T
+        else:
+            cosine = torch.from_numpy(self.teacher.encode_queries(queries)) @ torch.from_numpy(self.teacher.encode_documents(docs)).T
+            full = cosine / cfg.teacher_temperature if cfg.distill == "kl" else cosine * cfg.teacher_scale
+        return full if pairs is None else full[pairs]
 
     def _distillation(self, scores: torch.Tensor, queries: list[str], docs: list[str], hard: list[str | None]) -> torch.Tensor:
-        teacher = self.teacher_scores(queries, docs)
         if self.config.distill == "kl":
+            teacher = self.teacher_scores(queries, docs)
             return torch.nn.functional.kl_div(torch.log_softmax(scores, 1), torch.log_softmax(teacher, 1), reduction="batchmean", log_target=True)
         b = len(queries)
         has = torch.tensor([h is not None for h in hard])
-        neg_col = b + torch.cumsum(has.long(), 0) - 1  # column of each query's hard negative
+        neg_col = (b + torch.cumsum(has.long(), 0) - 1)[has]  # column of each query's hard negative
         rows = torch.arange(b)[has]
-        student = scores[rows, rows] - scores[rows, neg_col[has]]
-        margin = teacher[rows, rows] - teacher[rows, neg_col[has]]
-        return torch.nn.functional.mse_loss(student, margin)
+        student = scores[rows, rows] - scores[rows, neg_col]
+        teacher = self.teacher_scores(queries, docs, (torch.cat([rows, rows]), torch.cat([rows, neg_col])))
+        return torch.nn.functional.mse_loss(student, teacher[:len(rows)] - teacher[len(rows):])
 
     def train(self, show_progress_bar: bool = True) -> dict[str, Any]:
         """Run to ``config.steps`` (from where a resumed run stopped); returns a summary."""
