@@ -12,7 +12,9 @@ queries. No run sees the queries or qrels it is reported on:
   (default knobs) search, non-zeros per document and query;
 - ``split-*``: the first half of a collection's queries (:func:`lsr.training.data.query_half`),
   reported on the second half; ``default-cranfield`` is one of them, the default recipe (no
-  flag but the data), whose wall clock is the third target.
+  flag but the data), whose wall clock is the third target; ``noflops-*`` are the same split
+  runs without FLOPS (the in-domain target asks for relevance, not sparsity). Each recipe's
+  query-split target is counted on its own.
 
 Piecewise, so that no locked job runs long: ``--until STEP`` trains the given runs up to STEP
 (an existing run resumes; each chunk's wall clock is kept in ``<run>/wall_clock.json``); a run
@@ -52,6 +54,7 @@ OUT = PROJECT_ROOT / "evaluation" / "results" / "encoders"
 TRAIN_DIR = Path(os.environ.get("LSR_TRAIN_DIR", "/work/scratch"))
 START = TrainConfig(out="").model
 K = 100
+SPLIT = ["--steps", "200", "--lr", "5e-5", "--warmup-steps", "20"]
 SELF_DISTILL = ["--distill", "kl", "--teacher", "start", "--flops-query", "0", "--warmup-steps", "20", "--flops-warmup", "50"]
 
 
@@ -64,6 +67,7 @@ class Run:
     flags: list[str] = field(default_factory=list)
     dataset: str = "scifact"
     half: str | None = None  # report only this half of the dataset's queries
+    recipe: str = "split"  # query-split runs of one recipe count towards one target line
 
     @property
     def steps(self) -> int:
@@ -80,12 +84,11 @@ class Run:
 
 RUNS = {r.name: r for r in [
     Run("default-cranfield", ["--qrels", "cranfield", "--query-half", "first"], dataset="cranfield", half="second"),
-    Run("split-vaswani", ["--qrels", "vaswani", "--query-half", "first"], ["--steps", "200", "--lr", "5e-5", "--warmup-steps", "20"],
-        dataset="vaswani", half="second"),
-    Run("split-medline", ["--qrels", "medline", "--query-half", "first"], ["--steps", "200", "--lr", "5e-5", "--warmup-steps", "20"],
-        dataset="medline", half="second"),
-    Run("split-cacm", ["--qrels", "cacm", "--query-half", "first"], ["--steps", "200", "--lr", "5e-5", "--warmup-steps", "20"],
-        dataset="cacm", half="second"),
+    Run("split-vaswani", ["--qrels", "vaswani", "--query-half", "first"], SPLIT, dataset="vaswani", half="second"),
+    Run("split-medline", ["--qrels", "medline", "--query-half", "first"], SPLIT, dataset="medline", half="second"),
+    Run("split-cacm", ["--qrels", "cacm", "--query-half", "first"], SPLIT, dataset="cacm", half="second"),
+    *(Run(f"noflops-{c}", ["--qrels", c, "--query-half", "first"], [*SPLIT, "--flops-query", "0", "--flops-document", "0"],
+          dataset=c, half="second", recipe="noflops") for c in ("cranfield", "vaswani", "medline", "cacm")),
     *(Run(f"flops-d{w}", ["--titles", "scifact"], [*SELF_DISTILL, "--flops-document", w, "--steps", "200"]) for w in ("0.05", "0.01")),
 ]}
 
@@ -194,12 +197,14 @@ def targets(by: dict[tuple[str, str], dict[str, Any]], split: list[dict[str, Any
             cut, loss = 1 - r["doc_nnz_mean"] / base["doc_nnz_mean"], base["nDCG@10"] - r["nDCG@10"]
             out.append(f"- FLOPS ({name}): {cut:.0%} fewer non-zeros per document (target >= 30%), nDCG@10 {-loss:+.4f} (target: a loss <= 0.01): "
                        + ("met." if cut >= 0.3 and loss <= 0.01 else "missed."))
-    gains = {r["dataset"]: r["nDCG@10"] - next(x["nDCG@10"] for x in split if x["system"] == START and x["dataset"] == r["dataset"])
-             for r in split if r["system"] != START}
-    if gains:
+    recipes: dict[str, dict[str, float]] = {}
+    for r in (r for r in split if r["system"] != START):
+        base = next(x["nDCG@10"] for x in split if x["system"] == START and x["dataset"] == r["dataset"])
+        recipes.setdefault(RUNS[r["system"]].recipe, {})[r["dataset"]] = r["nDCG@10"] - base
+    for recipe, gains in recipes.items():
         good = [d for d, g in gains.items() if g >= 0.02]
-        out.append(f"- Query split: >= +0.02 nDCG@10 on {len(good)} of {len(gains)} collections ({', '.join(good) or 'none'}; target: 2): "
-                   + ("met." if len(good) >= 2 else "missed."))
+        out.append(f"- Query split ({recipe} runs): >= +0.02 nDCG@10 on {len(good)} of {len(gains)} collections "
+                   f"({', '.join(good) or 'none'}; target: 2): " + ("met." if len(good) >= 2 else "missed."))
     for s in (s for s in runs if s["run"].startswith("default")):
         out.append(f"- Default recipe ({s['steps']} steps): {s['wall_clock_seconds'] / 60:.1f} min wall clock (target < 60): "
                    + ("met." if s["wall_clock_seconds"] < 3600 else "missed."))
