@@ -280,7 +280,8 @@ class Trainer:
         temperature (KL) or x scale (MarginMSE). A cross-encoder reads only the pairs asked for."""
         cfg = self.config
         if isinstance(self.teacher, CrossEncoderTeacher):
-            grid = torch.meshgrid(torch.arange(len(queries)), torch.arange(len(docs)), indexing="ij")
+            if pairs is None:
+                grid = torch.meshgrid(torch.arange(len(queries)), torch.arange(len(docs)), indexing="ij")
             rows, cols = pairs if pairs is not None else (grid[0].flatten(), grid[1].flatten())
             logits = self.teacher.score([queries[i] for i in rows.tolist()], [docs[j] for j in cols.tolist()])
             return logits if pairs is not None else logits.view(len(queries), len(docs))
