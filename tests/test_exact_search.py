@@ -290,3 +290,31 @@ def test_planner_prunes_a_skewed_query_and_scores_a_spread_one_exhaustively():
     (hits,) = spread_index.search(q, 10)
     assert hits.strategy == "exhaustive"
     assert hits.rows.tolist() == spread_index.search(q, 10, strategy="superblock")[0].rows.tolist()
+
+
+def test_planner_stops_probing_where_probes_fail_and_keeps_probing_where_they_win():
+    """Over flat weights every superblock reaches the floor, so each probe gives up: past its
+    warm-up the planner probes only one such query in EXPLORE. Where probes win it keeps
+    running them. Either way every answer is the exhaustive one."""
+    from lsr.index.kernels.exact import EXPLORE, PROBE_WARMUP
+
+    rng = np.random.default_rng(5)
+    n, vocab = 20000, [f"w{i}" for i in range(10010)]
+    rows = [{vocab[i]: 1.0 + 1e-3 * rng.random() for i in range(10)}
+            | {vocab[10 + t]: float(rng.random()) for t in rng.choice(10000, 40, replace=False)} for _ in range(n)]
+    flat = SparseIndex.build(SparseVectors.from_dicts(rows, vocab), [str(i) for i in range(n)])
+    queries = SparseVectors.from_dicts([{vocab[i % 10]: 1.0} for i in range(200)], vocab)
+    for i in range(len(queries)):
+        one = queries.take([i])
+        (auto,) = flat.search(one, 10)
+        (reference,) = flat.search(one, 10, mode="exhaustive")
+        assert (auto.rows.tolist(), auto.scores.tolist()) == (reference.rows.tolist(), reference.scores.tolist())
+    record = flat.planner_record()[8]  # k = 10 is in the range from 8
+    assert record["eligible"] == 200 and record["wins"] == 0, record
+    assert record["probes"] == PROBE_WARMUP + (200 - PROBE_WARMUP) // EXPLORE, record  # the warm-up ends on an EXPLORE-th
+
+    skewed = [{vocab[0]: 0.1 + 0.01 * rng.random(), vocab[1 + i % 2000]: 5.0 + rng.random()} for i in range(n)]
+    pruned = SparseIndex.build(SparseVectors.from_dicts(skewed, vocab), [str(i) for i in range(n)], reorder="dominant")
+    q = SparseVectors.from_dicts([{vocab[0]: 1.0, vocab[1 + i]: 1.0} for i in range(100)], vocab)
+    assert {h.strategy for h in pruned.search(q, 5, threads=1)} == {"superblock"}
+    assert pruned.planner_record()[4] == {"eligible": 100, "probes": 100, "wins": 100}

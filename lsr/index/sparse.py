@@ -419,14 +419,22 @@ class SparseIndex:
         return Hits(docs[:n], scores[:n], STRATEGIES[used[0]])
 
     def _exact_args_once(self) -> tuple[float, float, tuple]:
-        """(weight limit, err_units, the array tuples post, fwd, blk, sup) of the exact kernels,
-        gathered once: a query pays for none of it."""
+        """(weight limit, err_units, the array tuples post, fwd, blk, sup and the planner's
+        record) of the exact kernels, gathered once: a query pays for none of it."""
         if self._exact_args is None:
             arrays = ((self.postings_indptr, self.postings_docs, self.postings_impacts, self.postings_weights),
                       (self.forward_indptr, self.forward_terms, self.forward_weights),
-                      self.blocks.kernel_args(), self.blocks.superblock_args())
+                      self.blocks.kernel_args(), self.blocks.superblock_args(), exact.new_record())
             self._exact_args = (self.weight_limit, self._err_units(), arrays)
         return self._exact_args
+
+    def planner_record(self) -> dict[int, dict[str, int]]:
+        """What exact search's planner has learnt from this index's queries: per k range (keyed
+        by its lowest k, a power of two), the queries it could have probed, the probes it ran
+        and those that won (see :mod:`lsr.index.kernels.exact`)."""
+        record = self._exact_args_once()[2][4]
+        return {1 << b: {"eligible": int(row[exact.ELIGIBLE]), "probes": int(row[exact.PROBES]), "wins": int(row[exact.WINS])}
+                for b, row in enumerate(record) if row.any()}
 
     def _err_units(self) -> float:
         """The largest gap between a posting's float weight (as float32, as the forward index holds
