@@ -21,6 +21,7 @@ import pytest
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'lsr[distributed]')")
 
 from lsr.distributed import ShardedRetriever, ShardsUnavailable, build_sharded, shard_of  # noqa: E402
+from lsr.distributed import retriever as sharded_retriever  # noqa: E402
 from lsr.distributed import wire  # noqa: E402
 from lsr.distributed.layout import MANIFEST, Layout  # noqa: E402
 from lsr.errors import DataError, IndexFormatError  # noqa: E402
@@ -366,12 +367,112 @@ def test_wire_frames_round_trip_exactly_and_refuse_malformed_ones():
     with pytest.raises(wire.WireError, match="malformed frame"):
         wire.unpack(b"\xff\xfe" + body[2:], size)
     for data, why in [(b"GET / HTTP/1.1\r\n\r\n", "not an lsr shard connection"),
-                      (wire.HEADER.pack(wire.MAGIC, wire.VERSION + 1, wire.REQUEST, 2, 0) + b"\n0", "frame version 2, this lsr speaks 1")]:
+                      (wire.HEADER.pack(wire.MAGIC, wire.VERSION + 1, wire.REQUEST, 2, 0) + b"\n0",
+                       f"frame version {wire.VERSION + 1}, this lsr speaks {wire.VERSION}")]:
         a, b = socket.socketpair()
         with a, b:
             a.sendall(data)
             with pytest.raises(wire.WireError, match=why):
                 wire.recv_frame(b)
+
+
+def test_binary_frames_round_trip_exactly_and_refuse_malformed_ones():
+    """SEARCH / HITS frames keep their fields and every bit of their arrays; a damaged one is a WireError saying how."""
+    arrays = [np.array([0, 2, 3], np.int64), np.array([7, -1, 1 << 30], np.int32), np.array([0.5, 1 / 3, -0.0], np.float32),
+              np.array([np.nan, 1 / 3, 1e-310]), np.zeros(0, np.uint8)]
+    frame = wire.pack_arrays(wire.SEARCH, (1 << 64) - 1, arrays, k=1000, threads=2, mode=2)
+    magic, version, kind, doc, size = wire.HEADER.unpack(frame[:wire.HEADER.size])
+    assert (magic, version, kind, doc + size) == (wire.MAGIC, wire.VERSION, wire.SEARCH, len(frame) - wire.HEADER.size)
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(frame)
+        kind, got = wire.recv_frame(b)
+    assert kind == wire.SEARCH and (got.seq, got.k, got.threads, got.mode) == ((1 << 64) - 1, 1000, 2, 2)
+    assert [(g.dtype, g.tobytes()) for g in got.arrays] == [(x.dtype, x.tobytes()) for x in arrays]
+    with pytest.raises(TypeError, match="do not go in a binary frame"):
+        wire.pack_arrays(wire.HITS, 0, [np.zeros(2, ">i8")])
+    body = frame[wire.HEADER.size:]
+    for data, n, why in [(body[:-4], size - 4, "runs past"), (body + bytes(8), size + 8, "array bytes left over"),
+                         (body[:wire.FIXED.size - 1], 0, "malformed frame"), (body[:wire.FIXED.size + 1], 0, "need"),
+                         (body[:wire.FIXED.size] + b"\x09" + body[wire.FIXED.size + 1:], size, "malformed frame")]:  # dtype code 9
+        with pytest.raises(wire.WireError, match=why):
+            wire.unpack_arrays(data, n)
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(wire.HEADER.pack(wire.MAGIC, wire.VERSION + 1, wire.SEARCH, doc, size) + body)
+        with pytest.raises(wire.WireError, match=f"frame version {wire.VERSION + 1}, this lsr speaks {wire.VERSION}"):
+            wire.recv_frame(b)
+
+
+def arrays_of(frame: bytes) -> wire.Arrays:
+    """What a binary frame holds, read as the listener reads it."""
+    return wire.unpack_arrays(frame[wire.HEADER.size:], wire.HEADER.unpack(frame[:wire.HEADER.size])[4])
+
+
+def test_a_plain_search_goes_binary_and_the_rest_as_json():
+    """A plain sparse top-k becomes a SEARCH frame that gives the shard back the same request
+    (knobs and terms past the build vocabulary included); filters, stored fields, dense and
+    two-part searches go as JSON; hits come back as they were (ids of any text, several queries, none)."""
+    queries = {"indptr": np.array([0, 2, 3]), "indices": np.array([4, 9], np.int32)[[0, 1, 1]], "values": np.array([0.5, 2.0, 1.0], np.float32),
+               "late": [], "dense": None}
+    plain = {"queries": queries, "k": 7, "mode": "exact", "knobs": {}, "threads": None, "filter": None, "fields": None, "snippet": None}
+    for mode, knobs, threads, late in [("exact", {}, None, []), ("exact", {"strategy": "superblock", "alpha": 0.5}, 1, [(9, "zébra")]),
+                                       ("approx", {"query_cut": 3, "heap_factor": 0.25}, 2, [(4, "a"), (9, "")]),
+                                       ("exhaustive", {"beta": 1.0}, None, [])]:
+        request = {**plain, "queries": {**queries, "late": late}, "mode": mode, "knobs": knobs, "threads": threads}
+        got = arrays_of(sharded_retriever._search_frame(5, [request]))
+        back = sharded_retriever._request_of(got)
+        assert got.seq == 5 and {k: back[k] for k in ("k", "mode", "knobs", "threads")} == {k: request[k] for k in ("k", "mode", "knobs", "threads")}
+        assert all(type(back["knobs"][k]) is type(v) for k, v in knobs.items())
+        assert all(np.array_equal(back["queries"][k], queries[k]) for k in ("indptr", "indices", "values"))
+        assert back["queries"]["late"] == late
+    for change in [{"filter": {"year": 2000}}, {"fields": ["text"]}, {"mode": "dense"}, {"queries": {**queries, "dense": np.zeros((2, 4), np.float32)}}]:
+        assert sharded_retriever._search_frame(5, [{**plain, **change}]) is None, change
+    assert sharded_retriever._search_frame(5, [plain, plain]) is None
+    hits = [sharded_retriever.ShardHits(np.array([3, 1 << 50], np.int64), np.array([2.5, 1 / 3]), ["é\n", "\ud800x"], None, None),
+            sharded_retriever.ShardHits(np.zeros(0, np.int64), np.zeros(0), [], None, None),
+            sharded_retriever.ShardHits(np.array([8], np.int64), np.array([-0.0]), ["plain"], None, None)]
+    frame = wire.pack_arrays(wire.HITS, 5, sharded_retriever._hits_arrays(hits))
+    back = sharded_retriever._hits_of(arrays_of(frame).arrays)
+    assert [(h.keys.tolist(), h.scores.tobytes(), h.ids, h.fields, h.dense_fraction) for h in back] == \
+        [(h.keys.tolist(), h.scores.tobytes(), h.ids, None, None) for h in hits]
+    assert sharded_retriever._hits_of(sharded_retriever._hits_arrays([])) == []
+    with pytest.raises(wire.WireError, match="malformed HITS frame"):
+        sharded_retriever._hits_of(sharded_retriever._hits_arrays(hits)[:4])
+    arrays = sharded_retriever._hits_arrays(hits)
+    with pytest.raises(wire.WireError, match="malformed HITS frame: 4 hits, 3 keys, 3 scores, 3 ids"):
+        sharded_retriever._hits_of([np.array([2, 0, 2]), *arrays[1:]])
+    with pytest.raises(wire.WireError, match="malformed HITS frame: 2 strings ending at"):
+        sharded_retriever._hits_of([*arrays[:4], arrays[4][:2]])
+    with pytest.raises(wire.WireError, match="malformed HITS frame: 'utf-8' codec can't decode"):
+        sharded_retriever._hits_of([*arrays[:3], np.frombuffer(b"\xff" * len(arrays[3]), np.uint8), arrays[4]])
+
+
+def test_binary_searches_are_answered_in_step(built, sharded, monkeypatch):
+    """The plain searches above went binary; a shard answers a SEARCH frame only after the token,
+    with the frame's own sequence number, and a reply out of step is an error, never taken as
+    the answer (the connection is dropped, so the next search is answered right)."""
+    sent = []
+    frame_of = sharded_retriever._search_frame
+    monkeypatch.setattr(sharded_retriever, "_search_frame", lambda seq, requests: sent.append(frame_of(seq, requests)) or sent[-1])
+    reference = built[2].search_batch(QUERIES, 10)
+    same(sharded.search_batch(QUERIES, 10), reference)
+    assert sent and sent[-1] is not None  # the plain search went as a SEARCH frame
+    address = tuple(ray.get(sharded.actors[0].address.remote()))
+    with socket.create_connection(address[:2], timeout=10) as raw:
+        raw.sendall(sent[-1])
+        kind, reply = wire.recv_frame(raw)
+        assert kind == wire.REFUSED and "must start with HELLO and the token" in reply["error"]
+    with wire.connect(address, 10) as raw:
+        seq = arrays_of(sent[-1]).seq
+        raw.sendall(sent[-1])
+        kind, reply = wire.recv_frame(raw)
+        assert kind == wire.HITS and reply.seq == seq
+    monkeypatch.setattr(sharded_retriever, "_search_frame", lambda seq, requests: frame_of(seq + 1, requests))
+    with pytest.raises(wire.WireError, match="answered out of step"):
+        sharded.search_batch(QUERIES, 10)
+    monkeypatch.setattr(sharded_retriever, "_search_frame", frame_of)
+    same(sharded.search_batch(QUERIES, 10), reference)
 
 
 def test_a_shard_refuses_malformed_frames_and_keeps_serving(built, sharded):

@@ -21,7 +21,9 @@ collection memory-mapped and answers hits with their tie keys (corpus positions,
 Transport: Ray places, restarts and addresses the shard actors and carries writes and rare
 calls; searches bypass Ray's per-call machinery (~0.6 ms a call here, more than a search): each
 shard actor, on every (re)start, serves them on a socket of its own, and each front thread keeps
-one connection per shard (:mod:`lsr.distributed.wire`).
+one connection per shard (:mod:`lsr.distributed.wire`). A plain sparse top-k (no filter or
+stored fields) goes as a binary SEARCH frame answered by a HITS frame (:func:`_search_frame`,
+:func:`_hits_arrays`); any other search as JSON.
 
 Faults: a shard actor that dies is restarted by Ray (``max_restarts``) and reloads its
 collection; its connections break, and the front asks the restarted actor for its new address.
@@ -50,6 +52,7 @@ from lsr.distributed import wire
 from lsr.distributed.layout import Layout, shard_of
 from lsr.distributed.wire import Listener
 from lsr.errors import DataError, LsrError, Unavailable
+from lsr.index.modes import SPARSE_MODES
 from lsr.index.segments import Segments
 from lsr.data.files import check_text
 from lsr.data.filters import check_filter
@@ -63,6 +66,7 @@ from lsr.retrieval.retriever import check_fields
 # Tie keys of documents written after the build (not in a shard's first segment) follow every
 # built document's: LATE + row in the shard * shards + shard.
 LATE = 1 << 50
+FAST_MODES = tuple(SPARSE_MODES)  # the modes a SEARCH frame carries, by their position here
 
 
 class _Down(Exception):
@@ -106,7 +110,7 @@ class ShardServer:
                  front_node: str) -> None:
         self.shard, self.num_shards, self.segment = shard, num_shards, segment
         self.retriever = Retriever.load(path)
-        self.positions = np.load(positions, mmap_mode="r")
+        self.positions = np.asarray(np.load(positions, mmap_mode="r"))  # a plain array on the mapping: no memmap per lookup
         self.build_vocab = build_vocab
         self.writer: Collection | None = None
         self._warm_up()
@@ -114,7 +118,7 @@ class ShardServer:
 
         # loopback when the front runs on this node, else the address Ray's own workers use here
         local = ray.get_runtime_context().get_node_id() == front_node
-        self.listener = Listener(self._serve, "127.0.0.1" if local else ray.util.get_node_ip_address())
+        self.listener = Listener(self._serve, self._serve_frame, "127.0.0.1" if local else ray.util.get_node_ip_address())
 
     def address(self) -> tuple[str, int, str]:
         """Where this actor serves searches (:mod:`lsr.distributed.wire`): host, port, token."""
@@ -147,6 +151,10 @@ class ShardServer:
     def _serve(self, requests: Sequence[Mapping[str, Any]]) -> list[list[dict[str, Any]]]:
         """:meth:`search` for the listener: the hits as plain values."""
         return [[vars(h) for h in hits] for hits in self.search(requests)]
+
+    def _serve_frame(self, frame: wire.Arrays) -> list[np.ndarray]:
+        """:meth:`search` for the listener's SEARCH frames: the hits as HITS arrays."""
+        return _hits_arrays(self._search(**_request_of(frame)))
 
     def _search(self, queries: Mapping[str, Any], k: int, mode: str, knobs: Mapping[str, Any], threads: int | None = None,
                 filter: Mapping[str, Any] | None = None, fields: Sequence[str] | None = None,
@@ -374,7 +382,8 @@ class ShardedRetriever(Retriever):
         if sparse is None:
             return {"dense": np.asarray(dense, dtype=np.float32)}
         indices = np.asarray(sparse.indices, dtype=np.int32)
-        late = [(t, sparse.vocab[t]) for t in np.unique(indices[indices >= self._build_vocab]).tolist()]
+        past = indices >= self._build_vocab
+        late = [(t, sparse.vocab[t]) for t in np.unique(indices[past]).tolist()] if past.any() else []
         return {"indptr": np.asarray(sparse.indptr), "indices": indices, "values": np.asarray(sparse.values), "late": late,
                 "dense": None if dense is None else np.asarray(dense, dtype=np.float32)}
 
@@ -387,7 +396,8 @@ class ShardedRetriever(Retriever):
         search asks the actor (restarted, maybe) for its address again. A shard whose search
         raised is asked again by an actor call, which carries the error."""
         seq = next(self._seqs)
-        frame = wire.pack(wire.REQUEST, [seq, requests])
+        fast = _search_frame(seq, requests)
+        frame, expect = (fast, wire.HITS) if fast is not None else (wire.pack(wire.REQUEST, [seq, requests]), wire.REPLY)
         deadline = time.monotonic() + self.timeout_s
         links, names = self._links(), self.shard_names
         missing: dict[int, str] = {}
@@ -416,10 +426,13 @@ class ShardedRetriever(Retriever):
                     raise wire.WireError(f"{names[s]}: {e}") from None
                 if kind == wire.REFUSED:
                     raise wire.WireError(f"{names[s]} refused the request: {reply}")
-                if kind not in (wire.REPLY, wire.FAILED) or not isinstance(reply, list) or reply[:1] != [seq]:
+                in_step = reply.seq == seq if kind == wire.HITS else isinstance(reply, list) and reply[:1] == [seq]
+                if kind not in (expect, wire.FAILED) or not in_step:
                     raise wire.WireError(f"{names[s]} answered out of step (request {seq}): {str(reply)[:200]}")
                 unread.discard(s)
-                if kind == wire.REPLY:
+                if kind == wire.HITS:
+                    answers[s] = [_hits_of(reply.arrays)]
+                elif kind == wire.REPLY:
                     answers[s] = [[ShardHits(**h) for h in hits] for hits in reply[1]]
                 else:
                     failed.append(s)
@@ -557,6 +570,78 @@ class ShardedRetriever(Retriever):
         self.actors = []
         if self.collection is not None:
             self.collection.close()
+
+
+def _search_frame(seq: int, requests: Sequence[Mapping[str, Any]]) -> bytes | None:
+    """``requests`` as a SEARCH frame when they are one plain sparse top-k (see the module),
+    else None (they go as JSON). Its arrays: the query rows' indptr, indices and values, a value
+    per knob of the mode (NaN: not given; a choice: its position in the choices), and the ids and
+    names (:func:`_text_arrays`) of the terms past the build vocabulary."""
+    if len(requests) != 1:
+        return None
+    r = requests[0]
+    q, threads = r["queries"], r["threads"] or 0
+    if (r["mode"] not in SPARSE_MODES or q.get("indptr") is None or q["dense"] is not None
+            or r["filter"] is not None or r["fields"] is not None or r["snippet"] is not None
+            or not isinstance(threads, int) or not 0 <= threads < 1 << 16 or r["k"] >= 1 << 32):
+        return None
+    knobs = np.full(len(SPARSE_MODES[r["mode"]].knobs), np.nan)
+    for i, knob in enumerate(SPARSE_MODES[r["mode"]].knobs):
+        if knob.name in r["knobs"]:
+            value = r["knobs"][knob.name]
+            knobs[i] = knob.choices.index(value) if knob.choices else value
+    late = [t for t, _ in q["late"]], [name for _, name in q["late"]]
+    arrays = [np.asarray(q["indptr"], np.int64), np.asarray(q["indices"], np.int32), np.asarray(q["values"], np.float32), knobs,
+              np.array(late[0], np.int32), *_text_arrays(late[1])]
+    return wire.pack_arrays(wire.SEARCH, seq, arrays, k=r["k"], threads=threads, mode=FAST_MODES.index(r["mode"]))
+
+
+def _request_of(frame: wire.Arrays) -> dict[str, Any]:
+    """The request a SEARCH frame (:func:`_search_frame`) carries, as :meth:`ShardServer._search` takes it."""
+    indptr, indices, values, knobs, late, names, ends = frame.arrays
+    mode = SPARSE_MODES[FAST_MODES[frame.mode]]
+    late = list(zip(late.tolist(), _texts_of(names, ends), strict=True))
+    return {"queries": {"indptr": indptr, "indices": indices, "values": values, "late": late}, "k": frame.k, "mode": mode.name,
+            "threads": frame.threads or None,
+            "knobs": {knob.name: knob.choices[int(v)] if knob.choices else int(v) if knob.integer else v
+                      for knob, v in zip(mode.knobs, knobs.tolist(), strict=True) if v == v}}
+
+
+def _hits_arrays(hits: Sequence[ShardHits]) -> list[np.ndarray]:
+    """One shard's hits of each query (sparse: no fields, no dense fraction) as HITS arrays:
+    hits per query, tie keys, scores, the ids' text (UTF-8) and where each id ends in it (in
+    characters)."""
+    return [np.array([len(h.ids) for h in hits], np.int64), np.concatenate([np.zeros(0, np.int64), *(h.keys for h in hits)]),
+            np.concatenate([np.zeros(0), *(h.scores for h in hits)]), *_text_arrays([d for h in hits for d in h.ids])]
+
+
+def _hits_of(arrays: Sequence[np.ndarray]) -> list[ShardHits]:
+    """The per-query hits of HITS arrays (:func:`_hits_arrays`)."""
+    try:
+        counts, keys, scores, text, ends = arrays
+        ids, counts = _texts_of(text, ends), counts.tolist()
+        if not sum(counts) == len(keys) == len(scores) == len(ids):
+            raise ValueError(f"{sum(counts)} hits, {len(keys)} keys, {len(scores)} scores, {len(ids)} ids")
+    except ValueError as e:
+        raise wire.WireError(f"malformed HITS frame: {e}") from None
+    out, at = [], 0
+    for n in counts:
+        out.append(ShardHits(keys[at:at + n], scores[at:at + n], ids[at:at + n], None, None))
+        at += n
+    return out
+
+
+def _text_arrays(texts: Sequence[str]) -> list[np.ndarray]:
+    """Strings as two arrays: their text (UTF-8, lone surrogates kept) and where each ends in it, in characters."""
+    return [np.frombuffer("".join(texts).encode("utf-8", "surrogatepass"), np.uint8), np.cumsum([len(t) for t in texts], dtype=np.int64)]
+
+
+def _texts_of(text: np.ndarray, ends: np.ndarray) -> list[str]:
+    """The strings of :func:`_text_arrays` (ValueError if they do not fit each other)."""
+    whole, ends = text.tobytes().decode("utf-8", "surrogatepass"), ends.tolist()  # UnicodeDecodeError is a ValueError
+    if (ends[-1] if ends else 0) != len(whole):
+        raise ValueError(f"{len(ends)} strings ending at {ends[-1:]} in {len(whole)} characters")
+    return [whole[a:b] for a, b in zip([0, *ends], ends)]
 
 
 def _merge(parts: Sequence[ShardHits], k: int) -> ShardHits:

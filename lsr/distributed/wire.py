@@ -7,36 +7,55 @@ of its own (:class:`Listener`), whose address the front asks by an ordinary acto
 
 A frame is a :data:`HEADER` (magic, version, kind, byte counts), a JSON document, then the
 bytes of the numpy arrays it names: ``{"$a": i}`` in the JSON stands for the i-th array, whose
-dtype (of :data:`DTYPES` only) and shape lead the document. Nothing read from a socket is
-unpickled; a frame that breaks these rules raises :class:`WireError` saying how.
+dtype (of :data:`DTYPES` only) and shape lead the document. The hot pair, a plain search
+(``SEARCH``) and its hits (``HITS``), is binary instead (:func:`pack_arrays`): a fixed
+:data:`FIXED` struct, a dtype code and length per array, then the arrays, since JSON costs more
+than the search it carries. Nothing read from a socket is unpickled; a frame that breaks these
+rules raises :class:`WireError` saying how.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import socket
 import struct
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from lsr.errors import LsrError
 
 MAGIC = b"LSRw"
-VERSION = 1
+VERSION = 2  # 2: the binary SEARCH and HITS frames
 HEADER = struct.Struct("<4sBBxxII")  # magic, version, kind, (pad), JSON bytes, array bytes
 HELLO, REQUEST, REPLY, FAILED, REFUSED = 1, 2, 3, 4, 5  # FAILED: the shard's search raised; REFUSED: a bad frame
-KINDS = frozenset({HELLO, REQUEST, REPLY, FAILED, REFUSED})
+SEARCH, HITS = 6, 7  # binary frames (pack_arrays): a plain search and its hits
+BINARY = frozenset({SEARCH, HITS})
+KINDS = frozenset({HELLO, REQUEST, REPLY, FAILED, REFUSED, *BINARY})
 DTYPES = frozenset({"<i4", "<i8", "<f4", "<f8"})
+CODES = tuple(np.dtype(d) for d in ("<i4", "<i8", "<f4", "<f8", "|u1"))  # a binary frame's dtype codes
+_CODE_OF = {d: i for i, d in enumerate(CODES)}
+FIXED = struct.Struct("<QIHBB")  # a binary frame's sequence number, k, threads, mode, array count
 MAX_BYTES = 1 << 30
 ARRAY = "$a"
 
 
 class WireError(LsrError):
     """A frame that is not one of this protocol's (damaged, another protocol, another version)."""
+
+
+class Arrays(NamedTuple):
+    """A binary frame's content (what its kind means by ``k``, ``threads``, ``mode`` and each array is the caller's)."""
+
+    seq: int
+    k: int
+    threads: int
+    mode: int
+    arrays: list[np.ndarray]
 
 
 def pack(kind: int, obj: Any) -> bytes:
@@ -61,6 +80,41 @@ def pack(kind: int, obj: Any) -> bytes:
     return b"".join([HEADER.pack(MAGIC, VERSION, kind, len(data), size), data, *(a.data for a in arrays)])
 
 
+def pack_arrays(kind: int, seq: int, arrays: list[np.ndarray], k: int = 0, threads: int = 0, mode: int = 0) -> bytes:
+    """A binary frame: the :class:`Arrays` fields, then 1-D arrays of :data:`CODES` dtypes."""
+    try:
+        codes = [_CODE_OF[a.dtype] for a in arrays]
+    except KeyError:
+        raise TypeError(f"arrays of {[str(a.dtype) for a in arrays]} do not go in a binary frame (only {CODES})") from None
+    n = len(arrays)
+    spec = FIXED.pack(seq, k, threads, mode, n) + struct.pack(f"<{n}B{n}I", *codes, *(a.size for a in arrays))
+    arrays = [np.ascontiguousarray(a) for a in arrays]
+    return b"".join([HEADER.pack(MAGIC, VERSION, kind, len(spec), sum(a.nbytes for a in arrays)), spec, *arrays])
+
+
+def unpack_arrays(data: bytes | bytearray | memoryview, size: int) -> Arrays:
+    """The :class:`Arrays` of a binary frame's fields ``data`` followed by ``size`` array bytes
+    (the arrays are views of ``data``)."""
+    try:
+        seq, k, threads, mode, n = FIXED.unpack_from(data)
+        at = FIXED.size + 5 * n
+        if at != len(data) - size:
+            raise ValueError(f"{n} arrays need {at} bytes of fields, not {len(data) - size}")
+        spec = struct.unpack_from(f"<{n}B{n}I", data, FIXED.size)
+        arrays = []
+        for code, length in zip(spec[:n], spec[n:]):
+            dtype = CODES[code]
+            if at + length * dtype.itemsize > len(data):
+                raise ValueError(f"array {len(arrays)} runs past the frame's {size} array bytes")
+            arrays.append(np.frombuffer(data, dtype, length, at))
+            at += length * dtype.itemsize
+        if at != len(data):
+            raise ValueError(f"{len(data) - at} array bytes left over")
+    except (ValueError, IndexError, struct.error) as e:
+        raise WireError(f"malformed frame: {e}") from None
+    return Arrays(seq, k, threads, mode, arrays)
+
+
 def unpack(data: bytes | bytearray | memoryview, size: int) -> Any:
     """The object of a frame's JSON document ``data`` followed by ``size`` array bytes."""
     view = memoryview(data)
@@ -72,7 +126,7 @@ def unpack(data: bytes | bytearray | memoryview, size: int) -> Any:
         for dtype, shape in specs:
             if dtype not in DTYPES or not all(isinstance(d, int) and d >= 0 for d in shape):
                 raise ValueError(f"array {len(arrays)}: {dtype!r} of shape {shape!r}")
-            n = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+            n = math.prod(shape) * np.dtype(dtype).itemsize
             if at + n > len(view):
                 raise ValueError(f"array {len(arrays)} runs past the frame's {size} array bytes")
             arrays.append(np.frombuffer(view[at:at + n], dtype=dtype).reshape(shape))
@@ -98,7 +152,8 @@ def recv_frame(sock: socket.socket) -> tuple[int, Any]:
         raise WireError(f"frame version {version}, this lsr speaks {VERSION}: run the same lsr on the front and the shards")
     if kind not in KINDS or doc + size > MAX_BYTES:
         raise WireError(f"malformed frame: kind {kind}, {doc} + {size} bytes")
-    return kind, unpack(_recv(sock, doc + size), size)
+    body = _recv(sock, doc + size)
+    return kind, unpack_arrays(body, size) if kind in BINARY else unpack(body, size)
 
 
 def _recv(sock: socket.socket, n: int) -> bytearray:
@@ -121,14 +176,16 @@ def connect(address: tuple[str, int, str], timeout_s: float) -> socket.socket:
 
 
 class Listener:
-    """Serves ``handle`` (request object -> reply object) on a socket of ``host``, one thread
-    per connection. A REQUEST frame holds [sequence number, request]; its REPLY (or FAILED,
-    when ``handle`` raised) [the same number, reply (or the error's text)]. A connection must first say the token (so that only a front that asked the
-    actor, not whatever process now holds a reused port or found it, gets answers); a bad frame
-    is answered REFUSED, with why, and the connection closed."""
+    """Serves ``handle`` (request object -> reply object) and ``search`` (SEARCH frame -> HITS
+    arrays) on a socket of ``host``, one thread per connection. A REQUEST frame holds [sequence
+    number, request]; its REPLY (or FAILED, when ``handle`` raised) [the same number, reply (or
+    the error's text)]; a SEARCH frame's HITS (or FAILED) carries its number too. A connection
+    must first say the token (so that only a front that asked the actor, not whatever process
+    now holds a reused port or found it, gets answers); a bad frame is answered REFUSED, with
+    why, and the connection closed."""
 
-    def __init__(self, handle: Callable[[Any], Any], host: str) -> None:
-        self.handle = handle
+    def __init__(self, handle: Callable[[Any], Any], search: Callable[[Arrays], list[np.ndarray]], host: str) -> None:
+        self.handle, self.search = handle, search
         self.token = secrets.token_hex(16)
         self.sock = socket.create_server((host, 0))
         self.address = (host, self.sock.getsockname()[1], self.token)
@@ -148,11 +205,14 @@ class Listener:
                     raise WireError("a connection must start with HELLO and the token the shard actor gave")
                 while True:
                     kind, request = recv_frame(conn)
-                    if kind != REQUEST or not isinstance(request, list) or len(request) != 2:
-                        raise WireError(f"expected a REQUEST frame [sequence number, request], got kind {kind}")
-                    seq, payload = request
+                    if kind == SEARCH:
+                        seq = request.seq
+                    elif kind == REQUEST and isinstance(request, list) and len(request) == 2:
+                        seq, request = request
+                    else:
+                        raise WireError(f"expected a SEARCH frame or a REQUEST frame [sequence number, request], got kind {kind}")
                     try:
-                        reply = pack(REPLY, [seq, self.handle(payload)])
+                        reply = pack_arrays(HITS, seq, self.search(request)) if kind == SEARCH else pack(REPLY, [seq, self.handle(request)])
                     except Exception as e:  # noqa: BLE001 - the search's own error: the front asks again through Ray for it
                         reply = pack(FAILED, [seq, f"{type(e).__name__}: {e}"])
                     conn.sendall(reply)
