@@ -590,9 +590,9 @@ def _search_frame(seq: int, requests: Sequence[Mapping[str, Any]]) -> bytes | No
         if knob.name in r["knobs"]:
             value = r["knobs"][knob.name]
             knobs[i] = knob.choices.index(value) if knob.choices else value
-    late = [t for t, _ in q["late"]], [name for _, name in q["late"]]
+    late_ids, late_names = [t for t, _ in q["late"]], [name for _, name in q["late"]]
     arrays = [np.asarray(q["indptr"], np.int64), np.asarray(q["indices"], np.int32), np.asarray(q["values"], np.float32), knobs,
-              np.array(late[0], np.int32), *_text_arrays(late[1])]
+              np.array(late_ids, np.int32), *_text_arrays(late_names)]
     return wire.pack_arrays(wire.SEARCH, seq, arrays, k=r["k"], threads=threads, mode=FAST_MODES.index(r["mode"]))
 
 

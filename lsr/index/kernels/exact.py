@@ -67,7 +67,8 @@ def k_bucket(k):
 
 @nb.njit(inline="always", **JIT)
 def _may_probe(record, b):
-    """Whether a query that the static rules let probe may, given row ``b`` of the record."""
+    """Whether a query that the static rules let probe may, given row ``b`` of the record
+    (which counts it as eligible)."""
     record[b, ELIGIBLE] += 1
     probes = record[b, PROBES]
     return probes < PROBE_WARMUP or record[b, WINS] * PROBE_MIN_WIN >= probes or record[b, ELIGIBLE] % EXPLORE == 0
