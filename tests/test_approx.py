@@ -89,9 +89,9 @@ def impact_brute_force(sparse, queries: SparseVectors, k: int) -> list[tuple[lis
     scores (exact modes score the float weights), in dot_row's order: float32 products, the
     j-th of a row's whole 16-entry chunks into lane j % 16, lanes added pairwise, then the
     remaining len % 16 products one by one; scaled in float64; ties to the lower row."""
-    a = sparse.approx
+    entry_ptr, fwd_terms, fwd_impacts = sparse.approx.forward_entries()
     q = sparse.prepare(queries)
-    starts, lengths = a.fwd_ptr[:-1], np.diff(a.fwd_ptr)
+    starts, lengths = entry_ptr[:-1], np.diff(entry_ptr)
     chunked = lengths - lengths % 16
     out = []
     for i in range(len(q)):
@@ -103,7 +103,7 @@ def impact_brute_force(sparse, queries: SparseVectors, k: int) -> list[tuple[lis
             has = lengths > j
             e = starts[has] + j
             prod = np.zeros(sparse.num_docs, np.float32)
-            prod[has] = qdense[a.fwd_terms[e]] * a.fwd_impacts[e].astype(np.float32)
+            prod[has] = qdense[fwd_terms[e]] * fwd_impacts[e].astype(np.float32)
             in_chunk = has & (j < chunked)
             lanes[j % 16, in_chunk] += prod[in_chunk]
             tails.append((has & ~in_chunk, prod))
@@ -336,35 +336,51 @@ def test_thin_searcher_refuses_bad_queries_and_reuses_its_buffers(small):
         plain.index.approx_searcher(5)
 
 
-def test_an_index_of_the_previous_approx_layout_loads_and_answers_the_same(tmp_path, small):
-    """Layout 1 had no compact forward index of its own: it is derived on load."""
+@pytest.mark.parametrize("layout", [1, 2])
+def test_an_index_of_a_previous_approx_layout_loads_and_answers_the_same(tmp_path, small, layout):
+    """Layout 1 had no compact forward index of its own (the exact one's rows and terms, with
+    approx_fwd_impacts); layout 2 kept terms and impacts apart (approx_fwd_ptr, approx_fwd_terms,
+    approx_fwd_impacts). Both are packed on load, into the rows layout 3 writes."""
     import json
+
+    from lsr.index.storage import sha256_file
 
     index, queries = small
     path = index.save(tmp_path / "ix")
     manifest = json.loads((path / "manifest.json").read_text())
-    assert manifest["approx"]["layout"] == 2
-    for name in ("approx_fwd_ptr.npy", "approx_fwd_terms.npy"):
+    assert manifest["approx"]["layout"] == 3
+    entry_ptr, terms, impacts = index.index.approx.forward_entries()
+    old_files = {"approx_fwd_impacts": impacts} if layout == 1 else {"approx_fwd_ptr": entry_ptr, "approx_fwd_terms": terms,
+                                                                    "approx_fwd_impacts": impacts}
+    for name in ("approx_fwd_ptr.npy", "approx_fwd_rows.npy"):
         (path / name).unlink()
         del manifest["files"][name]
-    del manifest["approx"]["layout"]
+    for name, arr in old_files.items():
+        np.save(path / f"{name}.npy", arr)
+        manifest["files"][f"{name}.npy"] = {"bytes": (path / f"{name}.npy").stat().st_size, "sha256": sha256_file(path / f"{name}.npy")}
+    if layout == 1:
+        del manifest["approx"]["layout"]
+    else:
+        manifest["approx"]["layout"] = 2
     (path / "manifest.json").write_text(json.dumps(manifest))
     old = Retriever.load(path)
-    assert old.index.approx.fwd_terms.dtype == np.uint16
+    assert old.index.approx.fwd_rows.dtype == np.uint16
+    assert all(np.array_equal(a, b) for a, b in zip(old.index.approx.forward_entries(), (entry_ptr, terms, impacts)))
     for knobs in ({"query_cut": 5, "heap_factor": 0.9}, NO_PRUNING):
         assert old.search_batch(queries[:30], 10, mode="approx", **knobs) == index.search_batch(queries[:30], 10, mode="approx", **knobs)
         assert old.search(queries[0], 10, mode="approx", **knobs) == index.search(queries[0], 10, mode="approx", **knobs)
     manifest["approx"]["layout"] = 7
     (path / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(IndexFormatError, match="approx entry has layout 7; this lsr reads layouts 1 to 2"):
+    with pytest.raises(IndexFormatError, match="approx entry has layout 7; this lsr reads layouts 1 to 3"):
         Retriever.load(path)
 
 
 @pytest.mark.parametrize("name, damage, message", [
-    ("approx_fwd_terms", lambda a: np.where(np.arange(a.size) == a.size // 2, 399 + 1, a).astype(a.dtype), "approx_fwd_terms holds values outside"),
-    ("approx_fwd_terms", lambda a: a[::-1].copy(), "approx_fwd_terms does not ascend within a row"),
+    ("approx_fwd_rows", lambda a: np.where(np.arange(a.size) == 0, 399 + 1, a).astype(a.dtype), "approx_fwd_rows holds values outside"),
+    ("approx_fwd_rows", lambda a: a[::-1].copy(), "approx_fwd_rows (holds values outside|does not ascend within a row)"),
     ("approx_fwd_ptr", lambda a: np.where(np.arange(a.size) == 5, a[-1] + 9, a), "approx_fwd_ptr decreases"),
     ("approx_fwd_ptr", lambda a: a - 1, "approx_fwd_ptr runs from -1"),
+    ("approx_fwd_ptr", lambda a: np.where(np.arange(a.size) == 5, a[5] + 1, a), "lengths no packed row has"),
     ("approx_blk_docs", lambda a: np.where(np.arange(a.size) == 0, 3000, a).astype(a.dtype), "approx_blk_docs holds values outside"),
 ])
 def test_a_damaged_compact_forward_index_is_a_clean_error(tmp_path, small, name, damage, message):
@@ -407,3 +423,35 @@ def test_dot_row_follows_its_lane_order_for_every_dtype(term_dtype, vocab, impac
         terms = np.sort(rng.choice(vocab, n + 3, replace=False)).astype(term_dtype)
         impacts = rng.integers(0, np.iinfo(impact_dtype).max, n + 3).astype(impact_dtype)
         assert score(q, terms, impacts, 3, n + 3) == _lane_order_dot(q, terms[3:], impacts[3:]), n
+
+
+@pytest.mark.parametrize("vocab", [200, 30_000, 200_000])
+@pytest.mark.parametrize("impact_dtype", [np.uint8, np.uint16])
+def test_packed_rows_score_and_unpack_as_the_rows_they_were_made_of(vocab, impact_dtype):
+    """Each document's terms then impacts in one run of words: every row length (so every
+    padding), every word width (never narrower than the impacts), the same float as dot_row
+    scores the unpacked row, and forward_entries gives back the CSR rows."""
+    import dataclasses
+
+    import numba as nb
+
+    from lsr.index.approx import ApproxIndex, packed_forward
+    from lsr.index.kernels.forward import dot_packed
+
+    score = nb.njit(lambda q, rows, imp, lo, hi: dot_packed(q, rows, imp, lo, hi))
+    rng = np.random.default_rng(2)
+    lengths = np.array([0, 1, 2, 3, 4, 5, 15, 16, 17, 33, 100, 0, 7])
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    terms = np.concatenate([np.sort(rng.choice(vocab, n, replace=False)) for n in lengths]).astype(np.int32)
+    impacts = rng.integers(1, np.iinfo(impact_dtype).max, terms.size).astype(impact_dtype)
+    packed = packed_forward(indptr, terms, impacts, vocab)
+    assert packed["fwd_rows"].itemsize >= np.dtype(impact_dtype).itemsize
+    assert packed["fwd_rows"].itemsize == max(1 if vocab <= 256 else 2 if vocab <= 65536 else 4, np.dtype(impact_dtype).itemsize)
+    empty = {f.name: None for f in dataclasses.fields(ApproxIndex) if not f.name.startswith("fwd_")}
+    entry_ptr, got_terms, got_impacts = ApproxIndex(**packed, **empty).forward_entries()
+    assert np.array_equal(entry_ptr, indptr) and np.array_equal(got_terms, terms) and np.array_equal(got_impacts, impacts)
+    q = rng.random(vocab).astype(np.float32)
+    ptr = packed["fwd_ptr"]
+    for d in range(len(lengths)):
+        lo, hi = indptr[d], indptr[d + 1]
+        assert score(q, packed["fwd_rows"], packed["fwd_impacts"], ptr[d], ptr[d + 1]) == _lane_order_dot(q, terms[lo:hi], impacts[lo:hi]), d

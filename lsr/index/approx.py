@@ -3,31 +3,32 @@
 Kernels are in :mod:`lsr.index.kernels.approx_build` and ``approx_search``;
 the knobs are in :mod:`lsr.index.modes`. The structure lives in the same index directory
 as the exact-search arrays (files prefixed ``approx_``), so one index answers both modes. It
-holds its own compact forward index (row offsets, the narrowest unsigned term ids and quantized
-impacts: 3 bytes an entry with u8 impacts instead of the float forward index's 8), so approximate
-search reads none of the exact-search arrays.
+holds its own compact forward index (each document's narrowest unsigned term ids, then its
+quantized impacts, in one run: 3 bytes an entry with u8 impacts instead of the float forward
+index's 8), so approximate search reads none of the exact-search arrays.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from lsr.errors import DataError, IndexFormatError
-from lsr.index.kernels import approx_build, approx_search
+from lsr.index.kernels import approx_build, approx_search, forward
 from lsr.index.validate import Checker
 from lsr.index.kernels.approx_search import STAT_DOC_ENTRIES, STAT_SUMMARY_ENTRIES
 from lsr.index.kernels.query import query_error
 from lsr.util import concat, offsets
 
-# Layout of the arrays: 2 added the compact forward index (approx_fwd_ptr, approx_fwd_terms).
-# A structure written before (no "layout" in its manifest entry) loads by deriving those two
-# from the exact-search forward index, so older index directories keep working unchanged.
-LAYOUT = 2
+# Layout of the arrays: 2 added the compact forward index (approx_fwd_ptr, approx_fwd_terms
+# beside approx_fwd_impacts); 3 packs each document's terms and impacts into one run
+# (approx_fwd_rows). Older structures load by packing what they hold (layout 1: the exact-search
+# forward index's rows and terms), so older index directories keep working unchanged.
+LAYOUT = 3
 _ALL = np.zeros(0, dtype=np.uint8)  # the kernels' "no mask"
 
 @dataclass(frozen=True)
@@ -64,9 +65,8 @@ class ApproxIndex:
     the compact forward index the documents are scored from.
     Narrow dtypes where they fit: summaries are most of the bytes."""
 
-    fwd_ptr: np.ndarray  # int64 [docs + 1]: document -> range of fwd_terms / fwd_impacts
-    fwd_terms: np.ndarray  # narrowest unsigned [nnz]: term ids, ascending within a document
-    fwd_impacts: np.ndarray  # impact dtype [nnz]: forward weights quantized like the postings
+    fwd_ptr: np.ndarray  # int64 [docs + 1]: document -> its run of fwd_rows words
+    fwd_rows: np.ndarray  # term dtype: per document its term ids (ascending), then its impacts (kernels.forward.pack_rows)
     lst_blk_ptr: np.ndarray  # int64 [vocab + 1]: term -> range of global block ids
     blk_doc_ptr: np.ndarray  # int64 [blocks + 1]: block -> range of blk_docs
     blk_docs: np.ndarray  # int32
@@ -77,6 +77,7 @@ class ApproxIndex:
     ent_blk: np.ndarray  # narrowest unsigned: block, local to its list
     ent_code: np.ndarray  # uint8: value = code x blk_scale[block]
     blk_scale: np.ndarray  # float32 [blocks]
+    fwd_impacts: np.ndarray = field(metadata={"view": True})  # fwd_rows' memory in the impact dtype: not a file
 
     @property
     def n_blocks(self) -> int:
@@ -84,41 +85,71 @@ class ApproxIndex:
 
     @property
     def nbytes(self) -> int:
-        return sum(getattr(self, f.name).nbytes for f in fields(self))
+        return sum(a.nbytes for a in self.arrays().values())
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {f"approx_{f.name}": getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> "ApproxIndex":
-        return cls(**{f.name: arrays[f"approx_{f.name}"] for f in fields(cls)})
+        return {name: getattr(self, name[len("approx_"):]) for name in self.names()}
 
     @classmethod
     def load(cls, entry: Mapping[str, Any], load: Any, forward_indptr: np.ndarray, forward_terms: np.ndarray,
-             vocab_size: int) -> "ApproxIndex":
+             vocab_size: int, impact_dtype: type) -> "ApproxIndex":
         """The structure of an index directory (``load(name)`` reads one array); one written
-        before :data:`LAYOUT` 2 gets its compact forward index derived from the exact one."""
+        before :data:`LAYOUT` 3 gets its rows packed from what it holds (before layout 2, the
+        exact forward index's rows and terms)."""
         layout = entry.get("layout", 1) if isinstance(entry, Mapping) else None
         if not isinstance(layout, int) or not 1 <= layout <= LAYOUT:
             raise IndexFormatError(f"the manifest's approx entry has layout {layout!r}; this lsr reads layouts 1 to {LAYOUT}: "
                                    "upgrade lsr, or rebuild the structure with `lsr tune --rebuild`")
-        if layout >= 2:
-            return cls(**{f.name: load(f"approx_{f.name}") for f in fields(cls)})
-        derived = {"fwd_ptr": np.asarray(forward_indptr), "fwd_terms": np.asarray(forward_terms).astype(_narrowest(vocab_size))}
-        return cls(**{f.name: derived[f.name] if f.name in derived else load(f"approx_{f.name}") for f in fields(cls)})
+        rest = {name: load(f"approx_{name}") for name in cls._structure_names()}
+        if layout >= 3:
+            rows = load("approx_fwd_rows")
+            return cls(fwd_ptr=load("approx_fwd_ptr"), fwd_rows=rows, fwd_impacts=rows.view(impact_dtype), **rest)
+        if layout == 2:
+            indptr, terms = load("approx_fwd_ptr"), load("approx_fwd_terms")
+        else:
+            indptr, terms = np.asarray(forward_indptr), np.asarray(forward_terms)
+        impacts = load("approx_fwd_impacts")
+        c = Checker(f"the approx structure (layout {layout})")  # packing reads these: checked first
+        c.pointers("approx_fwd_ptr", indptr, indptr.shape[0] - 1, terms.shape[0])
+        c.array("approx_fwd_impacts", impacts, (impact_dtype,), terms.shape[0])
+        return cls(**packed_forward(indptr, terms, impacts, vocab_size), **rest)
 
     @classmethod
     def names(cls) -> list[str]:
-        return [f"approx_{f.name}" for f in fields(cls)]
+        """The arrays written to the index directory."""
+        return [f"approx_{f.name}" for f in fields(cls) if not f.metadata.get("view")]
+
+    @classmethod
+    def _structure_names(cls) -> list[str]:
+        """The fields of the lists, blocks and summaries (all but the forward index)."""
+        return [f.name for f in fields(cls) if not f.name.startswith("fwd_")]
+
+    def forward_entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The forward index unpacked: (entry offsets [docs + 1], term ids, impacts)."""
+        per = self.fwd_rows.itemsize // self.fwd_impacts.itemsize
+        words = np.diff(self.fwd_ptr)
+        n = (words * per) // (per + 1)
+        entry_ptr = offsets(n)
+        within = np.arange(entry_ptr[-1]) - np.repeat(entry_ptr[:-1], n)
+        start = np.repeat(self.fwd_ptr[:-1], n)
+        return entry_ptr, self.fwd_rows[start + within], self.fwd_impacts[(start + np.repeat(n, n)) * per + within]
 
     def validate(self, c: Checker, n_docs: int, vocab_size: int, nnz: int, dtype: type) -> None:
         """Refuse arrays the search kernels would read out of bounds (see lsr.index.validate)."""
         n_blocks = self.blk_doc_ptr.shape[0] - 1
-        c.pointers("approx_fwd_ptr", self.fwd_ptr, n_docs, nnz)
-        c.array("approx_fwd_terms", self.fwd_terms, (np.uint8, np.uint16, np.uint32), nnz)
-        c.ids("approx_fwd_terms", self.fwd_terms, vocab_size)
-        c.ascending_within("approx_fwd_terms", self.fwd_terms, self.fwd_ptr)
-        c.array("approx_fwd_impacts", self.fwd_impacts, (dtype,), nnz)
+        c.array("approx_fwd_rows", self.fwd_rows, (np.uint8, np.uint16, np.uint32))
+        c.array("approx_fwd_ptr", self.fwd_ptr, (np.int64,), n_docs + 1)
+        if self.fwd_rows.itemsize < np.dtype(dtype).itemsize:
+            c.fail(f"approx_fwd_rows has {self.fwd_rows.dtype} words, narrower than the {np.dtype(dtype).name} impacts")
+        c.pointers("approx_fwd_ptr", self.fwd_ptr, n_docs, self.fwd_rows.shape[0])
+        per = self.fwd_rows.itemsize // np.dtype(dtype).itemsize
+        entry_ptr, terms, _ = self.forward_entries()
+        n = np.diff(entry_ptr)
+        if np.any(np.diff(self.fwd_ptr) != n + -(-n // per)) or entry_ptr[-1] != nnz:
+            c.fail(f"approx_fwd_ptr gives rows of {entry_ptr[-1]} entries in all, or of lengths no packed row has, "
+                   f"expected {nnz} entries")
+        c.ids("approx_fwd_rows", terms, vocab_size)
+        c.ascending_within("approx_fwd_rows", terms, entry_ptr)
         c.pointers("approx_lst_blk_ptr", self.lst_blk_ptr, vocab_size, n_blocks)
         c.pointers("approx_blk_doc_ptr", self.blk_doc_ptr, n_blocks, self.blk_docs.shape[0])
         c.array("approx_blk_docs", self.blk_docs, (np.int32,))
@@ -144,7 +175,7 @@ class ApproxIndex:
     def kernel_args(self) -> tuple:
         """The list, block, summary and forward arrays in the order the search kernels take them."""
         return (self.lst_blk_ptr, self.blk_doc_ptr, self.blk_docs, self.lst_comp_ptr, self.comp_terms, self.comp_start,
-                self.lst_ent_ptr, self.ent_blk, self.ent_code, self.blk_scale, self.fwd_ptr, self.fwd_terms, self.fwd_impacts)
+                self.lst_ent_ptr, self.ent_blk, self.ent_code, self.blk_scale, self.fwd_ptr, self.fwd_rows, self.fwd_impacts)
 
     @property
     def longest_list(self) -> int:
@@ -256,9 +287,7 @@ def build_approx(
         for out, part in zip((docs, blk_sizes, comps, comp_starts, ent_blk, ent_code, scales), (grouped, sizes, c, starts, eb, ec, sc)):
             out.append(part)
     structure = ApproxIndex(
-        fwd_ptr=np.asarray(fwd_indptr, dtype=np.int64),
-        fwd_terms=np.asarray(fwd_terms).astype(_narrowest(vocab_size)),
-        fwd_impacts=fwd_impacts,
+        **packed_forward(np.asarray(fwd_indptr, dtype=np.int64), np.asarray(fwd_terms), fwd_impacts, vocab_size),
         lst_blk_ptr=offsets(lst_blocks),
         blk_doc_ptr=offsets(concat(blk_sizes, np.int64)),
         blk_docs=concat(docs, np.int32),
@@ -278,6 +307,19 @@ def build_approx(
         "bytes": structure.nbytes,
     }
     return structure, stats
+
+
+def packed_forward(indptr: np.ndarray, terms: np.ndarray, impacts: np.ndarray, vocab_size: int) -> dict[str, np.ndarray]:
+    """The compact forward index's fields from CSR rows: each document's terms then impacts in
+    one run of words of the narrowest term dtype that is at least as wide as the impacts."""
+    word = max(np.dtype(_narrowest(vocab_size)), impacts.dtype, key=lambda t: t.itemsize).type
+    per = np.dtype(word).itemsize // impacts.dtype.itemsize
+    n = np.diff(indptr)
+    ptr = offsets(n + -(-n // per))
+    rows = np.zeros(ptr[-1], dtype=word)
+    rows_impacts = rows.view(impacts.dtype)
+    forward.pack_rows(np.asarray(indptr, dtype=np.int64), terms, impacts, ptr, rows, rows_impacts)
+    return {"fwd_ptr": ptr, "fwd_rows": rows, "fwd_impacts": rows_impacts}
 
 
 def _narrowest(limit: int) -> type:

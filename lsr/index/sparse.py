@@ -213,7 +213,8 @@ class SparseIndex:
         # an index written before postings carried float weights: they are the forward weights, transposed
         base["postings_weights"] = (load("postings_weights") if "postings_weights.npy" in manifest.get("files", {}) else
                                     posting_weights(base["forward_indptr"], base["forward_terms"], base["forward_weights"], len(vocab)))
-        approx = (ApproxIndex.load(manifest["approx"], load, base["forward_indptr"], base["forward_terms"], len(vocab))
+        approx = (ApproxIndex.load(manifest["approx"], load, base["forward_indptr"], base["forward_terms"], len(vocab),
+                                   QUANTIZATIONS[manifest["settings"]["quantization"]])
                   if "approx" in manifest else None)
         index = cls(
             approx=approx,
@@ -458,7 +459,7 @@ class SparseIndex:
             s.qdense = np.zeros(len(self.vocab), dtype=np.float32)
         docs, scores = np.empty((len(q), k), np.int32), np.empty((len(q), k), np.float32)
         a = self.approx
-        counts = [forward.search_rows(*q.row(i), rows, a.fwd_ptr, a.fwd_terms, a.fwd_impacts, k, s.qdense, docs[i], scores[i])
+        counts = [forward.search_rows(*q.row(i), rows, a.fwd_ptr, a.fwd_rows, a.fwd_impacts, k, s.qdense, docs[i], scores[i])
                   for i in range(len(q))]
         return docs, scores, counts
 

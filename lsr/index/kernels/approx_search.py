@@ -5,8 +5,8 @@ postings, cluster every kept list into blocks of similar documents, summarize ea
 per-term maximum of its documents (trimmed to most of its mass, quantized to one byte), and at
 query time score a block's documents only when the query's dot product with its summary is close
 enough to the current k-th score. Documents are scored exactly, from a compact forward index
-(narrow term ids, quantized impacts) against a dense float32 query by
-:func:`lsr.index.kernels.forward.dot_row`, the one definition of a document's impact score:
+(each document's narrow term ids then quantized impacts, in one run) against a dense float32
+query by :func:`lsr.index.kernels.forward.dot_packed`, the one definition of a document's impact score:
 only which documents get scored is approximate.
 
 Nothing here allocates per query: every buffer is caller-owned scratch (see
@@ -19,7 +19,7 @@ import numba as nb
 import numpy as np
 
 from lsr.index.kernels import JIT
-from lsr.index.kernels.forward import dot_row
+from lsr.index.kernels.forward import dot_packed, packed_entries
 from lsr.index.kernels.prefetch import prefetch, prefetch_range
 from lsr.index.kernels.query import canonical_query
 from lsr.index.kernels.topk import batch_outputs, heap_drain, heap_offer
@@ -102,7 +102,7 @@ def _summary_dots(t, q_terms, q_weights, n_q, lst_comp_ptr, comp_terms, comp_sta
 
 @nb.njit(**JIT)
 def search_approx(q_terms, q_weights, n_q, query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs, lst_comp_ptr,
-                  comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr, fwd_terms, fwd_impacts,
+                  comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr, fwd_rows, fwd_impacts,
                   allowed, qdense, visited, seen, dots, order, heap_s, heap_d, out_docs, out_scores, stats):
     """Approximate top-k of one query (its first n_q terms, ascending, weights > 0).
 
@@ -169,8 +169,7 @@ def search_approx(q_terms, q_weights, n_q, query_cut, heap_factor, k, lst_blk_pt
             for p in range(p_lo, p_hi):  # ask for every unscored document's whole row before scoring any
                 d = np.uint64(blk_docs[p])
                 if not visited[d]:
-                    prefetch_range(fwd_terms, fwd_ptr[d], fwd_ptr[d + _ONE])
-                    prefetch_range(fwd_impacts, fwd_ptr[d], fwd_ptr[d + _ONE])
+                    prefetch_range(fwd_rows, fwd_ptr[d], fwd_ptr[d + _ONE])
             for p in range(p_lo, p_hi):
                 d = np.uint64(blk_docs[p])
                 if visited[d] or (masked and not allowed[d]):
@@ -179,8 +178,8 @@ def search_approx(q_terms, q_weights, n_q, query_cut, heap_factor, k, lst_blk_pt
                 seen[n_seen] = d
                 n_seen += 1
                 lo, hi = fwd_ptr[d], fwd_ptr[d + _ONE]
-                s = dot_row(qdense, fwd_terms, fwd_impacts, lo, hi)
-                stats[STAT_DOC_ENTRIES] += hi - lo
+                s = dot_packed(qdense, fwd_rows, fwd_impacts, lo, hi)
+                stats[STAT_DOC_ENTRIES] += packed_entries(lo, hi, fwd_rows.itemsize // fwd_impacts.itemsize)
                 if s > 0.0:
                     size = heap_offer(heap_s, heap_d, size, k, s, np.int32(d))
     stats[STAT_DOCS_SCORED] += n_seen
@@ -193,7 +192,7 @@ def search_approx(q_terms, q_weights, n_q, query_cut, heap_factor, k, lst_blk_pt
 
 @nb.njit(**JIT)
 def search_approx_raw(terms, weights, limit, query_cut, heap_factor, k, scale, lst_blk_ptr, blk_doc_ptr, blk_docs,
-                      lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr, fwd_terms,
+                      lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr, fwd_rows,
                       fwd_impacts, allowed, q_terms, q_weights, qdense, visited, seen, dots, order, heap_s, heap_d,
                       out_docs, out_scores, stats):
     """canonical_query then search_approx: the whole single-query path in one call. q_terms and
@@ -206,7 +205,7 @@ def search_approx_raw(terms, weights, limit, query_cut, heap_factor, k, scale, l
     if n_q < 0:
         return n_q
     n = search_approx(q_terms, q_weights, n_q, query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs,
-                      lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr, fwd_terms,
+                      lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr, fwd_rows,
                       fwd_impacts, allowed, qdense, visited, seen, dots, order, heap_s, heap_d, out_docs, out_scores, stats)
     for i in range(n):
         out_scores[i] = np.float64(out_scores[i]) * scale
@@ -216,7 +215,7 @@ def search_approx_raw(terms, weights, limit, query_cut, heap_factor, k, scale, l
 @nb.njit(parallel=True, **JIT)
 def search_approx_batch(q_indptr, terms, weights, limit, query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs,
                         lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr,
-                        fwd_terms, fwd_impacts, allowed, n_workers):
+                        fwd_rows, fwd_impacts, allowed, n_workers):
     """search_approx_raw for many raw queries (CSR rows) over n_workers threads, each with its
     own scratch, queries dealt round-robin: each worker makes its queries canonical itself, so
     a batch pays for no serial preparation before the parallel part.
@@ -250,7 +249,7 @@ def search_approx_batch(q_indptr, terms, weights, limit, query_cut, heap_factor,
             lo, hi = q_indptr[q], q_indptr[q + 1]
             counts[q] = search_approx_raw(
                 terms[lo:hi], weights[lo:hi], limit, query_cut, heap_factor, k, 1.0, lst_blk_ptr, blk_doc_ptr, blk_docs,
-                lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr, fwd_terms,
+                lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr, fwd_rows,
                 fwd_impacts, allowed, q_terms, q_weights, qdense, visited, seen, dots, order, heap_s, heap_d, out_docs[q],
                 out_scores[q], worker_stats[w],
             )
