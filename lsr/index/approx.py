@@ -92,24 +92,32 @@ class ApproxIndex:
 
     @classmethod
     def load(cls, entry: Mapping[str, Any], load: Any, forward_indptr: np.ndarray, forward_terms: np.ndarray,
-             vocab_size: int, impact_dtype: type) -> "ApproxIndex":
+             vocab_size: int, impact_dtype: type | None) -> "ApproxIndex":
         """The structure of an index directory (``load(name)`` reads one array); one written
         before :data:`LAYOUT` 3 gets its rows packed from what it holds (before layout 2, the
-        exact forward index's rows and terms)."""
+        exact forward index's rows and terms). ``impact_dtype`` is the manifest's quantization
+        (None when it names none: refused)."""
         layout = entry.get("layout", 1) if isinstance(entry, Mapping) else None
         if not isinstance(layout, int) or not 1 <= layout <= LAYOUT:
             raise IndexFormatError(f"the manifest's approx entry has layout {layout!r}; this lsr reads layouts 1 to {LAYOUT}: "
                                    "upgrade lsr, or rebuild the structure with `lsr tune --rebuild`")
+        c = Checker(f"the approx structure (layout {layout})")  # viewing and packing read these: checked first
+        if impact_dtype is None:
+            c.fail("the manifest lacks its stats or settings")
         rest = {name: load(f"approx_{name}") for name in cls._structure_names()}
         if layout >= 3:
             rows = load("approx_fwd_rows")
+            c.array("approx_fwd_rows", rows, (np.uint8, np.uint16, np.uint32))
+            if rows.itemsize < np.dtype(impact_dtype).itemsize:
+                c.fail(f"approx_fwd_rows has {rows.dtype} words, narrower than the {np.dtype(impact_dtype).name} impacts")
             return cls(fwd_ptr=load("approx_fwd_ptr"), fwd_rows=rows, fwd_impacts=rows.view(impact_dtype), **rest)
         if layout == 2:
             indptr, terms = load("approx_fwd_ptr"), load("approx_fwd_terms")
         else:
             indptr, terms = np.asarray(forward_indptr), np.asarray(forward_terms)
         impacts = load("approx_fwd_impacts")
-        c = Checker(f"the approx structure (layout {layout})")  # packing reads these: checked first
+        c.array("approx_fwd_terms", terms, (np.uint8, np.uint16, np.uint32, np.int32))
+        c.array("approx_fwd_ptr", indptr, (np.int64,))
         c.pointers("approx_fwd_ptr", indptr, indptr.shape[0] - 1, terms.shape[0])
         c.array("approx_fwd_impacts", impacts, (impact_dtype,), terms.shape[0])
         return cls(**packed_forward(indptr, terms, impacts, vocab_size), **rest)
@@ -137,10 +145,6 @@ class ApproxIndex:
     def validate(self, c: Checker, n_docs: int, vocab_size: int, nnz: int, dtype: type) -> None:
         """Refuse arrays the search kernels would read out of bounds (see lsr.index.validate)."""
         n_blocks = self.blk_doc_ptr.shape[0] - 1
-        c.array("approx_fwd_rows", self.fwd_rows, (np.uint8, np.uint16, np.uint32))
-        c.array("approx_fwd_ptr", self.fwd_ptr, (np.int64,), n_docs + 1)
-        if self.fwd_rows.itemsize < np.dtype(dtype).itemsize:
-            c.fail(f"approx_fwd_rows has {self.fwd_rows.dtype} words, narrower than the {np.dtype(dtype).name} impacts")
         c.pointers("approx_fwd_ptr", self.fwd_ptr, n_docs, self.fwd_rows.shape[0])
         per = self.fwd_rows.itemsize // np.dtype(dtype).itemsize
         entry_ptr, terms, _ = self.forward_entries()

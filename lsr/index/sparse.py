@@ -213,8 +213,10 @@ class SparseIndex:
         # an index written before postings carried float weights: they are the forward weights, transposed
         base["postings_weights"] = (load("postings_weights") if "postings_weights.npy" in manifest.get("files", {}) else
                                     posting_weights(base["forward_indptr"], base["forward_terms"], base["forward_weights"], len(vocab)))
-        approx = (ApproxIndex.load(manifest["approx"], load, base["forward_indptr"], base["forward_terms"], len(vocab),
-                                   QUANTIZATIONS[manifest["settings"]["quantization"]])
+        settings = manifest.get("settings")
+        quantization = settings.get("quantization") if isinstance(settings, dict) else None
+        impact_dtype = QUANTIZATIONS[quantization] if isinstance(quantization, str) and quantization in QUANTIZATIONS else None
+        approx = (ApproxIndex.load(manifest["approx"], load, base["forward_indptr"], base["forward_terms"], len(vocab), impact_dtype)
                   if "approx" in manifest else None)
         index = cls(
             approx=approx,
