@@ -135,8 +135,7 @@ class ApproxIndex:
     def forward_entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The forward index unpacked: (entry offsets [docs + 1], term ids, impacts)."""
         per = self.fwd_rows.itemsize // self.fwd_impacts.itemsize
-        words = np.diff(self.fwd_ptr)
-        n = (words * per) // (per + 1)
+        n = forward.packed_entries(self.fwd_ptr[:-1], self.fwd_ptr[1:], per)
         entry_ptr = offsets(n)
         within = np.arange(entry_ptr[-1]) - np.repeat(entry_ptr[:-1], n)
         start = np.repeat(self.fwd_ptr[:-1], n)
@@ -149,7 +148,7 @@ class ApproxIndex:
         per = self.fwd_rows.itemsize // np.dtype(dtype).itemsize
         entry_ptr, terms, _ = self.forward_entries()
         n = np.diff(entry_ptr)
-        if np.any(np.diff(self.fwd_ptr) != n + -(-n // per)) or entry_ptr[-1] != nnz:
+        if np.any(np.diff(self.fwd_ptr) != _packed_words(n, per)) or entry_ptr[-1] != nnz:
             c.fail(f"approx_fwd_ptr gives rows of {entry_ptr[-1]} entries in all, or of lengths no packed row has, "
                    f"expected {nnz} entries")
         c.ids("approx_fwd_rows", terms, vocab_size)
@@ -318,12 +317,16 @@ def packed_forward(indptr: np.ndarray, terms: np.ndarray, impacts: np.ndarray, v
     one run of words of the narrowest term dtype that is at least as wide as the impacts."""
     word = max(np.dtype(_narrowest(vocab_size)), impacts.dtype, key=lambda t: t.itemsize).type
     per = np.dtype(word).itemsize // impacts.dtype.itemsize
-    n = np.diff(indptr)
-    ptr = offsets(n + -(-n // per))
+    ptr = offsets(_packed_words(np.diff(indptr), per))
     rows = np.zeros(ptr[-1], dtype=word)
     rows_impacts = rows.view(impacts.dtype)
     forward.pack_rows(np.asarray(indptr, dtype=np.int64), terms, impacts, ptr, rows, rows_impacts)
     return {"fwd_ptr": ptr, "fwd_rows": rows, "fwd_impacts": rows_impacts}
+
+
+def _packed_words(n: np.ndarray, per: int) -> np.ndarray:
+    """Words of packed rows of n entries (the inverse of kernels.forward.packed_entries)."""
+    return n + -(-n // per)
 
 
 def _narrowest(limit: int) -> type:

@@ -215,7 +215,7 @@ class SparseIndex:
                                     posting_weights(base["forward_indptr"], base["forward_terms"], base["forward_weights"], len(vocab)))
         settings = manifest.get("settings")
         quantization = settings.get("quantization") if isinstance(settings, dict) else None
-        impact_dtype = QUANTIZATIONS[quantization] if isinstance(quantization, str) and quantization in QUANTIZATIONS else None
+        impact_dtype = QUANTIZATIONS.get(quantization) if isinstance(quantization, str) else None
         approx = (ApproxIndex.load(manifest["approx"], load, base["forward_indptr"], base["forward_terms"], len(vocab), impact_dtype)
                   if "approx" in manifest else None)
         index = cls(
