@@ -13,7 +13,9 @@ queries. No run sees the queries or qrels it is reported on:
 - ``split-*``: the first half of a collection's queries (:func:`lsr.training.data.query_half`),
   reported on the second half; ``default-cranfield`` is one of them, the default recipe (no
   flag but the data), whose wall clock is the third target; ``noflops-*`` are the same split
-  runs without FLOPS (the in-domain target asks for relevance, not sparsity). Each recipe's
+  runs without FLOPS (the in-domain target asks for relevance, not sparsity); ``dense-*`` add KL
+  distillation from the bundled dense model (all-MiniLM-L6-v2, stronger than splade-tiny on
+  Cranfield and Medline), ``dense-lr1e-4-*`` the same at twice the learning rate. Each recipe's
   query-split target is counted on its own.
 
 Piecewise, so that no locked job runs long: ``--until STEP`` trains the given runs up to STEP
@@ -55,6 +57,8 @@ TRAIN_DIR = Path(os.environ.get("LSR_TRAIN_DIR", "/work/scratch"))
 START = TrainConfig(out="").model
 K = 100
 SPLIT = ["--steps", "200", "--lr", "5e-5", "--warmup-steps", "20"]
+SPLIT_FAST = ["--steps", "200", "--lr", "1e-4", "--warmup-steps", "20"]
+NO_FLOPS = ["--flops-query", "0", "--flops-document", "0"]
 SELF_DISTILL = ["--distill", "kl", "--teacher", "start", "--flops-query", "0", "--warmup-steps", "20", "--flops-warmup", "50"]
 
 
@@ -87,8 +91,12 @@ RUNS = {r.name: r for r in [
     Run("split-vaswani", ["--qrels", "vaswani", "--query-half", "first"], SPLIT, dataset="vaswani", half="second"),
     Run("split-medline", ["--qrels", "medline", "--query-half", "first"], SPLIT, dataset="medline", half="second"),
     Run("split-cacm", ["--qrels", "cacm", "--query-half", "first"], SPLIT, dataset="cacm", half="second"),
-    *(Run(f"noflops-{c}", ["--qrels", c, "--query-half", "first"], [*SPLIT, "--flops-query", "0", "--flops-document", "0"],
+    *(Run(f"noflops-{c}", ["--qrels", c, "--query-half", "first"], [*SPLIT, *NO_FLOPS],
           dataset=c, half="second", recipe="noflops") for c in ("cranfield", "vaswani", "medline", "cacm")),
+    *(Run(f"dense-{c}", ["--qrels", c, "--query-half", "first"], [*SPLIT, *NO_FLOPS, "--distill", "kl"],
+          dataset=c, half="second", recipe="dense-kl") for c in ("cranfield", "vaswani", "medline", "cacm")),
+    *(Run(f"dense-lr1e-4-{c}", ["--qrels", c, "--query-half", "first"], [*SPLIT_FAST, *NO_FLOPS, "--distill", "kl"],
+          dataset=c, half="second", recipe="dense-kl-lr1e-4") for c in ("cranfield", "vaswani", "medline", "cacm")),
     *(Run(f"flops-d{w}", ["--titles", "scifact"], [*SELF_DISTILL, "--flops-document", w, "--steps", "200"]) for w in ("0.05", "0.01")),
 ]}
 
