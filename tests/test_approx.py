@@ -336,42 +336,93 @@ def test_thin_searcher_refuses_bad_queries_and_reuses_its_buffers(small):
         plain.index.approx_searcher(5)
 
 
-@pytest.mark.parametrize("layout", [1, 2])
-def test_an_index_of_a_previous_approx_layout_loads_and_answers_the_same(tmp_path, small, layout):
-    """Layout 1 had no compact forward index of its own (the exact one's rows and terms, with
-    approx_fwd_impacts); layout 2 kept terms and impacts apart (approx_fwd_ptr, approx_fwd_terms,
-    approx_fwd_impacts). Both are packed on load, into the rows layout 3 writes."""
+def _layout_3_runs(approx) -> dict[str, np.ndarray]:
+    """The summary runs of a structure as layouts 1-3 stored them: per summary term its first
+    entry relative to its list's (approx_comp_start), per list its range of entries
+    (approx_lst_ent_ptr), one plain block id per entry (approx_ent_blk)."""
+    from lsr.index.kernels import bits
+
+    n = approx.n_entries
+    starts = np.flatnonzero(bits.unpack_flags(approx.ent_first, n))
+    lst_ent_ptr = np.append(starts, n)[approx.lst_comp_ptr]
+    list_of_comp = np.repeat(np.arange(approx.lst_comp_ptr.shape[0] - 1), np.diff(approx.lst_comp_ptr))
+    return {"approx_comp_start": (starts - lst_ent_ptr[list_of_comp]).astype(np.uint16), "approx_lst_ent_ptr": lst_ent_ptr,
+            "approx_ent_blk": bits.unpack_fields(approx.ent_blk, n, approx.blk_bits).astype(np.uint8)}
+
+
+def _rewrite(path, manifest: dict, drop: list[str], files: dict[str, np.ndarray], layout: int | None) -> None:
+    """Replace array files of a saved index (manifest entries too) and set its approx layout."""
     import json
 
     from lsr.index.storage import sha256_file
 
+    for name in drop:
+        (path / f"{name}.npy").unlink()
+        del manifest["files"][f"{name}.npy"]
+    for name, arr in files.items():
+        np.save(path / f"{name}.npy", arr)
+        manifest["files"][f"{name}.npy"] = {"bytes": (path / f"{name}.npy").stat().st_size, "sha256": sha256_file(path / f"{name}.npy")}
+    if layout is None:
+        manifest["approx"].pop("layout", None)
+    else:
+        manifest["approx"]["layout"] = layout
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("layout", [1, 2, 3])
+def test_an_index_of_a_previous_approx_layout_loads_and_answers_the_same(tmp_path, small, layout):
+    """Layout 1 had no compact forward index of its own (the exact one's rows and terms, with
+    approx_fwd_impacts); layout 2 kept terms and impacts apart (approx_fwd_ptr, approx_fwd_terms,
+    approx_fwd_impacts); layouts 1-3 stored each summary run's offset and plain block ids. All
+    are converted on load, into the arrays layout 4 writes."""
+    import json
+
     index, queries = small
     path = index.save(tmp_path / "ix")
     manifest = json.loads((path / "manifest.json").read_text())
-    assert manifest["approx"]["layout"] == 3
-    entry_ptr, terms, impacts = index.index.approx.forward_entries()
-    old_files = {"approx_fwd_impacts": impacts} if layout == 1 else {"approx_fwd_ptr": entry_ptr, "approx_fwd_terms": terms,
-                                                                    "approx_fwd_impacts": impacts}
-    for name in ("approx_fwd_ptr.npy", "approx_fwd_rows.npy"):
-        (path / name).unlink()
-        del manifest["files"][name]
-    for name, arr in old_files.items():
-        np.save(path / f"{name}.npy", arr)
-        manifest["files"][f"{name}.npy"] = {"bytes": (path / f"{name}.npy").stat().st_size, "sha256": sha256_file(path / f"{name}.npy")}
-    if layout == 1:
-        del manifest["approx"]["layout"]
-    else:
-        manifest["approx"]["layout"] = 2
-    (path / "manifest.json").write_text(json.dumps(manifest))
+    assert manifest["approx"]["layout"] == 4
+    approx = index.index.approx
+    entry_ptr, terms, impacts = approx.forward_entries()
+    old_files = _layout_3_runs(approx)
+    drop = ["approx_comp_ckpt", "approx_ent_first", "approx_ent_blk"]
+    if layout < 3:
+        old_files.update({"approx_fwd_impacts": impacts} if layout == 1 else {"approx_fwd_ptr": entry_ptr, "approx_fwd_terms": terms,
+                                                                            "approx_fwd_impacts": impacts})
+        drop += ["approx_fwd_ptr", "approx_fwd_rows"]
+    _rewrite(path, manifest, drop, old_files, None if layout == 1 else layout)
     old = Retriever.load(path)
     assert old.index.approx.fwd_rows.dtype == np.uint16
     assert all(np.array_equal(a, b) for a, b in zip(old.index.approx.forward_entries(), (entry_ptr, terms, impacts)))
+    assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(old.index.approx.kernel_args(), approx.kernel_args())
+               if isinstance(a, np.ndarray))
     for knobs in ({"query_cut": 5, "heap_factor": 0.9}, NO_PRUNING):
         assert old.search_batch(queries[:30], 10, mode="approx", **knobs) == index.search_batch(queries[:30], 10, mode="approx", **knobs)
         assert old.search(queries[0], 10, mode="approx", **knobs) == index.search(queries[0], 10, mode="approx", **knobs)
     manifest["approx"]["layout"] = 7
     (path / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(IndexFormatError, match="approx entry has layout 7; this lsr reads layouts 1 to 3"):
+    with pytest.raises(IndexFormatError, match="approx entry has layout 7; this lsr reads layouts 1 to 4"):
+        Retriever.load(path)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda f: {"approx_comp_start": f["approx_comp_start"] + 1}, "approx_comp_start does not split"),
+    (lambda f: {"approx_comp_start": np.zeros_like(f["approx_comp_start"])}, "approx_comp_start does not split"),
+    (lambda f: {"approx_lst_ent_ptr": np.minimum(f["approx_lst_ent_ptr"] * 2, f["approx_lst_ent_ptr"][-1])},
+     "approx_(lst_ent_ptr|comp_start)"),
+    (lambda f: {"approx_ent_blk": np.where(np.arange(f["approx_ent_blk"].size) == 0, 255, f["approx_ent_blk"]).astype(np.uint8)},
+     "approx_ent_blk names a block outside its list"),
+    (lambda f: {"approx_ent_blk": f["approx_ent_blk"].astype(np.int16)}, "approx_ent_blk has dtype int16"),
+])
+def test_a_damaged_structure_of_layout_3_is_a_clean_error(tmp_path, small, damage, message):
+    """Converting reads the old arrays: they are checked first, and refused with a clear error."""
+    import json
+
+    index, _ = small
+    path = index.save(tmp_path / "ix")
+    manifest = json.loads((path / "manifest.json").read_text())
+    files = _layout_3_runs(index.index.approx)
+    _rewrite(path, manifest, ["approx_comp_ckpt", "approx_ent_first", "approx_ent_blk"], {**files, **damage(files)}, 3)
+    with pytest.raises(IndexFormatError, match=message):
         Retriever.load(path)
 
 
@@ -382,8 +433,13 @@ def test_an_index_of_a_previous_approx_layout_loads_and_answers_the_same(tmp_pat
     ("approx_fwd_ptr", lambda a: a - 1, "approx_fwd_ptr runs from -1"),
     ("approx_fwd_ptr", lambda a: np.where(np.arange(a.size) == 5, a[5] + 1, a), "lengths no packed row has"),
     ("approx_blk_docs", lambda a: np.where(np.arange(a.size) == 0, 3000, a).astype(a.dtype), "approx_blk_docs holds values outside"),
+    ("approx_ent_first", lambda a: a & ~np.uint64(1), r"approx_ent_first marks \d+ runs \(the first at entry \[[1-9]"),
+    ("approx_ent_first", lambda a: a | np.uint64(0b110), r"approx_ent_first marks \d+ runs|approx_comp_ckpt does not give"),
+    ("approx_ent_first", lambda a: a ^ a, "approx_ent_first marks 0 runs"),
+    ("approx_comp_ckpt", lambda a: a + 1, "approx_comp_ckpt does not give"),
+    ("approx_ent_blk", lambda a: ~a, "approx_ent_blk names a block outside its list"),
 ])
-def test_a_damaged_compact_forward_index_is_a_clean_error(tmp_path, small, name, damage, message):
+def test_a_damaged_approx_structure_is_a_clean_error(tmp_path, small, name, damage, message):
     index, _ = small
     path = index.save(tmp_path / "ix")
     np.save(path / f"{name}.npy", damage(np.load(path / f"{name}.npy")))  # same size: only the structural checks see it
@@ -455,3 +511,27 @@ def test_packed_rows_score_and_unpack_as_the_rows_they_were_made_of(vocab, impac
     for d in range(len(lengths)):
         lo, hi = indptr[d], indptr[d + 1]
         assert score(q, packed["fwd_rows"], packed["fwd_impacts"], ptr[d], ptr[d + 1]) == _lane_order_dot(q, terms[lo:hi], impacts[lo:hi]), d
+
+
+@settings(max_examples=60, deadline=None)
+@given(flags=st.lists(st.booleans(), min_size=1, max_size=300), width=st.integers(1, 20), data=st.data())
+def test_bit_fields_and_start_bits_read_back_what_was_packed(flags, width, data):
+    """The summaries' bit fields: unpacking gives the packed values for every width and length,
+    and the run-start search finds the same bit numpy does, across word boundaries."""
+    import numba as nb
+
+    from lsr.index.kernels import bits
+
+    values = np.array(data.draw(st.lists(st.integers(0, 2**width - 1), min_size=len(flags), max_size=len(flags))), np.int64)
+    assert bits.unpack_fields(bits.pack_fields(values, width), len(values), width).tolist() == values.tolist()
+    flags = np.array(flags + [True])  # the end sentinel, as the structure stores it
+    words = bits.pack_flags(flags)
+    assert bits.unpack_flags(words, len(flags)).tolist() == flags.tolist()
+    set_at = np.flatnonzero(flags)
+    pos = data.draw(st.integers(0, len(flags) - 1))
+    next_set = nb.njit(lambda w, p: bits.next_set(w, p))
+    assert next_set(words, pos) == set_at[set_at >= pos][0]
+    after = set_at[set_at > pos]
+    if after.size:
+        r = data.draw(st.integers(1, after.size))
+        assert nb.njit(lambda w, p, r: bits.nth_set_after(w, p, r))(words, pos, r) == after[r - 1]

@@ -18,17 +18,20 @@ import numpy as np
 import scipy.sparse as sp
 
 from lsr.errors import DataError, IndexFormatError
-from lsr.index.kernels import approx_build, approx_search, forward
+from lsr.index.kernels import approx_build, approx_search, bits, forward
 from lsr.index.validate import Checker
-from lsr.index.kernels.approx_search import STAT_DOC_ENTRIES, STAT_SUMMARY_ENTRIES
+from lsr.index.kernels.approx_search import CHECKPOINT, STAT_DOC_ENTRIES, STAT_SUMMARY_ENTRIES
 from lsr.index.kernels.query import query_error
 from lsr.util import concat, offsets
 
 # Layout of the arrays: 2 added the compact forward index (approx_fwd_ptr, approx_fwd_terms
 # beside approx_fwd_impacts); 3 packs each document's terms and impacts into one run
-# (approx_fwd_rows). Older structures load by packing what they hold (layout 1: the exact-search
-# forward index's rows and terms), so older index directories keep working unchanged.
-LAYOUT = 3
+# (approx_fwd_rows); 4 stores the summaries' runs as start bits with a checkpoint every
+# CHECKPOINT summary terms (approx_comp_ckpt, approx_ent_first instead of approx_comp_start and
+# approx_lst_ent_ptr) and block ids bit-packed (approx_ent_blk). Older structures load by
+# converting what they hold (layout 1: the exact-search forward index's rows and terms), so older
+# index directories keep working unchanged.
+LAYOUT = 4
 _ALL = np.zeros(0, dtype=np.uint8)  # the kernels' "no mask"
 
 @dataclass(frozen=True)
@@ -61,9 +64,11 @@ class ApproxSettings:
 @dataclass(frozen=True)
 class ApproxIndex:
     """Term -> blocks of similar documents (pruned list) -> documents, plus block summaries
-    stored per list as an inverted index (term -> (block, u8 code)) and per-block scales, and
-    the compact forward index the documents are scored from.
-    Narrow dtypes where they fit: summaries are most of the bytes."""
+    stored per list as an inverted index (term -> run of (block, u8 code)) and per-block scales,
+    and the compact forward index the documents are scored from.
+    Summaries are most of the bytes, so a term costs its id, one start bit per entry and a share
+    of a checkpoint (not an offset), and a block id only the bits the longest list needs, as in
+    Seismic's summaries (bit-packed ids, Elias-Fano offsets)."""
 
     fwd_ptr: np.ndarray  # int64 [docs + 1]: document -> its run of fwd_rows words
     fwd_rows: np.ndarray  # term dtype: per document its term ids (ascending), then its impacts (kernels.forward.pack_rows)
@@ -72,9 +77,9 @@ class ApproxIndex:
     blk_docs: np.ndarray  # int32
     lst_comp_ptr: np.ndarray  # int64 [vocab + 1]: term's list -> range of its summary terms
     comp_terms: np.ndarray  # narrowest unsigned: summary terms, ascending within a list
-    comp_start: np.ndarray  # narrowest unsigned: a summary term's first entry, relative to its list's
-    lst_ent_ptr: np.ndarray  # int64 [vocab + 1]: term's list -> range of summary entries
-    ent_blk: np.ndarray  # narrowest unsigned: block, local to its list
+    comp_ckpt: np.ndarray  # narrowest unsigned: first entry of every CHECKPOINT-th summary term (global)
+    ent_first: np.ndarray  # uint64 bits [entries + 1]: entry starts a summary term's run (the last bit: an end sentinel)
+    ent_blk: np.ndarray  # uint64 fields of blk_bits bits [entries]: block, local to its list
     ent_code: np.ndarray  # uint8: value = code x blk_scale[block]
     blk_scale: np.ndarray  # float32 [blocks]
     fwd_impacts: np.ndarray = field(metadata={"view": True})  # fwd_rows' memory in the impact dtype: not a file
@@ -82,6 +87,15 @@ class ApproxIndex:
     @property
     def n_blocks(self) -> int:
         return self.blk_doc_ptr.shape[0] - 1
+
+    @property
+    def blk_bits(self) -> int:
+        """Bits of an approx_ent_blk field: enough for the longest list's block ids."""
+        return bits.bit_width(self.longest_list)
+
+    @property
+    def n_entries(self) -> int:
+        return self.ent_code.shape[0]
 
     @property
     def nbytes(self) -> int:
@@ -94,9 +108,9 @@ class ApproxIndex:
     def load(cls, entry: Mapping[str, Any], load: Any, forward_indptr: np.ndarray, forward_terms: np.ndarray,
              vocab_size: int, impact_dtype: type | None) -> "ApproxIndex":
         """The structure of an index directory (``load(name)`` reads one array); one written
-        before :data:`LAYOUT` 3 gets its rows packed from what it holds (before layout 2, the
-        exact forward index's rows and terms). ``impact_dtype`` is the manifest's quantization
-        (None when it names none: refused)."""
+        before :data:`LAYOUT` 4 gets its summary runs converted, before layout 3 also its rows
+        packed from what it holds (before layout 2, the exact forward index's rows and terms).
+        ``impact_dtype`` is the manifest's quantization (None when it names none: refused)."""
         layout = entry.get("layout", 1) if isinstance(entry, Mapping) else None
         if not isinstance(layout, int) or not 1 <= layout <= LAYOUT:
             raise IndexFormatError(f"the manifest's approx entry has layout {layout!r}; this lsr reads layouts 1 to {LAYOUT}: "
@@ -104,7 +118,11 @@ class ApproxIndex:
         c = Checker(f"the approx structure (layout {layout})")  # viewing and packing read these: checked first
         if impact_dtype is None:
             c.fail("the manifest lacks its stats or settings")
-        rest = {name: load(f"approx_{name}") for name in cls._structure_names()}
+        runs = ("comp_ckpt", "ent_first", "ent_blk")
+        rest = {name: load(f"approx_{name}") for name in cls._structure_names() if layout >= 4 or name not in runs}
+        if layout < 4:
+            rest.update(_runs_of_layout_3(c, rest, load("approx_comp_start"), load("approx_lst_ent_ptr"),
+                                          load("approx_ent_blk"), vocab_size))
         if layout >= 3:
             rows = load("approx_fwd_rows")
             c.array("approx_fwd_rows", rows, (np.uint8, np.uint16, np.uint32))
@@ -160,25 +178,30 @@ class ApproxIndex:
         c.pointers("approx_lst_comp_ptr", self.lst_comp_ptr, vocab_size, self.comp_terms.shape[0])
         c.ids("approx_comp_terms", self.comp_terms, vocab_size)
         c.ascending_within("approx_comp_terms", self.comp_terms, self.lst_comp_ptr)
-        c.pointers("approx_lst_ent_ptr", self.lst_ent_ptr, vocab_size, self.ent_blk.shape[0])
-        c.array("approx_ent_code", self.ent_code, (np.uint8,), self.ent_blk.shape[0])
-        c.array("approx_comp_start", self.comp_start, (np.uint8, np.uint16, np.uint32), self.comp_terms.shape[0])
-        terms = np.arange(vocab_size)
-        list_of_comp = np.repeat(terms, np.diff(self.lst_comp_ptr))
-        start = self.comp_start.astype(np.int64)
-        if start.size and (np.any(start > np.diff(self.lst_ent_ptr)[list_of_comp])
-                           or np.any((start[1:] < start[:-1]) & (list_of_comp[1:] == list_of_comp[:-1]))):
-            c.fail("approx_comp_start points outside its list's summary entries")
-        list_of_entry = np.repeat(terms, np.diff(self.lst_ent_ptr))
-        if self.ent_blk.size and np.any(self.ent_blk.astype(np.int64) >= np.diff(self.lst_blk_ptr)[list_of_entry]):
+        c.array("approx_ent_code", self.ent_code, (np.uint8,))
+        n, n_comps = self.n_entries, self.comp_terms.shape[0]
+        c.array("approx_ent_first", self.ent_first, (np.uint64,), -(-(n + 1) // 64) + 1)
+        c.array("approx_ent_blk", self.ent_blk, (np.uint64,), (n * self.blk_bits + 63) // 64 + 1)
+        c.array("approx_comp_ckpt", self.comp_ckpt, (np.uint8, np.uint16, np.uint32, np.uint64), -(-n_comps // CHECKPOINT))
+        first = bits.unpack_flags(self.ent_first, n + 1)
+        starts = np.flatnonzero(first[:n])
+        if not first[n] or starts.shape[0] != n_comps or (n and starts[0] != 0):
+            c.fail(f"approx_ent_first marks {starts.shape[0]} runs (the first at entry {starts[:1].tolist()}, the end bit "
+                   f"{'set' if first[n] else 'missing'}), expected one per summary term ({n_comps}) from entry 0")
+        if not np.array_equal(self.comp_ckpt.astype(np.int64), starts[::CHECKPOINT]):
+            c.fail(f"approx_comp_ckpt does not give the first entry of every {CHECKPOINT}th summary term's run")
+        list_of_comp = np.repeat(np.arange(vocab_size), np.diff(self.lst_comp_ptr))
+        list_of_entry = np.repeat(list_of_comp, np.diff(np.append(starts, n)))
+        if n and np.any(bits.unpack_fields(self.ent_blk, n, self.blk_bits) >= np.diff(self.lst_blk_ptr)[list_of_entry]):
             c.fail("approx_ent_blk names a block outside its list")
         c.array("approx_blk_scale", self.blk_scale, (np.float32,), n_blocks)
         c.finite("approx_blk_scale", self.blk_scale)
 
     def kernel_args(self) -> tuple:
         """The list, block, summary and forward arrays in the order the search kernels take them."""
-        return (self.lst_blk_ptr, self.blk_doc_ptr, self.blk_docs, self.lst_comp_ptr, self.comp_terms, self.comp_start,
-                self.lst_ent_ptr, self.ent_blk, self.ent_code, self.blk_scale, self.fwd_ptr, self.fwd_rows, self.fwd_impacts)
+        return (self.lst_blk_ptr, self.blk_doc_ptr, self.blk_docs, self.lst_comp_ptr, self.comp_terms, self.comp_ckpt,
+                self.ent_first, self.ent_blk, self.blk_bits, self.ent_code, self.blk_scale, self.fwd_ptr, self.fwd_rows,
+                self.fwd_impacts)
 
     @property
     def longest_list(self) -> int:
@@ -274,8 +297,8 @@ def build_approx(
     top_t, top_w = approx_build.top_terms(fwd_indptr, fwd_terms, fwd_weights, settings.doc_cut)
     slot = np.full(vocab_size, -1, dtype=np.int32)
     maxv = np.zeros(vocab_size, dtype=np.float32)
-    blk_sizes, docs, comps, comp_starts, ent_blk, ent_code, scales = ([] for _ in range(7))
-    lst_blocks, lst_comps, lst_entries = (np.zeros(vocab_size, dtype=np.int64) for _ in range(3))
+    blk_sizes, docs, comps, comp_counts, ent_blk, ent_code, scales = ([] for _ in range(7))
+    lst_blocks, lst_comps = (np.zeros(vocab_size, dtype=np.int64) for _ in range(2))
     for t in np.flatnonzero(np.diff(l_indptr)):
         list_docs = l_docs[l_indptr[t] : l_indptr[t + 1]]
         n_centroids = max(1, int(settings.centroid_fraction * len(list_docs)))
@@ -285,10 +308,10 @@ def build_approx(
         c, cc, eb, ec, sc = approx_build.summarize_list(
             grouped, sizes, np.float32(settings.summary_energy), fwd_indptr, fwd_terms, fwd_impacts, maxv, slot
         )
-        lst_blocks[t], lst_comps[t], lst_entries[t] = len(sizes), len(c), len(eb)
-        starts = np.concatenate([[0], np.cumsum(cc[:-1])])
-        for out, part in zip((docs, blk_sizes, comps, comp_starts, ent_blk, ent_code, scales), (grouped, sizes, c, starts, eb, ec, sc)):
+        lst_blocks[t], lst_comps[t] = len(sizes), len(c)
+        for out, part in zip((docs, blk_sizes, comps, comp_counts, ent_blk, ent_code, scales), (grouped, sizes, c, cc, eb, ec, sc)):
             out.append(part)
+    codes = concat(ent_code, np.uint8)
     structure = ApproxIndex(
         **packed_forward(np.asarray(fwd_indptr, dtype=np.int64), np.asarray(fwd_terms), fwd_impacts, vocab_size),
         lst_blk_ptr=offsets(lst_blocks),
@@ -296,10 +319,9 @@ def build_approx(
         blk_docs=concat(docs, np.int32),
         lst_comp_ptr=offsets(lst_comps),
         comp_terms=concat(comps, _narrowest(vocab_size)),
-        comp_start=concat(comp_starts, _narrowest(int(lst_entries.max(initial=0)))),
-        lst_ent_ptr=offsets(lst_entries),
-        ent_blk=concat(ent_blk, _narrowest(int(lst_blocks.max(initial=0)))),
-        ent_code=concat(ent_code, np.uint8),
+        **_runs(offsets(concat(comp_counts, np.int64))[:-1], codes.shape[0]),
+        ent_blk=bits.pack_fields(concat(ent_blk, np.int64), bits.bit_width(int(lst_blocks.max(initial=0)))),
+        ent_code=codes,
         blk_scale=concat(scales, np.float32),
     )
     stats = {
@@ -329,9 +351,42 @@ def _packed_words(n: np.ndarray, per: int) -> np.ndarray:
     return n + -(-n // per)
 
 
+def _runs(starts: np.ndarray, n_entries: int) -> dict[str, np.ndarray]:
+    """The summary runs' start bits and checkpoints from each summary term's first entry (global)."""
+    first = np.zeros(n_entries + 1, dtype=bool)
+    first[starts] = True
+    first[n_entries] = True
+    return {"comp_ckpt": starts[::CHECKPOINT].astype(_narrowest(n_entries + 1)), "ent_first": bits.pack_flags(first)}
+
+
+def _runs_of_layout_3(c: Checker, rest: dict[str, np.ndarray], comp_start: np.ndarray, lst_ent_ptr: np.ndarray,
+                      ent_blk: np.ndarray, vocab_size: int) -> dict[str, np.ndarray]:
+    """Summary runs as layouts 1-3 stored them (per summary term its first entry relative to its
+    list's, per list its range of entries, one plain block id per entry), as layout 4 stores them;
+    checked first, since converting reads them."""
+    lst_comp_ptr, lst_blk_ptr, n = rest["lst_comp_ptr"], rest["lst_blk_ptr"], rest["ent_code"].shape[0]
+    c.pointers("approx_lst_comp_ptr", lst_comp_ptr, vocab_size, rest["comp_terms"].shape[0])
+    c.pointers("approx_lst_blk_ptr", lst_blk_ptr, vocab_size, rest["blk_doc_ptr"].shape[0] - 1)
+    c.pointers("approx_lst_ent_ptr", lst_ent_ptr, vocab_size, n)
+    c.array("approx_comp_start", comp_start, (np.uint8, np.uint16, np.uint32), rest["comp_terms"].shape[0])
+    c.array("approx_ent_blk", ent_blk, (np.uint8, np.uint16, np.uint32), n)
+    per_list = np.diff(lst_comp_ptr)
+    starts = np.repeat(lst_ent_ptr[:-1], per_list) + comp_start.astype(np.int64)
+    ends = np.append(starts[1:], n)
+    listed = per_list > 0
+    ends[lst_comp_ptr[1:][listed] - 1] = lst_ent_ptr[1:][listed]  # a list's last run ends with the list
+    if starts.size != 0 and not (starts[0] == 0 and ends[-1] == n and np.array_equal(starts[1:], ends[:-1])
+                                 and np.all(ends > starts)) or (starts.size == 0 and n):
+        c.fail("approx_comp_start does not split its lists' summary entries into runs")
+    width = bits.bit_width(int(np.diff(lst_blk_ptr).max(initial=0)))
+    if ent_blk.size and int(ent_blk.max()) >> width:
+        c.fail("approx_ent_blk names a block outside its list")
+    return {**_runs(starts, n), "ent_blk": bits.pack_fields(ent_blk, width)}
+
+
 def _narrowest(limit: int) -> type:
     """The smallest unsigned dtype holding 0..limit - 1."""
-    return next(t for t in (np.uint8, np.uint16, np.uint32) if limit <= np.iinfo(t).max + 1)
+    return next(t for t in (np.uint8, np.uint16, np.uint32, np.uint64) if limit <= np.iinfo(t).max + 1)
 
 
 # ---- auto-tuning ------------------------------------------------------------------------

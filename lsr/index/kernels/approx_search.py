@@ -19,6 +19,7 @@ import numba as nb
 import numpy as np
 
 from lsr.index.kernels import JIT
+from lsr.index.kernels.bits import field, next_set, nth_set_after
 from lsr.index.kernels.forward import dot_packed, packed_entries
 from lsr.index.kernels.prefetch import prefetch, prefetch_range
 from lsr.index.kernels.query import canonical_query
@@ -30,6 +31,12 @@ N_STATS = 6
 _STATS_STRIDE = 16  # int64 slots a batch worker's stats row takes: two 64-byte lines
 _HIGH = np.int64(0x7FFFFFFF)
 _ONE = np.uint64(1)
+# summary terms per checkpoint: a term's run is found from its checkpoint by skipping up to 15
+# runs' start bits (mostly within one 64-bit window, by popcount); a u32 checkpoint per 16 terms
+# costs 0.25 bytes a term, where layout 3 stored a u16 offset per term
+CHECKPOINT = 16
+_CK_SHIFT = np.uint64(4)
+_CK_MASK = np.uint64(CHECKPOINT - 1)
 
 
 @nb.njit(inline="always", **JIT)
@@ -40,21 +47,21 @@ def _descending_key(bits, i):
 
 
 @nb.njit(**JIT)
-def _summary_dots(t, q_terms, q_weights, n_q, lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code,
-                  blk_scale, b_lo, n_blocks, dots, probe, stats):
+def _summary_dots(t, q_terms, q_weights, n_q, lst_comp_ptr, comp_terms, comp_ckpt, ent_first, ent_blk, blk_bits,
+                  ent_code, blk_scale, b_lo, n_blocks, dots, probe, stats):
     """dots[:n_blocks] = the query's dot products with the summaries of term t's blocks,
     touching only the entries of query terms.
 
     Each query term is found in the list's sorted summary terms by a binary search, all of them
     in lock step (probe holds one position per query term): one search is a chain of dependent,
     unpredictable steps, while a round of independent ones overlaps its cache misses and needs
-    no branch. The entries are then added in query-term order, as a merge would add them."""
+    no branch. A found term's run of entries starts at the r-th start bit after its checkpoint
+    (r = its position past the checkpoint's term) and ends at the next start bit. The entries
+    are then added in query-term order, as a merge would add them."""
     for j in range(n_blocks):
         dots[j] = 0.0
     lo = np.uint64(lst_comp_ptr[t])
     hi = np.uint64(lst_comp_ptr[t + 1])
-    base = lst_ent_ptr[t]
-    n_list = lst_ent_ptr[t + 1] - base
     if lo == hi:
         return
     # asked for again, though search_approx asked for it while scoring the previous list: a
@@ -69,32 +76,38 @@ def _summary_dots(t, q_terms, q_weights, n_q, lst_comp_ptr, comp_terms, comp_sta
             b = np.uint64(probe[i])
             probe[i] = b + (half if comp_terms[b + half - _ONE] < q_terms[i] else np.uint64(0))
         n -= half
-    # then the same for the next two dependent reads of each found term (its entries' start,
-    # the entries): ask for all of them before reading any
+    # then the same for the next two dependent reads of each found term (its checkpoint, the
+    # start bits and entries near it): ask for all of them before reading any
     for i in range(n_q):
         a = np.uint64(probe[i])
         if comp_terms[a] < q_terms[i]:
             a += _ONE
         if a < hi and comp_terms[a] == q_terms[i]:
             probe[i] = a
-            prefetch(comp_start, a)
+            prefetch(comp_ckpt, a >> _CK_SHIFT)
         else:
             probe[i] = -1
+    width = np.uint64(blk_bits)
     for i in range(n_q):
         if probe[i] >= 0:
-            e_lo = np.uint64(base + np.int64(comp_start[np.uint64(probe[i])]))
-            prefetch(ent_blk, e_lo)
-            prefetch(ent_code, e_lo)
+            e = np.uint64(comp_ckpt[np.uint64(probe[i]) >> _CK_SHIFT])
+            prefetch(ent_first, e >> np.uint64(6))
+            prefetch(ent_blk, (e * width) >> np.uint64(6))
+            prefetch(ent_code, e)
+    mask = (_ONE << width) - _ONE
     n_entries = 0
     for i in range(n_q):
         if probe[i] >= 0:
             a = np.uint64(probe[i])
             w = q_weights[i]
-            e_lo = base + np.int64(comp_start[a])
-            e_hi = base + (np.int64(comp_start[a + _ONE]) if a + _ONE < hi else n_list)
-            for e in range(np.uint64(e_lo), np.uint64(e_hi)):  # unsigned: no wrap-around per load
-                dots[ent_blk[e]] += w * np.float32(ent_code[e])
-            n_entries += e_hi - e_lo
+            e_lo = np.uint64(comp_ckpt[a >> _CK_SHIFT])
+            r = a & _CK_MASK
+            if r:
+                e_lo = nth_set_after(ent_first, e_lo, r)
+            e_hi = next_set(ent_first, e_lo + _ONE)
+            for e in range(e_lo, e_hi):  # unsigned: no wrap-around per load
+                dots[field(ent_blk, e, width, mask)] += w * np.float32(ent_code[e])
+            n_entries += np.int64(e_hi - e_lo)
     for j in range(n_blocks):
         dots[j] *= blk_scale[b_lo + j]
     stats[STAT_SUMMARY_ENTRIES] += n_entries
@@ -102,7 +115,7 @@ def _summary_dots(t, q_terms, q_weights, n_q, lst_comp_ptr, comp_terms, comp_sta
 
 @nb.njit(**JIT)
 def search_approx(q_terms, q_weights, n_q, query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs, lst_comp_ptr,
-                  comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr, fwd_rows, fwd_impacts,
+                  comp_terms, comp_ckpt, ent_first, ent_blk, blk_bits, ent_code, blk_scale, fwd_ptr, fwd_rows, fwd_impacts,
                   allowed, qdense, visited, seen, dots, order, heap_s, heap_d, out_docs, out_scores, stats):
     """Approximate top-k of one query (its first n_q terms, ascending, weights > 0).
 
@@ -132,7 +145,6 @@ def search_approx(q_terms, q_weights, n_q, query_cut, heap_factor, k, lst_blk_pt
         t = q_terms[order[tail + c] & 0xFFFFFFFF]
         prefetch(lst_blk_ptr, t)
         prefetch(lst_comp_ptr, t)
-        prefetch(lst_ent_ptr, t)
     size = 0
     n_seen = 0
     masked = allowed.shape[0] > 0
@@ -144,12 +156,12 @@ def search_approx(q_terms, q_weights, n_q, query_cut, heap_factor, k, lst_blk_pt
         if n_blocks == 0:
             continue
         stats[STAT_LISTS] += 1
-        _summary_dots(t, q_terms, q_weights, n_q, lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code,
-                      blk_scale, b_lo, n_blocks, dots, order[tail - n_q:tail], stats)
+        _summary_dots(t, q_terms, q_weights, n_q, lst_comp_ptr, comp_terms, comp_ckpt, ent_first, ent_blk, blk_bits,
+                      ent_code, blk_scale, b_lo, n_blocks, dots, order[tail - n_q:tail], stats)
         if c + 1 < n_cut:  # the next list's summary terms and postings arrive while this one's documents are scored
             t_next = q_terms[order[tail + c + 1] & 0xFFFFFFFF]
             prefetch_range(comp_terms, lst_comp_ptr[t_next], lst_comp_ptr[t_next + 1])
-            prefetch_range(comp_start, lst_comp_ptr[t_next], lst_comp_ptr[t_next + 1])
+            prefetch_range(comp_ckpt, lst_comp_ptr[t_next] // CHECKPOINT, lst_comp_ptr[t_next + 1] // CHECKPOINT + 1)
             prefetch_range(blk_doc_ptr, lst_blk_ptr[t_next], lst_blk_ptr[t_next + 1] + 1)
             prefetch_range(blk_scale, lst_blk_ptr[t_next], lst_blk_ptr[t_next + 1])
             prefetch_range(blk_docs, blk_doc_ptr[lst_blk_ptr[t_next]], blk_doc_ptr[lst_blk_ptr[t_next + 1]])
@@ -192,8 +204,8 @@ def search_approx(q_terms, q_weights, n_q, query_cut, heap_factor, k, lst_blk_pt
 
 @nb.njit(**JIT)
 def search_approx_raw(terms, weights, limit, query_cut, heap_factor, k, scale, lst_blk_ptr, blk_doc_ptr, blk_docs,
-                      lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr, fwd_rows,
-                      fwd_impacts, allowed, q_terms, q_weights, qdense, visited, seen, dots, order, heap_s, heap_d,
+                      lst_comp_ptr, comp_terms, comp_ckpt, ent_first, ent_blk, blk_bits, ent_code, blk_scale, fwd_ptr,
+                      fwd_rows, fwd_impacts, allowed, q_terms, q_weights, qdense, visited, seen, dots, order, heap_s, heap_d,
                       out_docs, out_scores, stats):
     """canonical_query then search_approx: the whole single-query path in one call. q_terms and
     q_weights hold at least len(terms) slots, order two per term beyond its blocks' part.
@@ -205,8 +217,9 @@ def search_approx_raw(terms, weights, limit, query_cut, heap_factor, k, scale, l
     if n_q < 0:
         return n_q
     n = search_approx(q_terms, q_weights, n_q, query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs,
-                      lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr, fwd_rows,
-                      fwd_impacts, allowed, qdense, visited, seen, dots, order, heap_s, heap_d, out_docs, out_scores, stats)
+                      lst_comp_ptr, comp_terms, comp_ckpt, ent_first, ent_blk, blk_bits, ent_code, blk_scale, fwd_ptr,
+                      fwd_rows, fwd_impacts, allowed, qdense, visited, seen, dots, order, heap_s, heap_d, out_docs, out_scores,
+                      stats)
     for i in range(n):
         out_scores[i] = np.float64(out_scores[i]) * scale
     return n
@@ -214,7 +227,7 @@ def search_approx_raw(terms, weights, limit, query_cut, heap_factor, k, scale, l
 
 @nb.njit(parallel=True, **JIT)
 def search_approx_batch(q_indptr, terms, weights, limit, query_cut, heap_factor, k, lst_blk_ptr, blk_doc_ptr, blk_docs,
-                        lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr,
+                        lst_comp_ptr, comp_terms, comp_ckpt, ent_first, ent_blk, blk_bits, ent_code, blk_scale, fwd_ptr,
                         fwd_rows, fwd_impacts, allowed, n_workers):
     """search_approx_raw for many raw queries (CSR rows) over n_workers threads, each with its
     own scratch, queries dealt round-robin: each worker makes its queries canonical itself, so
@@ -249,7 +262,7 @@ def search_approx_batch(q_indptr, terms, weights, limit, query_cut, heap_factor,
             lo, hi = q_indptr[q], q_indptr[q + 1]
             counts[q] = search_approx_raw(
                 terms[lo:hi], weights[lo:hi], limit, query_cut, heap_factor, k, 1.0, lst_blk_ptr, blk_doc_ptr, blk_docs,
-                lst_comp_ptr, comp_terms, comp_start, lst_ent_ptr, ent_blk, ent_code, blk_scale, fwd_ptr, fwd_rows,
+                lst_comp_ptr, comp_terms, comp_ckpt, ent_first, ent_blk, blk_bits, ent_code, blk_scale, fwd_ptr, fwd_rows,
                 fwd_impacts, allowed, q_terms, q_weights, qdense, visited, seen, dots, order, heap_s, heap_d, out_docs[q],
                 out_scores[q], worker_stats[w],
             )
