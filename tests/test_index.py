@@ -218,6 +218,19 @@ def test_bad_build_input():
         SparseVectors.from_dicts([{"t1": -1.0}], VOCAB)
 
 
+@pytest.mark.parametrize("indptr, indices, n_values", [
+    ([0, 1, 3], [0, len(VOCAB), 1], 3),  # a term id past the vocabulary
+    ([0, 1, 3], [0, -1, 1], 3),  # a negative term id
+    ([0, 2, 1], [0, 1, 2], 3),  # offsets that decrease
+    ([0, 1, 4], [0, 1, 2], 3),  # offsets past the entries
+    ([0, 1, 3], [0, 1, 2], 2),  # a weight missing
+])
+def test_malformed_rows_are_a_clear_error_before_any_kernel_reads_them(indptr, indices, n_values):
+    vecs = SparseVectors(np.array(indptr), np.array(indices, np.int32), np.ones(n_values, np.float32), VOCAB)
+    with pytest.raises(DataError, match="sparse rows are malformed"):
+        SparseIndex.build(vecs, ["a", "b"])
+
+
 @pytest.mark.parametrize("row", [[1, 1], [2, 1]])
 def test_rows_with_repeated_or_unsorted_terms_are_rejected(row):
     # A repeated term would be scored twice from the postings but bounded once by the block

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from lsr.errors import DataError, IndexFormatError
 from lsr.index.kernels import approx_build, approx_search, bits, forward
 from lsr.index.validate import Checker
 from lsr.index.kernels.approx_search import CHECKPOINT, STAT_DOC_ENTRIES, STAT_SUMMARY_ENTRIES
 from lsr.index.kernels.query import query_error
-from lsr.util import concat, offsets
+from lsr.index.kernels.transpose import transpose_rows
+from lsr.util import offsets
 
 # Layout of the arrays: 2 added the compact forward index (approx_fwd_ptr, approx_fwd_terms
 # beside approx_fwd_impacts); 3 packs each document's terms and impacts into one run
@@ -282,10 +282,9 @@ def build_approx(
     Pruning and clustering use the float weights (finer than impacts); summaries use the
     impacts, so that summary dot products and document scores share one unit.
     """
-    n_docs = fwd_indptr.shape[0] - 1
-    by_term = sp.csr_matrix((fwd_weights, fwd_terms, fwd_indptr), shape=(n_docs, vocab_size)).tocsc()
-    by_term.sort_indices()
-    p_indptr, p_docs, p_weights = by_term.indptr.astype(np.int64), by_term.indices.astype(np.int32), by_term.data
+    p_indptr, p_docs, entries = transpose_rows(np.asarray(fwd_indptr, dtype=np.int64), np.asarray(fwd_terms), fwd_weights,
+                                               True, vocab_size)
+    p_weights = np.asarray(fwd_weights)[entries]
     nnz = p_docs.shape[0]
     threshold, cap = -np.inf, nnz
     if settings.n_postings is not None:
@@ -295,34 +294,20 @@ def build_approx(
         cap = max(1, int(settings.max_fraction * settings.n_postings))
     l_indptr, l_docs = approx_build.prune_lists(p_indptr, p_docs, p_weights, np.float32(threshold), cap)
     top_t, top_w = approx_build.top_terms(fwd_indptr, fwd_terms, fwd_weights, settings.doc_cut)
-    slot = np.full(vocab_size, -1, dtype=np.int32)
-    maxv = np.zeros(vocab_size, dtype=np.float32)
-    blk_sizes, docs, comps, comp_counts, ent_blk, ent_code, scales = ([] for _ in range(7))
-    lst_blocks, lst_comps = (np.zeros(vocab_size, dtype=np.int64) for _ in range(2))
-    for t in np.flatnonzero(np.diff(l_indptr)):
-        list_docs = l_docs[l_indptr[t] : l_indptr[t + 1]]
-        n_centroids = max(1, int(settings.centroid_fraction * len(list_docs)))
-        grouped, sizes = approx_build.cluster_list(
-            list_docs, n_centroids, settings.seed * 1_000_003 + int(t), top_t, top_w, fwd_indptr, fwd_terms, fwd_weights, slot
-        )
-        c, cc, eb, ec, sc = approx_build.summarize_list(
-            grouped, sizes, np.float32(settings.summary_energy), fwd_indptr, fwd_terms, fwd_impacts, maxv, slot
-        )
-        lst_blocks[t], lst_comps[t] = len(sizes), len(c)
-        for out, part in zip((docs, blk_sizes, comps, comp_counts, ent_blk, ent_code, scales), (grouped, sizes, c, cc, eb, ec, sc)):
-            out.append(part)
-    codes = concat(ent_code, np.uint8)
+    docs, sizes, scales, lst_blocks, lst_comps, comps, counts, ent_blk, codes = approx_build.cluster_and_summarize(
+        l_indptr, l_docs, settings.centroid_fraction, settings.seed, np.float32(settings.summary_energy), top_t, top_w,
+        fwd_indptr, fwd_terms, fwd_weights, fwd_impacts, vocab_size)
     structure = ApproxIndex(
         **packed_forward(np.asarray(fwd_indptr, dtype=np.int64), np.asarray(fwd_terms), fwd_impacts, vocab_size),
         lst_blk_ptr=offsets(lst_blocks),
-        blk_doc_ptr=offsets(concat(blk_sizes, np.int64)),
-        blk_docs=concat(docs, np.int32),
+        blk_doc_ptr=offsets(sizes),
+        blk_docs=docs,
         lst_comp_ptr=offsets(lst_comps),
-        comp_terms=concat(comps, _narrowest(vocab_size)),
-        **_runs(offsets(concat(comp_counts, np.int64))[:-1], codes.shape[0]),
-        ent_blk=bits.pack_fields(concat(ent_blk, np.int64), bits.bit_width(int(lst_blocks.max(initial=0)))),
+        comp_terms=comps.astype(_narrowest(vocab_size)),
+        **_runs(offsets(counts)[:-1], codes.shape[0]),
+        ent_blk=bits.pack_fields(ent_blk, bits.bit_width(int(lst_blocks.max(initial=0)))),
         ent_code=codes,
-        blk_scale=concat(scales, np.float32),
+        blk_scale=scales,
     )
     stats = {
         "kept_postings": int(l_docs.shape[0]),

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 
 from lsr.data.vectors import SparseVectors
+from lsr.errors import DataError
+from lsr.index.kernels.quantize import quantize_into
+from lsr.index.kernels.transpose import transpose_rows
 
 QUANTIZATIONS = {"u8": np.uint8, "u16": np.uint16}
 # A positive weight below half an impact unit is stored as 1 unit, never dropped: a posting
@@ -25,9 +27,14 @@ def quantization_scale(max_weight: float, dtype: np.dtype) -> float:
 def quantize(weights: np.ndarray, scale: float, dtype: np.dtype) -> np.ndarray:
     """Round weights to the nearest impact unit, never above the dtype's maximum and, for a
     positive weight, never below 1 (see RAISED_WARN)."""
-    qmax = np.iinfo(dtype).max
-    w = weights.astype(np.float64)
-    return np.where(w > 0, np.clip(np.rint(w / scale), 1, qmax), 0).astype(dtype)
+    return _quantized(weights, scale, dtype)[0]
+
+
+def _quantized(weights: np.ndarray, scale: float, dtype: np.dtype) -> tuple[np.ndarray, int, float]:
+    """quantize's impacts, how many positive weights were raised to 1, and the largest error."""
+    out = np.empty(len(weights), dtype=dtype)
+    raised, max_error = quantize_into(np.asarray(weights), float(scale), float(np.iinfo(dtype).max), out)
+    return out, int(raised), float(max_error)
 
 
 @dataclass(frozen=True)
@@ -59,30 +66,33 @@ def build_postings(vectors: SparseVectors, vocab_size: int, quantization: str = 
     if max_weight is not None and not max_weight >= largest:
         raise ValueError(f"max_weight {max_weight!r} is below the largest document weight {largest}")
     scale = quantization_scale(largest if max_weight is None else max_weight, dtype)
-    q = quantize(vectors.values, scale, dtype)
-    raised = int(np.count_nonzero((vectors.values > 0) & (vectors.values < scale / 2)))
-    max_error = float(np.abs(vectors.values.astype(np.float64) - q * scale).max()) if vectors.nnz else 0.0
+    q, raised, max_error = _quantized(vectors.values, scale, dtype)
     indptr, docs, entries = transpose(vectors.indptr, vectors.indices, vectors.values, vocab_size)
-    return Postings(indptr=indptr, docs=docs, impacts=q[entries], weights=vectors.values[entries].astype(np.float32),
+    return Postings(indptr=indptr, docs=docs, impacts=q[entries], weights=vectors.values[entries].astype(np.float32, copy=False),
                     scale=scale, max_error=max_error, raised=raised)
 
 
 def posting_weights(indptr: np.ndarray, terms: np.ndarray, weights: np.ndarray, vocab_size: int) -> np.ndarray:
     """The float weight of each posting, in posting order, from the forward rows."""
-    return np.asarray(weights)[transpose(indptr, terms, weights, vocab_size)[2]].astype(np.float32)
+    return np.asarray(weights)[transpose(indptr, terms, weights, vocab_size)[2]].astype(np.float32, copy=False)
 
 
 def transpose(indptr: np.ndarray, terms: np.ndarray, weights: np.ndarray, vocab_size: int) -> tuple[np.ndarray, ...]:
     """Postings of forward rows: (indptr over terms, docs ascending within a term, and the
     forward entry each posting comes from), zero weights left out (no posting scores them)."""
-    n_docs = indptr.shape[0] - 1
-    # entry numbers from 1: scipy drops explicit zeros, and a zero weight's entry is made 0 to go
-    entry = np.where(np.asarray(weights) > 0, np.arange(1, terms.shape[0] + 1, dtype=np.int64), 0)
-    by_doc = sp.csr_matrix((entry, np.asarray(terms).copy(), np.asarray(indptr).copy()), shape=(n_docs, vocab_size))
-    by_doc.eliminate_zeros()
-    by_term = by_doc.tocsc()
-    by_term.sort_indices()
-    return by_term.indptr.astype(np.int64), by_term.indices.astype(np.int32), by_term.data - 1
+    check_rows(indptr, terms, len(weights), vocab_size)
+    return transpose_rows(np.asarray(indptr, dtype=np.int64), np.asarray(terms), np.asarray(weights), False, vocab_size)
+
+
+def check_rows(indptr: np.ndarray, terms: np.ndarray, n_weights: int, vocab_size: int) -> None:
+    """CSR rows the kernels can walk: offsets from 0 to the entry count, never decreasing,
+    term ids in the vocabulary, one weight per entry."""
+    indptr, terms = np.asarray(indptr), np.asarray(terms)
+    if (indptr.ndim != 1 or indptr.shape[0] == 0 or indptr[0] != 0 or indptr[-1] != terms.shape[0]
+            or np.any(indptr[1:] < indptr[:-1]) or n_weights != terms.shape[0]
+            or (terms.size and (int(terms.min()) < 0 or int(terms.max()) >= vocab_size))):
+        raise DataError(f"sparse rows are malformed: row offsets must run from 0 to the {terms.shape[0]} entries without "
+                        f"decreasing, with one weight per entry and term ids in [0, {vocab_size})")
 
 
 def raised_warning(stats: dict, quantization: str) -> str | None:

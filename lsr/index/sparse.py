@@ -27,9 +27,9 @@ from lsr.index import storage
 from lsr.index.approx import (HEAP_FACTORS, LAYOUT, QUERY_CUTS, ApproxIndex, ApproxScratch, ApproxSearcher, ApproxSettings, TunedPoint,
                               build_approx, mean_cost, pick_cheapest, recall_at_k)
 from lsr.index.blockmax import BlockMax, build_blockmax
-from lsr.index.build import QUANTIZATIONS, build_postings, posting_weights, quantize
+from lsr.index.build import QUANTIZATIONS, build_postings, check_rows, posting_weights, quantize
 from lsr.index.dense import DenseIndex
-from lsr.index.kernels import approx_search, exact, forward
+from lsr.index.kernels import approx_search, exact, forward, transpose
 from lsr.index.kernels.query import BAD_SUM, BAD_TERM, BAD_WEIGHT, query_error, weight_limit
 from lsr.index.modes import APPROX, SPARSE_MODES
 from lsr.index.planner import CODES, STRATEGIES, plan
@@ -123,10 +123,12 @@ class SparseIndex:
             raise DataError("document ids are not unique")
         if vectors.nnz and (not np.isfinite(vectors.values).all() or vectors.values.min() < 0):
             raise DataError("document weights must be finite and >= 0")
+        check_rows(vectors.indptr, vectors.indices, len(vectors.values), len(vectors.vocab))
         _check_rows_ascend(vectors)
         vocab = list(vectors.vocab)
         order = reorder_documents(vectors, reorder, block_size)
-        if reorder != "none":
+        copy = reorder == "none"  # the caller's arrays are copied; a reordered one (take) is the index's own already
+        if not copy:
             vectors = vectors.take(order)
             doc_ids = [doc_ids[i] for i in order]
         postings = build_postings(vectors, len(vocab), quantization, max_weight)
@@ -156,9 +158,9 @@ class SparseIndex:
             postings_docs=postings.docs,
             postings_impacts=postings.impacts,
             postings_weights=postings.weights,
-            forward_indptr=vectors.indptr.astype(np.int64),
-            forward_terms=vectors.indices.astype(np.int32),
-            forward_weights=vectors.values.astype(np.float32),
+            forward_indptr=vectors.indptr.astype(np.int64, copy=copy),
+            forward_terms=vectors.indices.astype(np.int32, copy=copy),
+            forward_weights=vectors.values.astype(np.float32, copy=copy),
             blocks=blocks,
             manifest=manifest,
         )
@@ -610,12 +612,8 @@ def check_vocab(vocab: Sequence[str], given: Sequence[str], seen: dict[int, Sequ
 def _check_rows_ascend(vectors: SparseVectors) -> None:
     """Term ids strictly ascend within each row: a repeated term would be scored twice by the
     postings but bounded once by the block maxima, breaking exact search."""
-    steps = np.diff(vectors.indices.astype(np.int64))
-    inside = np.ones(steps.shape[0], dtype=bool)
-    starts = vectors.indptr[1:-1]
-    inside[starts[(starts > 0) & (starts <= steps.shape[0])] - 1] = False  # a step across rows
-    bad = np.flatnonzero(inside & (steps <= 0))
-    if bad.size:
-        row = int(np.searchsorted(vectors.indptr, bad[0], side="right") - 1)
-        term = vectors.vocab[int(vectors.indices[bad[0] + 1])]
+    bad = transpose.first_unascending(vectors.indptr, vectors.indices)
+    if bad >= 0:
+        row = int(np.searchsorted(vectors.indptr, bad, side="right") - 1)
+        term = vectors.vocab[int(vectors.indices[bad])]
         raise DataError(f"document {row}: term ids must strictly ascend within a row (term {term!r} repeats or is out of order)")
