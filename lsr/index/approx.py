@@ -180,8 +180,8 @@ class ApproxIndex:
         c.ascending_within("approx_comp_terms", self.comp_terms, self.lst_comp_ptr)
         c.array("approx_ent_code", self.ent_code, (np.uint8,))
         n, n_comps = self.n_entries, self.comp_terms.shape[0]
-        c.array("approx_ent_first", self.ent_first, (np.uint64,), -(-(n + 1) // 64) + 1)
-        c.array("approx_ent_blk", self.ent_blk, (np.uint64,), (n * self.blk_bits + 63) // 64 + 1)
+        c.array("approx_ent_first", self.ent_first, (np.uint64,), bits.n_words(n + 1, 1))
+        c.array("approx_ent_blk", self.ent_blk, (np.uint64,), bits.n_words(n, self.blk_bits))
         c.array("approx_comp_ckpt", self.comp_ckpt, (np.uint8, np.uint16, np.uint32, np.uint64), -(-n_comps // CHECKPOINT))
         first = bits.unpack_flags(self.ent_first, n + 1)
         starts = np.flatnonzero(first[:n])

@@ -35,7 +35,7 @@ _ONE = np.uint64(1)
 # runs' start bits (mostly within one 64-bit window, by popcount); a u32 checkpoint per 16 terms
 # costs 0.25 bytes a term, where layout 3 stored a u16 offset per term
 CHECKPOINT = 16
-_CK_SHIFT = np.uint64(4)
+_CK_SHIFT = np.uint64(CHECKPOINT.bit_length() - 1)
 _CK_MASK = np.uint64(CHECKPOINT - 1)
 
 
@@ -161,7 +161,8 @@ def search_approx(q_terms, q_weights, n_q, query_cut, heap_factor, k, lst_blk_pt
         if c + 1 < n_cut:  # the next list's summary terms and postings arrive while this one's documents are scored
             t_next = q_terms[order[tail + c + 1] & 0xFFFFFFFF]
             prefetch_range(comp_terms, lst_comp_ptr[t_next], lst_comp_ptr[t_next + 1])
-            prefetch_range(comp_ckpt, lst_comp_ptr[t_next] // CHECKPOINT, lst_comp_ptr[t_next + 1] // CHECKPOINT + 1)
+            prefetch_range(comp_ckpt, np.uint64(lst_comp_ptr[t_next]) >> _CK_SHIFT,
+                           (np.uint64(lst_comp_ptr[t_next + 1]) >> _CK_SHIFT) + _ONE)
             prefetch_range(blk_doc_ptr, lst_blk_ptr[t_next], lst_blk_ptr[t_next + 1] + 1)
             prefetch_range(blk_scale, lst_blk_ptr[t_next], lst_blk_ptr[t_next + 1])
             prefetch_range(blk_docs, blk_doc_ptr[lst_blk_ptr[t_next]], blk_doc_ptr[lst_blk_ptr[t_next + 1]])

@@ -95,10 +95,16 @@ def nth_set_after(words, pos, r):
 
 
 @nb.njit(**JIT)
+def n_words(n, width):
+    """Words of n fields of ``width`` bits, the padding word included."""
+    return (n * width + 63) // 64 + 1
+
+
+@nb.njit(**JIT)
 def pack_fields(values, width):
     """values (non-negative, each < 2**width) as fields of ``width`` bits, plus a padding word."""
     n = values.shape[0]
-    words = np.zeros((n * width + 63) // 64 + 1, dtype=np.uint64)
+    words = np.zeros(n_words(n, width), dtype=np.uint64)
     w = np.uint64(width)
     for i in range(n):
         p = np.uint64(i) * w
@@ -129,7 +135,7 @@ def bit_width(limit: int) -> int:
 def pack_flags(flags: np.ndarray) -> np.ndarray:
     """A bool array as 1-bit fields (little-endian within each word), plus a padding word."""
     packed = np.packbits(np.asarray(flags, dtype=bool), bitorder="little")
-    words = np.zeros(-(-flags.shape[0] // 64) + 1, dtype=np.uint64)
+    words = np.zeros(n_words(flags.shape[0], 1), dtype=np.uint64)
     words.view(np.uint8)[: packed.shape[0]] = packed
     return words
 
