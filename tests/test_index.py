@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from lsr.data import SparseVectors
 from lsr.errors import DataError, IndexFormatError
 from lsr.index.build import raised_warning
+from lsr.index import storage
 from lsr.index.storage import MANIFEST
 from lsr.index import SparseIndex
 from lsr.index.approx import ApproxSettings
@@ -321,15 +322,15 @@ def test_interrupted_save_keeps_the_previous_index(tmp_path, monkeypatch):
     good = build([{"t1": 1.0}])
     good.save(tmp_path / "idx")
     calls = {"n": 0}
-    real_save = np.save
+    real_write = storage._write_npy
 
-    def failing_save(*args, **kwargs):
+    def failing_write(*args, **kwargs):  # the third array file
         calls["n"] += 1
         if calls["n"] == 3:
             raise OSError("disk full")
-        return real_save(*args, **kwargs)
+        return real_write(*args, **kwargs)
 
-    monkeypatch.setattr(np, "save", failing_save)
+    monkeypatch.setattr(storage, "_write_npy", failing_write)
     with pytest.raises(OSError, match="disk full"):
         build([{"t2": 1.0}, {"t2": 2.0}]).save(tmp_path / "idx")
     monkeypatch.undo()

@@ -276,15 +276,17 @@ def build_approx(
     vocab_size: int,
     fwd_impacts: np.ndarray,
     settings: ApproxSettings,
+    postings: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> tuple[ApproxIndex, dict[str, Any]]:
     """Prune, cluster and summarize every posting list; returns the structure and its statistics.
 
     Pruning and clustering use the float weights (finer than impacts); summaries use the
-    impacts, so that summary dot products and document scores share one unit.
+    impacts, so that summary dot products and document scores share one unit. ``postings``
+    (indptr, docs, float weights) are the rows' postings, zero weights included, when the
+    caller has them already: the transposition is the costliest step after the summaries.
     """
-    p_indptr, p_docs, entries = transpose_rows(np.asarray(fwd_indptr, dtype=np.int64), np.asarray(fwd_terms), fwd_weights,
-                                               True, vocab_size)
-    p_weights = np.asarray(fwd_weights)[entries]
+    p_indptr, p_docs, p_weights = postings or transpose_rows(np.asarray(fwd_indptr, dtype=np.int64), np.asarray(fwd_terms),
+                                                             np.asarray(fwd_weights, dtype=np.float32), True, vocab_size)
     nnz = p_docs.shape[0]
     threshold, cap = -np.inf, nnz
     if settings.n_postings is not None:

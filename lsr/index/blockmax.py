@@ -96,11 +96,13 @@ class BlockMax:
         return -(-self.n_blocks // SUPERBLOCK)
 
 
-def build_blockmax(p_indptr: np.ndarray, p_docs: np.ndarray, p_impacts: np.ndarray, n_docs: int, block_size: int) -> BlockMax:
-    """Block layout from term-major postings (docs ascending within each term)."""
+def build_blockmax(p_indptr: np.ndarray, p_docs: np.ndarray, p_impacts: np.ndarray, fwd_indptr: np.ndarray,
+                   fwd_terms: np.ndarray, fwd_impacts: np.ndarray, block_size: int) -> BlockMax:
+    """Block layout from the postings (docs ascending within each term) and the same entries as
+    forward rows (terms ascending within each document, impact 0 where there is no posting)."""
     if not 1 <= block_size <= 256:
         raise ValueError(f"block_size must be in 1..256 (offsets are stored in one byte), got {block_size}")
-    n_blocks = max(1, -(-n_docs // block_size))
+    n_blocks = max(1, -(-(fwd_indptr.shape[0] - 1) // block_size))
     n_post, n_terms, n_term_blocks = count_block_entries(p_indptr, p_docs, block_size, n_blocks)
     blk_indptr = np.concatenate([[0], np.cumsum(n_terms)]).astype(np.int64)
     post_start = np.concatenate([[0], np.cumsum(n_post)]).astype(np.int64)
@@ -112,8 +114,8 @@ def build_blockmax(p_indptr: np.ndarray, p_docs: np.ndarray, p_impacts: np.ndarr
     blk_impacts = np.empty(int(post_start[-1]), dtype=p_impacts.dtype)
     tb_blocks = np.empty(int(tb_indptr[-1]), dtype=np.int32)
     tb_max = np.empty(int(tb_indptr[-1]), dtype=p_impacts.dtype)
-    fill_blocks(p_indptr, p_docs, p_impacts, block_size, blk_indptr, post_start, tb_indptr,
-                            blk_terms, entry_ptr, blk_offsets, blk_impacts, tb_blocks, tb_max)
+    fill_blocks(np.asarray(fwd_indptr, dtype=np.int64), fwd_terms, fwd_impacts, block_size, blk_indptr, post_start, tb_indptr,
+                blk_terms, entry_ptr, blk_offsets, blk_impacts, tb_blocks, tb_max)
     dense_terms = np.flatnonzero(n_term_blocks > DENSE_FRACTION * n_blocks).astype(np.int32)
     dense_row = np.full(p_indptr.shape[0] - 1, -1, dtype=np.int32)
     dense_row[dense_terms] = np.arange(dense_terms.shape[0], dtype=np.int32)

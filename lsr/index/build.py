@@ -66,22 +66,22 @@ def build_postings(vectors: SparseVectors, vocab_size: int, quantization: str = 
     if max_weight is not None and not max_weight >= largest:
         raise ValueError(f"max_weight {max_weight!r} is below the largest document weight {largest}")
     scale = quantization_scale(largest if max_weight is None else max_weight, dtype)
-    q, raised, max_error = _quantized(vectors.values, scale, dtype)
-    indptr, docs, entries = transpose(vectors.indptr, vectors.indices, vectors.values, vocab_size)
-    return Postings(indptr=indptr, docs=docs, impacts=q[entries], weights=vectors.values[entries].astype(np.float32, copy=False),
-                    scale=scale, max_error=max_error, raised=raised)
+    indptr, docs, weights = transpose(vectors.indptr, vectors.indices, vectors.values, vocab_size)
+    q, raised, max_error = _quantized(weights, scale, dtype)  # zero weights (not postings) change neither count
+    return Postings(indptr=indptr, docs=docs, impacts=q, weights=weights, scale=scale, max_error=max_error, raised=raised)
 
 
 def posting_weights(indptr: np.ndarray, terms: np.ndarray, weights: np.ndarray, vocab_size: int) -> np.ndarray:
     """The float weight of each posting, in posting order, from the forward rows."""
-    return np.asarray(weights)[transpose(indptr, terms, weights, vocab_size)[2]].astype(np.float32, copy=False)
+    return transpose(indptr, terms, weights, vocab_size)[2]
 
 
 def transpose(indptr: np.ndarray, terms: np.ndarray, weights: np.ndarray, vocab_size: int) -> tuple[np.ndarray, ...]:
-    """Postings of forward rows: (indptr over terms, docs ascending within a term, and the
-    forward entry each posting comes from), zero weights left out (no posting scores them)."""
+    """Postings of forward rows: (indptr over terms, docs ascending within a term, each
+    posting's float32 weight), zero weights left out (no posting scores them)."""
     check_rows(indptr, terms, len(weights), vocab_size)
-    return transpose_rows(np.asarray(indptr, dtype=np.int64), np.asarray(terms), np.asarray(weights), False, vocab_size)
+    return transpose_rows(np.asarray(indptr, dtype=np.int64), np.asarray(terms), np.asarray(weights, dtype=np.float32),
+                          False, vocab_size)
 
 
 def check_rows(indptr: np.ndarray, terms: np.ndarray, n_weights: int, vocab_size: int) -> None:

@@ -30,6 +30,7 @@ from lsr.index.blockmax import BlockMax, build_blockmax
 from lsr.index.build import QUANTIZATIONS, build_postings, check_rows, posting_weights, quantize
 from lsr.index.dense import DenseIndex
 from lsr.index.kernels import approx_search, exact, forward, transpose
+from lsr.index.kernels.reorder import take_rows
 from lsr.index.kernels.query import BAD_SUM, BAD_TERM, BAD_WEIGHT, query_error, weight_limit
 from lsr.index.modes import APPROX, SPARSE_MODES
 from lsr.index.planner import CODES, STRATEGIES, plan
@@ -129,10 +130,13 @@ class SparseIndex:
         order = reorder_documents(vectors, reorder, block_size)
         copy = reorder == "none"  # the caller's arrays are copied; a reordered one (take) is the index's own already
         if not copy:
-            vectors = vectors.take(order)
+            vectors = SparseVectors(*take_rows(np.asarray(vectors.indptr, dtype=np.int64), vectors.indices, vectors.values,
+                                               order.astype(np.int64, copy=False)), vectors.vocab)
             doc_ids = [doc_ids[i] for i in order]
         postings = build_postings(vectors, len(vocab), quantization, max_weight)
-        blocks = build_blockmax(postings.indptr, postings.docs, postings.impacts, len(doc_ids), block_size)
+        fwd_impacts = quantize(vectors.values, postings.scale, QUANTIZATIONS[quantization])
+        blocks = build_blockmax(postings.indptr, postings.docs, postings.impacts, vectors.indptr, vectors.indices, fwd_impacts,
+                                block_size)
         lengths = np.diff(vectors.indptr)
         manifest = {
             "lsr_version": __version__,
@@ -165,7 +169,7 @@ class SparseIndex:
             manifest=manifest,
         )
         if approx:
-            index.add_approx(approx if isinstance(approx, ApproxSettings) else ApproxSettings())
+            index._add_approx(approx if isinstance(approx, ApproxSettings) else ApproxSettings(), fwd_impacts)
         return index
 
     def add_approx(self, settings: ApproxSettings | None = None) -> dict[str, Any]:
@@ -174,11 +178,16 @@ class SparseIndex:
         Tuned default knobs are dropped, as they were measured on the previous structure.
         Call :meth:`save` to persist it.
         """
-        settings = settings or ApproxSettings()
-        start = time.perf_counter()
         impacts = quantize(np.asarray(self.forward_weights), self.scale, QUANTIZATIONS[self.manifest["settings"]["quantization"]])
+        return self._add_approx(settings or ApproxSettings(), impacts)
+
+    def _add_approx(self, settings: ApproxSettings, impacts: np.ndarray) -> dict[str, Any]:
+        """add_approx, given the forward weights' impacts (a build has them already)."""
+        start = time.perf_counter()
+        no_zeros = self.postings_docs.shape[0] == self.forward_terms.shape[0]  # then the postings are every entry's
         self.approx, stats = build_approx(
-            self.forward_indptr, self.forward_terms, self.forward_weights, len(self.vocab), impacts, settings
+            self.forward_indptr, self.forward_terms, self.forward_weights, len(self.vocab), impacts, settings,
+            (self.postings_indptr, self.postings_docs, self.postings_weights) if no_zeros else None,
         )
         self._scratch = threading.local()  # cached searchers hold the old structure's arrays
         self.manifest["approx"] = {"layout": LAYOUT, "settings": asdict(settings),

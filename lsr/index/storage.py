@@ -14,12 +14,14 @@ versions if the swap lands mid-load): the files on disk are always one whole ver
 from __future__ import annotations
 
 import errno
+import hashlib
+import io
 import json
 import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -193,18 +195,44 @@ def _check(path: Path) -> dict[str, Any]:
 def _write_files(
     tmp: Path, arrays: Mapping[str, np.ndarray], json_files: Mapping[str, Any], manifest: dict[str, Any]
 ) -> None:
-    """Fill ``tmp`` durably; the manifest goes last, so a directory with one is complete."""
-    for name, arr in arrays.items():
-        with durable_file(tmp / f"{name}.npy") as f:
-            np.save(f, np.ascontiguousarray(arr))
+    """Fill ``tmp`` durably; the manifest goes last, so a directory with one is complete.
+
+    Every array is written and hashed from memory before any is fsynced, so the disk drains
+    the first files while the later ones are written and hashed, instead of the writer waiting
+    on each file in turn and then reading them all back for their checksums.
+    """
+    files: dict[str, dict[str, Any]] = {}
+    with ExitStack() as stack:
+        written = []
+        for name, arr in arrays.items():
+            f = stack.enter_context(open(tmp / f"{name}.npy", "xb"))
+            files[f"{name}.npy"] = _write_npy(f, np.ascontiguousarray(arr))
+            written.append(f)
+        for f in written:
+            f.flush()
+            os.fsync(f.fileno())
     for name, obj in json_files.items():
+        data = json.dumps(obj, ensure_ascii=False).encode("utf-8")
         with durable_file(tmp / f"{name}.json") as f:
-            f.write(json.dumps(obj, ensure_ascii=False).encode("utf-8"))
-    files = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in sorted(tmp.iterdir())}
-    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest, "files": files}
+            f.write(data)
+        files[f"{name}.json"] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest, "files": dict(sorted(files.items()))}
     with durable_file(tmp / MANIFEST) as f:
         f.write(json.dumps(manifest, indent=2).encode("utf-8"))
     fsync_dir(tmp)
+
+
+def _write_npy(f: BinaryIO, arr: np.ndarray) -> dict[str, Any]:
+    """Write ``arr`` (C-contiguous) as .npy, as np.save does; returns its manifest entry (bytes,
+    sha256 of the header and the array's memory)."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(arr))
+    digest = hashlib.sha256(header.getvalue())
+    data = memoryview(arr.reshape(-1)).cast("B")
+    f.write(header.getvalue())
+    f.write(data)
+    digest.update(data)
+    return {"bytes": header.tell() + data.nbytes, "sha256": digest.hexdigest()}
 
 
 def _swap_in(tmp: Path, out: Path, olds: list[Path]) -> None:

@@ -10,6 +10,7 @@ import numba as nb
 import numpy as np
 
 from lsr.index.kernels import JIT
+from lsr.index.kernels.prefetch import prefetch_range
 
 @nb.njit(**JIT)
 def prune_lists(indptr, docs, weights, threshold, cap):
@@ -46,12 +47,18 @@ def top_terms(fwd_indptr, fwd_terms, fwd_weights, cut):
     n = fwd_indptr.shape[0] - 1
     out_t = np.full((n, cut), -1, dtype=np.int32)
     out_w = np.zeros((n, cut), dtype=np.float32)
-    for d in range(n):
-        lo, hi = fwd_indptr[d], fwd_indptr[d + 1]
-        order = np.argsort(-fwd_weights[lo:hi], kind="mergesort")
-        for i in range(min(cut, hi - lo)):
-            out_t[d, i] = fwd_terms[lo + order[i]]
-            out_w[d, i] = fwd_weights[lo + order[i]]
+    for d in range(n):  # insertion into the kept few, heaviest first, ties in row order (no sort)
+        size = 0
+        for e in range(fwd_indptr[d], fwd_indptr[d + 1]):
+            w = fwd_weights[e]
+            if size == cut and not w > out_w[d, cut - 1]:
+                continue
+            i = min(size, cut - 1)
+            while i > 0 and w > out_w[d, i - 1]:
+                out_t[d, i], out_w[d, i] = out_t[d, i - 1], out_w[d, i - 1]
+                i -= 1
+            out_t[d, i], out_w[d, i] = fwd_terms[e], w
+            size = min(size + 1, cut)
     return out_t, out_w
 
 
@@ -83,9 +90,11 @@ def cluster_list(list_docs, n_centroids, seed, top_t, top_w, fwd_indptr, fwd_ter
     touched = np.empty(n_entries, dtype=np.int32)
     ptr = np.zeros(n_entries + 1, dtype=np.int64)
     n_touched = 0
-    for c in range(n_centroids):
+    for c in range(n_centroids):  # zero weights left out: every product added below is > 0
         for e in range(fwd_indptr[cents[c]], fwd_indptr[cents[c] + 1]):
             t = fwd_terms[e]
+            if not fwd_weights[e] > 0:
+                continue
             if slot[t] < 0:
                 slot[t] = n_touched
                 touched[n_touched] = t
@@ -98,28 +107,29 @@ def cluster_list(list_docs, n_centroids, seed, top_t, top_w, fwd_indptr, fwd_ter
     e_w = np.empty(n_entries, dtype=np.float32)
     for c in range(n_centroids):
         for e in range(fwd_indptr[cents[c]], fwd_indptr[cents[c] + 1]):
+            if not fwd_weights[e] > 0:
+                continue
             s = slot[fwd_terms[e]]
             e_cent[fill[s]] = c
             e_w[fill[s]] = fwd_weights[e]
             fill[s] += 1
     assign = np.empty(n, dtype=np.int64)
     dots = np.zeros(n_centroids, dtype=np.float32)
-    hit = np.empty(n_centroids, dtype=np.int32)  # centroids sharing a term with the doc
+    hit = np.empty(n_centroids + 1, dtype=np.int32)  # centroids sharing a term with the doc (+1: see below)
     for p in range(n):
         d = list_docs[p]
         n_hit = 0
         for a in range(cut):
             t = top_t[d, a]
-            if t < 0:
+            w = top_w[d, a]
+            if t < 0 or not w > 0:  # the sketch is heaviest first: the rest is padding or zeros
                 break
             s = slot[t]
             if s >= 0:
-                w = top_w[d, a]
-                for e in range(ptr[s], ptr[s + 1]):
+                for e in range(ptr[s], ptr[s + 1]):  # branch-free: a centroid's first hit is a coin toss
                     c = e_cent[e]
-                    if dots[c] == 0.0:
-                        hit[n_hit] = c
-                        n_hit += 1
+                    hit[n_hit] = c
+                    n_hit += dots[c] == 0.0
                     dots[c] += w * e_w[e]
         best = 0  # a document sharing no sketch term with any centroid joins the first
         best_dot = np.float32(0.0)
@@ -152,8 +162,8 @@ def summarize_list(grouped, block_sizes, energy, fwd_indptr, fwd_terms, fwd_impa
     A block's summary is the per-term maximum impact over its documents, trimmed to the
     heaviest terms holding ``energy`` of its total (the crossing term included), quantized to
     one byte per value with a per-block scale; codes round up, so a kept value is never
-    under-estimated. maxv (float32) and slot (int32, -1) hold one entry per vocabulary term:
-    scratch, left as found.
+    under-estimated. maxv (of the impacts' dtype, zeros) and slot (int32, -1) hold one entry per
+    vocabulary term: scratch, left as found.
     Returns (terms ascending, per-term entry counts, entry blocks, entry codes, block scales).
     """
     n_blocks = block_sizes.shape[0]
@@ -171,51 +181,54 @@ def summarize_list(grouped, block_sizes, energy, fwd_indptr, fwd_terms, fwd_impa
     p = 0
     for b in range(n_blocks):
         n_touched = 0
+        if b + 1 < n_blocks:  # the next block's rows are fetched while this one is read
+            for q in range(p + block_sizes[b], p + block_sizes[b] + block_sizes[b + 1]):
+                d = grouped[q]
+                prefetch_range(fwd_terms, fwd_indptr[d], fwd_indptr[d + 1])
+                prefetch_range(fwd_impacts, fwd_indptr[d], fwd_indptr[d + 1])
         for _ in range(block_sizes[b]):
             d = grouped[p]
             p += 1
-            for j in range(fwd_indptr[d], fwd_indptr[d + 1]):
+            for j in range(fwd_indptr[d], fwd_indptr[d + 1]):  # branch-free: the max is a coin toss
                 t = fwd_terms[j]
-                v = np.float32(fwd_impacts[j])
-                if maxv[t] == 0.0 and v > 0.0:
-                    touched[n_touched] = t
-                    n_touched += 1
-                if v > maxv[t]:
-                    maxv[t] = v
+                v = fwd_impacts[j]
+                m = maxv[t]
+                touched[n_touched] = t
+                n_touched += (m == 0) & (v > 0)
+                maxv[t] = max(m, v)
         # trim by energy without sorting: bin the values by their one-byte code, find the code
         # where the mass from the top crosses energy x total, keep everything above it and the
         # terms of that code (in term order) until the mass is reached
-        top = np.float32(0.0)
+        top = maxv[0] * 0
         total = 0.0
         for i in range(n_touched):
             v = maxv[touched[i]]
-            total += v
-            if v > top:
-                top = v
-        scale = top / np.float32(255.0) if top > 0.0 else np.float32(1.0)
+            total += np.float32(v)
+            top = max(top, v)
+        scale = np.float32(top) / np.float32(255.0) if top > 0 else np.float32(1.0)
         scales[b] = scale
         mass.fill(0.0)
         for i in range(n_touched):
-            c = min(255, max(1, int(np.ceil(maxv[touched[i]] / scale))))
-            codes[i] = c
-            mass[c] += maxv[touched[i]]
+            v = maxv[touched[i]]
+            codes[i] = _code(v, scale)
+            mass[codes[i]] += np.float32(v)
         until = energy * total
         acc = 0.0
         cut = 255
         while cut > 1 and acc + mass[cut] < until:
             acc += mass[cut]
             cut -= 1
-        for i in range(n_touched):
+        for i in range(n_touched):  # branch-free too: about half the terms are kept
             t = touched[i]
             c = codes[i]
-            if c > cut or (c == cut and acc < until):
-                if c == cut:
-                    acc += maxv[t]
-                e_term[n] = t
-                e_blk[n] = b
-                e_code[n] = c
-                n += 1
-            maxv[t] = 0.0
+            at_cut = c == cut
+            keep = (c > cut) | (at_cut & (acc < until))
+            acc += np.float32(maxv[t]) if keep & at_cut else 0.0
+            e_term[n] = t
+            e_blk[n] = b
+            e_code[n] = c
+            n += keep
+            maxv[t] = 0
     # regroup the entries by term, terms ascending, blocks ascending within a term (counting sort)
     n_terms = 0
     for i in range(n):
@@ -244,6 +257,12 @@ def summarize_list(grouped, block_sizes, energy, fwd_indptr, fwd_terms, fwd_impa
     return comps, counts, out_blk, out_code, scales
 
 
+@nb.njit(inline="always", **JIT)
+def _code(v, scale):
+    """A summary value's one-byte code: rounded up (never under-estimates), at least 1."""
+    return min(255, max(1, int(np.ceil(np.float32(v) / scale))))
+
+
 @nb.njit(**JIT)
 def cluster_and_summarize(l_indptr, l_docs, centroid_fraction, seed, energy, top_t, top_w, fwd_indptr, fwd_terms,
                           fwd_weights, fwd_impacts, vocab_size):
@@ -256,7 +275,7 @@ def cluster_and_summarize(l_indptr, l_docs, centroid_fraction, seed, energy, top
     """
     n_terms = l_indptr.shape[0] - 1
     slot = np.full(vocab_size, -1, dtype=np.int32)
-    maxv = np.zeros(vocab_size, dtype=np.float32)
+    maxv = np.zeros(vocab_size, dtype=fwd_impacts.dtype)
     lst_blocks = np.zeros(n_terms, dtype=np.int64)
     lst_comps = np.zeros(n_terms, dtype=np.int64)
     most_blocks = 0

@@ -1,4 +1,5 @@
-"""Document sketches for reordering: each document's two heaviest terms, in one pass."""
+"""Reordering documents: each document's two heaviest terms (the sketch it is sorted by), in one
+pass, and the rows moved into their new order."""
 
 from __future__ import annotations
 
@@ -25,3 +26,22 @@ def top_two_terms(indptr, indices, values):
             elif w > w2:
                 w2, second[i] = w, indices[j]
     return first, second
+
+
+@nb.njit(**JIT)
+def take_rows(indptr, terms, weights, order):
+    """The CSR rows order[0], order[1], ...: one sequential copy per row, where a gather through
+    per-entry source positions (numpy's take) builds and reads an int64 index as long as the data."""
+    n = order.shape[0]
+    out_ptr = np.zeros(n + 1, dtype=np.int64)
+    for r in range(n):
+        out_ptr[r + 1] = out_ptr[r] + indptr[order[r] + 1] - indptr[order[r]]
+    out_t = np.empty(out_ptr[n], dtype=terms.dtype)
+    out_w = np.empty(out_ptr[n], dtype=weights.dtype)
+    for r in range(n):
+        lo = indptr[order[r]]
+        w = out_ptr[r]
+        for e in range(out_ptr[r + 1] - w):
+            out_t[w + e] = terms[lo + e]
+            out_w[w + e] = weights[lo + e]
+    return out_ptr, out_t, out_w
