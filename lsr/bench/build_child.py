@@ -33,27 +33,32 @@ def build_lsr(docs: str, out: str, block_size: int, reorder: str, quantization: 
     SparseIndex.build(vecs, ids, quantization=quantization, block_size=block_size, reorder=reorder, approx=approx or False).save(out)
 
 
-def build_seismic(docs: str, out: str, approx: "ApproxSettings", threads: int) -> None:
-    """A Seismic index over exactly the vectors lsr scores: the u8-quantized weights, dequantized.
-
-    Rows must ascend strictly (the benchmark writes them so); documents keep lsr's order and ids.
-    Seismic writes ``out`` + ".index.seismic".
+def build_seismic(docs: str, out: str, knobs: dict, threads: int) -> None:
+    """A Seismic index over ``docs`` as given: the benchmark writes them already dequantized
+    (:func:`dequantized`), so that this process loads neither lsr's index nor Numba, which a
+    Seismic user would not pay for. Rows must ascend strictly (the benchmark writes them so);
+    documents keep lsr's order and ids. Seismic writes ``out`` + ".index.seismic".
     """
     import seismic
 
-    from lsr.index.build import quantization_scale, quantize
-
     ids, vecs = load_docs(docs)
-    scale = quantization_scale(float(vecs.values.max()), np.uint8)
-    values = (quantize(vecs.values, scale, np.uint8) * np.float32(scale)).astype(np.float32)
     dataset = seismic.SeismicDataset(dim=len(vecs.vocab))
-    dataset.add_documents_by_id(ids, vecs.indices.astype(np.int64), values, vecs.indptr.astype(np.int64))
+    dataset.add_documents_by_id(ids, vecs.indices.astype(np.int64), vecs.values, vecs.indptr.astype(np.int64))
     index = seismic.SeismicIndex.build_from_dataset(
-        dataset, n_postings=approx.n_postings, centroid_fraction=approx.centroid_fraction, summary_energy=approx.summary_energy,
-        max_fraction=approx.max_fraction, doc_cut=approx.doc_cut, num_threads=threads,
+        dataset, n_postings=knobs["n_postings"], centroid_fraction=knobs["centroid_fraction"],
+        summary_energy=knobs["summary_energy"], max_fraction=knobs["max_fraction"], doc_cut=knobs["doc_cut"], num_threads=threads,
     )
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     index.save(out)
+
+
+def dequantized(vecs: SparseVectors) -> SparseVectors:
+    """The vectors lsr scores: u8-quantized weights (at lsr's scale), as float32 again."""
+    from lsr.index.build import quantization_scale, quantize
+
+    scale = quantization_scale(float(vecs.values.max()), np.uint8)
+    values = (quantize(vecs.values, scale, np.uint8) * np.float32(scale)).astype(np.float32)
+    return SparseVectors(vecs.indptr, vecs.indices, values, vecs.vocab)
 
 
 def build_bmp(docs: str, out: str, block_size: int, same_as: str) -> None:
@@ -98,13 +103,14 @@ def main() -> None:
     p.add_argument("--approx", help="lsr, seismic: approximate-search settings as JSON (lsr.index.approx.ApproxSettings)")
     p.add_argument("--threads", type=int, default=1, help="seismic: build threads")
     a = p.parse_args()
-    from lsr.index.approx import ApproxSettings
-
-    approx = ApproxSettings(**json.loads(a.approx)) if a.approx else None
     if a.system == "lsr":
-        build_lsr(a.docs, a.out, a.block_size, a.reorder, a.quantization, approx)
+        from lsr.index.approx import ApproxSettings
+
+        build_lsr(a.docs, a.out, a.block_size, a.reorder, a.quantization, ApproxSettings(**json.loads(a.approx)) if a.approx else None)
     elif a.system == "seismic":
-        build_seismic(a.docs, a.out, approx or ApproxSettings(), a.threads)
+        if not a.approx:
+            p.error("seismic needs --approx")
+        build_seismic(a.docs, a.out, json.loads(a.approx), a.threads)
     else:
         build_bmp(a.docs, a.out, a.block_size, a.same_as)
     print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
