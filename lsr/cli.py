@@ -164,6 +164,10 @@ def cmd_tune(args: argparse.Namespace) -> None:
     else:
         index.save(args.index)
     print(json.dumps({"approx": index.manifest["approx"], "chosen": dataclasses.asdict(point)}, indent=2))
+    if not point.reached:
+        print(f"lsr tune: no knobs reach recall {args.target} with a margin on these queries; stored the most accurate "
+              f"(recall {point.recall:.3f} +/- {point.recall_se:.3f}); rebuild with a larger --n-postings to reach it",
+              file=sys.stderr)
 
 
 def cmd_search(args: argparse.Namespace) -> None:

@@ -1,9 +1,10 @@
-"""Small helpers shared by every layer: file hashing and sizes, core counts, CSR offsets."""
+"""Small helpers shared by every layer: file hashing and sizes, core counts and CPU name, CSR offsets."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import platform
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +28,17 @@ def dir_bytes(path: str | os.PathLike) -> int:
 def machine_threads() -> int:
     """Cores this process may run on (honours CPU affinity, unlike os.cpu_count)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def cpu_name() -> str:
+    """The processor's model name: benchmark figures are only comparable on the same one."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def offsets(counts: Sequence[int] | np.ndarray) -> np.ndarray:

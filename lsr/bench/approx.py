@@ -29,7 +29,7 @@ import scipy.sparse as sp
 from lsr.bench.data import FULL_COLLECTIONS, encoded_collection, encoder_fingerprint, real_data, synthetic_data, vector_stats
 from lsr.bench.build_child import dequantized
 from lsr.bench.exact import build_in_child, recall, save_docs
-from lsr.util import dir_bytes
+from lsr.util import cpu_name, dir_bytes
 from lsr.data import SparseVectors
 from lsr.index.approx import ApproxSettings
 
@@ -112,7 +112,7 @@ def run_approx_benchmark(
     out: dict[str, Any] = {
         "dataset": dataset, "docs": len(docs), "queries": n_q, "k": k, "stats": {"docs": vector_stats(docs)},
         "encoder": {"model": encoder.name, "fingerprint": encoder_fingerprint(encoder), **encoder.settings()},
-        "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "search_threads": 1, "build_threads": 1,
+        "machine": {"cores": os.cpu_count(), "cpu": cpu_name(), "python": platform.python_version(), "search_threads": 1, "build_threads": 1,
                     "seismic": getattr(seismic, "__version__", "pyseismic-lsr 0.5.4")},
         "settings": {"scaled_n_postings": scaled, "n_postings": list(n_postings), "centroid_fraction": centroid_fraction,
                      "summary_energy": summary_energy, "max_fraction": max_fraction, "repeats": repeats, "clock": clock,
@@ -273,7 +273,7 @@ def _tune_held_out(out: dict, index: Any, queries: SparseVectors, truth: list[li
         point = index.tune(queries.take(even), target_recall=target, k=k, query_cuts=query_cuts, heap_factors=heap_factors)
         found = [r.ids for r in index.search_encoded(queries.take(odd), k, mode="approx")]
         out.setdefault("tuning", []).append({"n_postings": npost, "target": target, **point.knobs(), "tuned_recall": point.recall,
-                                             "held_out_recall": recall(found, [truth[i] for i in odd], k)})
+                                             "tuned_recall_se": point.recall_se, "reached": point.reached, "held_out_recall": recall(found, [truth[i] for i in odd], k)})
 
 
 def ratios(runs: list[dict]) -> list[dict]:
@@ -298,6 +298,7 @@ def write_results(out: dict, out_dir: Path) -> None:
     lines = [
         f"# Approximate search vs Seismic: {out['dataset']} ({out['docs']:,} docs, {out['queries']} queries, k={out['k']})",
         "",
+        f"Machine: {out['machine'].get('cpu', 'unknown')}, {out['machine']['cores']} cores. "
         f"Vectors: {out['encoder']['model']} (encoder fingerprint {out['encoder']['fingerprint']}). "
         "Same vectors (u8-quantized weights) and build settings for both; one build thread; one query at a time on one "
         "thread through each Python single-query call (lsr: `SparseIndex.approx_searcher(...).search`, rows mapped to ids; "
@@ -343,9 +344,13 @@ def write_results(out: dict, out_dir: Path) -> None:
     for t in out.get("throughput", []):
         lines.append(f"| {t['system']} | {t['n_postings']} | {t['threads']} | {t['query_cut']} | {t['heap_factor']} | {t['recall']:.3f} | {t['qps']:.0f} |")
     lines += ["", "## Auto-tuning (tuned on even-numbered queries, measured on odd-numbered ones)", "",
-              "| n_postings | target | query_cut | heap_factor | recall (tuning) | recall (held out) |", "|---:|---:|---:|---:|---:|---:|"]
+              "The tuner takes the cheapest knobs whose tuning recall is two standard errors above the target; where none is, "
+              "it says so (reached: no) and keeps the most accurate.", "",
+              "| n_postings | target | query_cut | heap_factor | recall (tuning) | standard error | reached | recall (held out) |",
+              "|---:|---:|---:|---:|---:|---:|---|---:|"]
     for t in out.get("tuning", []):
-        lines.append(f"| {t['n_postings']} | {t['target']:.2f} | {t['query_cut']} | {t['heap_factor']} | {t['tuned_recall']:.3f} | {t['held_out_recall']:.3f} |")
+        lines.append(f"| {t['n_postings']} | {t['target']:.2f} | {t['query_cut']} | {t['heap_factor']} | {t['tuned_recall']:.3f} | "
+                     f"{t.get('tuned_recall_se', float('nan')):.3f} | {'yes' if t.get('reached', True) else 'no'} | {t['held_out_recall']:.3f} |")
     lines += ["", "## All runs", "", "| system | n_postings | query_cut | heap_factor | mean us | p50 us | p99 us | recall | "
               "lsr docs scored | lsr summary entries | lsr doc entries |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in out["runs"]:

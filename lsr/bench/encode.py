@@ -24,6 +24,7 @@ import torch
 from lsr.data import SparseVectors, load_corpus, resolve_dataset
 from lsr.encoders.models import resolve_model
 from lsr.encoders.splade import SpladeEncoder, machine_threads
+from lsr.util import cpu_name
 
 OURS = "lsr SpladeEncoder"
 ST = "sentence-transformers SparseEncoder"
@@ -141,22 +142,12 @@ def _machine() -> dict[str, Any]:
     return {
         "cores": machine_threads(),
         "cpu_count": os.cpu_count(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "sentence_transformers": sentence_transformers.__version__,
     }
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def markdown(result: dict[str, Any]) -> str:

@@ -30,7 +30,7 @@ from lsr.bench import EXACT_WORKLOADS as WORKLOADS
 from lsr.bench.data import FULL_COLLECTIONS, EncodedCollection, real_data, vector_stats
 from lsr.bench.synth import synthesize
 from lsr.data import SparseVectors
-from lsr.util import dir_bytes
+from lsr.util import cpu_name, dir_bytes
 
 STRATEGIES = ("exhaustive", "blockmax", "superblock")
 PISA_ALGORITHMS = ("maxscore", "block_max_wand")
@@ -167,7 +167,7 @@ def run_exact_benchmark(
     save_docs(docs_file, data.doc_ids, data.docs)
 
     out = {"workload": workload, "docs": len(data.doc_ids), "queries": n_q, "stats": stats,
-           "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "threads": 1},
+           "machine": {"cores": os.cpu_count(), "cpu": cpu_name(), "python": platform.python_version(), "threads": 1},
            "settings": {"block_size": block_size, "reorder": reorder, "quantization": "u16", "repeats": repeats,
                         "recall": f"against the float64 brute force of the float vectors, ties within {TIE_TOLERANCE:g} relative"},
            "builds": {}, "runs": []}

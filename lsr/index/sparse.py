@@ -543,12 +543,13 @@ class SparseIndex:
         heap_factors: Sequence[float] = HEAP_FACTORS,
     ) -> TunedPoint:
         """Pick the cheapest approx knobs reaching ``target_recall`` (recall@k against the
-        exhaustive top-k of ``queries``) with one standard error to spare, so that other queries
-        reach it too, and store them in the manifest as the defaults.
+        exhaustive top-k of ``queries``) with standard errors to spare (``pick_cheapest``), so
+        that other queries reach it too, and store them in the manifest as the defaults.
 
         Cost is the work counted by the kernel (entries read per query), not wall time, so the
         choice is deterministic and does not depend on machine load. Call :meth:`save` to
-        persist it. Returns the chosen point (the most accurate one if none reaches the target).
+        persist it. Returns the chosen point: the most accurate one, with ``reached`` false, if none
+        reaches the target (a structure built with more postings per list may).
         """
         if not 0.0 < target_recall <= 1.0:
             raise ValueError(f"target_recall must be in (0, 1], got {target_recall!r}")
@@ -567,6 +568,7 @@ class SparseIndex:
         self.manifest["approx"]["tuned"] = {
             "knobs": best.knobs(), "target_recall": target_recall, "k": k, "queries": len(q),
             "recall": round(best.recall, 4), "recall_se": round(best.recall_se, 4), "cost": round(best.cost, 1),
+            "reached": best.reached,
         }
         return best
 
