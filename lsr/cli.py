@@ -393,7 +393,7 @@ def cmd_bench_approx(args: argparse.Namespace) -> None:
 
     result = run_approx_benchmark(
         dataset=args.dataset, n_docs=args.n_docs, n_postings=tuple(args.n_postings) if args.n_postings else None,
-        repeats=args.repeats, max_queries=args.max_queries, out_dir=args.out_dir, clock=args.clock,
+        repeats=args.repeats, build_repeats=args.build_repeats, max_queries=args.max_queries, out_dir=args.out_dir, clock=args.clock,
     )
     print(json.dumps({"builds": result["builds"], "ratios": result["ratios"], "throughput": result.get("throughput")}, indent=2))
 
@@ -636,6 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-docs", type=_positive, default=1_000_000, help="synthetic corpus size")
     p.add_argument("--n-postings", type=_positive, nargs="+", help="builds to compare (default: scaled from Seismic's advice)")
     p.add_argument("--repeats", type=_positive, default=2)
+    p.add_argument("--build-repeats", type=_positive, default=3, help="builds per system and n_postings, alternating (median reported)")
     p.add_argument("--max-queries", type=_positive)
     p.add_argument("--out-dir", default="evaluation/results/approx")
     p.set_defaults(func=cmd_bench_approx)
