@@ -133,7 +133,7 @@ def run_approx_benchmark(
         timed = _interleaved_builds(
             {"lsr": lambda out: ["lsr", str(docs_file), str(out), "--reorder", "dominant", "--approx", knobs_json],
              "seismic": lambda out: ["seismic", str(seismic_docs), str(out), "--approx", knobs_json, "--threads", "1"]},
-            {"lsr": ours_dir, "seismic": work / f"seismic-{npost}"}, {"seismic": ".index.seismic"}, build_repeats)
+            {"lsr": ours_dir, "seismic": work / f"seismic-{npost}"}, work / "earlier-builds", build_repeats)
         index = Retriever.load(ours_dir, mmap=False)
         approx_stats = {f"approx_{name}": value for name, value in index.manifest["approx"]["stats"].items()}
         out["builds"].append({"system": "lsr", "n_postings": npost, **timed["lsr"], "bytes": dir_bytes(ours_dir),
@@ -177,22 +177,18 @@ def run_approx_benchmark(
     return out
 
 
-def _interleaved_builds(commands: dict[str, Any], outs: dict[str, Path], suffixes: dict[str, str], repeats: int) -> dict[str, dict]:
+def _interleaved_builds(commands: dict[str, Any], outs: dict[str, Path], scratch: Path, repeats: int) -> dict[str, dict]:
     """Each system's build ``repeats`` times, the systems alternating, so that a change of machine
-    load (or of how fast fresh memory pages come on this VM: one gcide build of ours took 4.8-9.3 s) hits both
-    alike. Median seconds and peak RSS of the runs, and every run's seconds; the last run's output
-    is kept at ``outs``, earlier ones are deleted."""
+    load (or of how fast fresh memory pages come on this VM: one gcide build of ours took 4.8-9.3 s)
+    hits both alike. Median seconds and peak RSS of the runs, and every run's seconds. The last
+    run writes to ``outs``; earlier ones write under ``scratch``, emptied after each round."""
     runs: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
     for rep in range(repeats):
+        last = rep == repeats - 1
+        scratch.mkdir(exist_ok=True)
         for name, command in commands.items():
-            target = outs[name] if rep == repeats - 1 else outs[name].with_name(f"{outs[name].name}-rep{rep}")
-            runs[name].append(build_in_child(command(target)))
-            if rep < repeats - 1:
-                written = target.with_name(target.name + suffixes.get(name, ""))
-                if written.is_dir():
-                    shutil.rmtree(written)
-                else:
-                    written.unlink()
+            runs[name].append(build_in_child(command(outs[name] if last else scratch / outs[name].name)))
+        shutil.rmtree(scratch)
     return {name: {"seconds": float(np.median([s for s, _ in r])), "peak_rss_mb": float(np.median([m for _, m in r])),
                    "seconds_runs": [s for s, _ in r]} for name, r in runs.items()}
 
@@ -353,7 +349,7 @@ def write_results(out: dict, out_dir: Path) -> None:
             lines.append(f"| {kr['target']:.2f} | {kr['n_postings']} | {kr['query_cut']} | {kr['heap_factor']} | {kr['thin_mean_us']:.0f} | "
                          f"{kr['api_mean_us']:.0f} | {w['summary_entries']:.0f} | {w['docs_scored']:.0f} | {w['doc_entries']:.0f} | "
                          f"{w['blocks_scored']:.1f} | {w['blocks_skipped']:.1f} |")
-    lines += ["", "## Builds", "", f"Seconds and peak RSS are medians of {s.get('build_repeats', 1)} builds per system, the systems "
+    lines += ["", "## Builds", "", f"Seconds and peak RSS are medians of {s['build_repeats']} builds per system, the systems "
               "alternating, each the whole build process: lsr's also loads the vectors and builds "
               "the exact-search structures its index always holds (Numba kernels loaded from a warm cache, as once installed); "
               "Seismic's builds only the approximate index, from the same vectors written already dequantized, so that its process "
@@ -362,7 +358,7 @@ def write_results(out: dict, out_dir: Path) -> None:
               "|---|---:|---:|---|---:|---:|---:|"]
     for b in out["builds"]:
         extra = f"{b['bytes_approx_search']:,} (approx part built in {b['approx_build_seconds']:.1f} s)" if b["system"] == "lsr" else ""
-        each = " / ".join(f"{x:.1f}" for x in b.get("seconds_runs", [b["seconds"]]))
+        each = " / ".join(f"{x:.1f}" for x in b["seconds_runs"])
         lines.append(f"| {b['system']} | {b['n_postings']} | {b['seconds']:.1f} | {each} | {b['peak_rss_mb']:.0f} | {b['bytes']:,} | {extra} |")
     lines += ["", "## Batch throughput (one batch of all queries, cheapest point with recall >= 0.95)", "",
               "| system | n_postings | threads | query_cut | heap_factor | recall | queries/s |", "|---|---:|---:|---:|---:|---:|---:|"]
@@ -375,7 +371,7 @@ def write_results(out: dict, out_dir: Path) -> None:
               "|---:|---:|---:|---:|---:|---:|---|---:|"]
     for t in out.get("tuning", []):
         lines.append(f"| {t['n_postings']} | {t['target']:.2f} | {t['query_cut']} | {t['heap_factor']} | {t['tuned_recall']:.3f} | "
-                     f"{t.get('tuned_recall_se', float('nan')):.3f} | {'yes' if t.get('reached', True) else 'no'} | {t['held_out_recall']:.3f} |")
+                     f"{t['tuned_recall_se']:.3f} | {'yes' if t['reached'] else 'no'} | {t['held_out_recall']:.3f} |")
     lines += ["", "## All runs", "", "| system | n_postings | query_cut | heap_factor | mean us | p50 us | p99 us | recall | "
               "lsr docs scored | lsr summary entries | lsr doc entries |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in out["runs"]:
