@@ -99,15 +99,15 @@ def test_cli_errors(tmp_path, adi_index):
     (newer / "collection.json").write_text(json.dumps({**settings, "format_version": settings["format_version"] + 1}))
     proc = run_cli("info", "--index", str(newer), check=False)
     assert proc.returncode == 2 and "newer than this lsr reads" in proc.stderr and "collection format" in proc.stderr
-    # a format-1 index directory written by a newer lsr (a segment's manifest is a format-1 one)
+    # an index directory written by a newer lsr (a segment's manifest is an index one)
     (segment,) = (adi_index / "segments").iterdir()
     manifest = json.loads((segment / "manifest.json").read_text())
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == 2
     newer_index = tmp_path / "newer_index"
     newer_index.mkdir()
-    (newer_index / "manifest.json").write_text(json.dumps({**manifest, "format_version": 2, "files": {}}))
+    (newer_index / "manifest.json").write_text(json.dumps({**manifest, "format_version": 3, "files": {}}))
     proc = run_cli("info", "--index", str(newer_index), check=False)
-    assert proc.returncode == 2 and "newer than this lsr reads" in proc.stderr and "index format version 2" in proc.stderr
+    assert proc.returncode == 2 and "newer than this lsr reads" in proc.stderr and "index format version 3" in proc.stderr
 
 
 def test_verify_detects_a_damaged_segment(adi_index, tmp_path):

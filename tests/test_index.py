@@ -503,3 +503,45 @@ def test_a_query_longer_than_the_first_scratch_is_searched_alone_as_in_a_batch()
         for _ in range(2):  # the grown scratch is reused
             one = sparse.search(raw_queries([long_row]), 7, mode=mode, **knobs)[0]
             assert (one.rows.tolist(), one.scores.tolist()) == (batch.rows.tolist(), batch.scores.tolist()), mode
+
+
+def _random_vectors(rng, n_rows, vocab_size, terms_per_row):
+    indptr = np.arange(n_rows + 1, dtype=np.int64) * terms_per_row
+    terms = np.concatenate([np.sort(rng.choice(vocab_size, terms_per_row, replace=False)) for _ in range(n_rows)])
+    weights = rng.uniform(0.1, 3.0, n_rows * terms_per_row).astype(np.float32)
+    return SparseVectors(indptr, terms.astype(np.int32), weights, [f"t{i}" for i in range(vocab_size)])
+
+
+@pytest.mark.parametrize(("vocab_size", "term_dtype"), [(3_000, np.uint16), (70_000, np.uint32)])
+def test_ids_are_stored_narrow_and_a_format_1_index_of_wide_ids_answers_the_same(tmp_path, vocab_size, term_dtype):
+    """Format 2 stores term ids, block ids and block posting offsets as narrow as they fit; a
+    format-1 index, whose ids are int32 and offsets int64, loads and answers every mode and
+    strategy with the same rows and scores."""
+    from lsr.index.sparse import _ARRAYS
+
+    rng = np.random.default_rng(vocab_size)
+    docs = _random_vectors(rng, 400, vocab_size, 30)
+    # queries over terms the documents hold, so that every strategy has postings to walk
+    held = np.unique(docs.indices)
+    q_terms = np.concatenate([np.sort(rng.choice(held, 6, replace=False)) for _ in range(12)])
+    queries = SparseVectors(np.arange(13, dtype=np.int64) * 6, q_terms.astype(np.int32),
+                            rng.uniform(0.5, 2.0, q_terms.size).astype(np.float32), docs.vocab)
+    index = SparseIndex.build(docs, [f"d{i}" for i in range(400)], block_size=8, approx=ApproxSettings(n_postings=40))
+    assert index.forward_terms.dtype == index.blocks.blk_terms.dtype == term_dtype
+    assert index.blocks.tb_blocks.dtype == index.blocks.entry_ptr.dtype == np.uint16  # 50 blocks, 12,000 postings
+    wide = {"forward_terms": np.int32, "bmp_blk_terms": np.int32, "bmp_tb_blocks": np.int32, "bmp_entry_ptr": np.int64}
+    arrays = {**{name: getattr(index, name) for name in _ARRAYS}, **index.blocks.arrays(), **index.approx.arrays()}
+    arrays = {name: a.astype(wide[name]) if name in wide else a for name, a in arrays.items()}
+    manifest = {key: value for key, value in index.manifest.items() if key not in ("format", "format_version", "files")}
+    old_dir = storage.write_index_dir(tmp_path / "format1", arrays, {"doc_ids": index.doc_ids, "vocab": index.vocab}, manifest)
+    written = json.loads((old_dir / MANIFEST).read_text())
+    (old_dir / MANIFEST).write_text(json.dumps({**written, "format_version": 1}))
+    old = SparseIndex.load(old_dir, verify=True)
+    assert old.manifest["format_version"] == 1 and old.forward_terms.dtype == np.int32 and old.blocks.entry_ptr.dtype == np.int64
+    runs = [("exhaustive", {}), ("approx", {"query_cut": 6, "heap_factor": 0.8})]
+    runs += [("exact", {"strategy": s}) for s in ("blockmax", "superblock", "auto")]
+    for mode, knobs in runs:
+        new_hits, old_hits = index.search(queries, 10, mode=mode, **knobs), old.search(queries, 10, mode=mode, **knobs)
+        assert all(len(h) for h in new_hits)  # every query term is some document's
+        assert [h.rows.tolist() for h in new_hits] == [h.rows.tolist() for h in old_hits]
+        assert [h.scores.tolist() for h in new_hits] == [h.scores.tolist() for h in old_hits]

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lsr.index.build import id_dtype
 from lsr.index.validate import Checker
 from lsr.index.kernels.blockmax_build import count_block_entries, fill_blocks, fill_dense_rows
 from lsr.index.kernels.superblock_build import build_superblocks
@@ -23,13 +24,13 @@ class BlockMax:
 
     block_size: int
     tb_indptr: np.ndarray  # int64 [vocab + 1]: term -> range of (block, max) pairs
-    tb_blocks: np.ndarray  # int32
+    tb_blocks: np.ndarray  # block ids (lsr.index.build.id_dtype)
     tb_max: np.ndarray  # impact dtype
     dense_row: np.ndarray  # int32 [vocab]: row in dense_rows, or -1
     dense_rows: np.ndarray  # impact dtype [n_dense, n_blocks]
     blk_indptr: np.ndarray  # int64 [n_blocks + 1]: block -> range of entries
-    blk_terms: np.ndarray  # int32 [entries]: ascending within a block
-    entry_ptr: np.ndarray  # int64 [entries + 1]: entry -> range of postings
+    blk_terms: np.ndarray  # term ids [entries]: ascending within a block
+    entry_ptr: np.ndarray  # [entries + 1]: entry -> range of postings (id_dtype of the postings count + 1)
     blk_offsets: np.ndarray  # uint8: doc offset within the block
     blk_impacts: np.ndarray  # impact dtype
     _superblocks: dict = field(default_factory=dict, compare=False, repr=False)
@@ -58,7 +59,7 @@ class BlockMax:
             c.fail(f"block size {self.block_size} is outside 1..256")
         n_blocks = max(1, -(-n_docs // self.block_size))
         c.pointers("bmp_tb_indptr", self.tb_indptr, vocab_size, self.tb_blocks.shape[0])
-        c.array("bmp_tb_blocks", self.tb_blocks, (np.int32,))
+        c.array("bmp_tb_blocks", self.tb_blocks, (np.int32, id_dtype(n_blocks)))
         c.ids("bmp_tb_blocks", self.tb_blocks, n_blocks)
         c.array("bmp_tb_max", self.tb_max, (dtype,), self.tb_blocks.shape[0])
         c.array("bmp_dense_rows", self.dense_rows, (dtype,), ndim=2)
@@ -67,10 +68,11 @@ class BlockMax:
         c.array("bmp_dense_row", self.dense_row, (np.int32,), vocab_size)
         c.ids("bmp_dense_row", self.dense_row, self.dense_rows.shape[0], low=-1)
         c.pointers("bmp_blk_indptr", self.blk_indptr, n_blocks, self.blk_terms.shape[0])
-        c.array("bmp_blk_terms", self.blk_terms, (np.int32,))
+        c.array("bmp_blk_terms", self.blk_terms, (np.int32, id_dtype(vocab_size)))
         c.ids("bmp_blk_terms", self.blk_terms, vocab_size)
         c.ascending_within("bmp_blk_terms", self.blk_terms, self.blk_indptr)
-        c.pointers("bmp_entry_ptr", self.entry_ptr, self.blk_terms.shape[0], self.blk_offsets.shape[0])
+        c.pointers("bmp_entry_ptr", self.entry_ptr, self.blk_terms.shape[0], self.blk_offsets.shape[0],
+                   (np.int64, id_dtype(self.blk_offsets.shape[0] + 1)))
         c.array("bmp_blk_offsets", self.blk_offsets, (np.uint8,))
         c.ids("bmp_blk_offsets", self.blk_offsets, self.block_size)
         last = self.blk_offsets[self.entry_ptr[self.blk_indptr[n_blocks - 1]]:]  # the last block may be short
@@ -108,11 +110,11 @@ def build_blockmax(p_indptr: np.ndarray, p_docs: np.ndarray, p_impacts: np.ndarr
     post_start = np.concatenate([[0], np.cumsum(n_post)]).astype(np.int64)
     tb_indptr = np.concatenate([[0], np.cumsum(n_term_blocks)]).astype(np.int64)
     n_entries = int(blk_indptr[-1])
-    blk_terms = np.empty(n_entries, dtype=np.int32)
-    entry_ptr = np.empty(n_entries + 1, dtype=np.int64)
+    blk_terms = np.empty(n_entries, dtype=id_dtype(p_indptr.shape[0] - 1))
+    entry_ptr = np.empty(n_entries + 1, dtype=id_dtype(int(post_start[-1]) + 1))
     blk_offsets = np.empty(int(post_start[-1]), dtype=np.uint8)
     blk_impacts = np.empty(int(post_start[-1]), dtype=p_impacts.dtype)
-    tb_blocks = np.empty(int(tb_indptr[-1]), dtype=np.int32)
+    tb_blocks = np.empty(int(tb_indptr[-1]), dtype=id_dtype(n_blocks))
     tb_max = np.empty(int(tb_indptr[-1]), dtype=p_impacts.dtype)
     fill_blocks(np.asarray(fwd_indptr, dtype=np.int64), fwd_terms, fwd_impacts, block_size, blk_indptr, post_start, tb_indptr,
                 blk_terms, entry_ptr, blk_offsets, blk_impacts, tb_blocks, tb_max)

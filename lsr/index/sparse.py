@@ -27,7 +27,7 @@ from lsr.index import storage
 from lsr.index.approx import (HEAP_FACTORS, LAYOUT, QUERY_CUTS, ApproxIndex, ApproxScratch, ApproxSearcher, ApproxSettings, TunedPoint,
                               build_approx, mean_cost, pick_cheapest, recall_at_k)
 from lsr.index.blockmax import BlockMax, build_blockmax
-from lsr.index.build import QUANTIZATIONS, build_postings, check_rows, posting_weights, quantize
+from lsr.index.build import QUANTIZATIONS, build_postings, check_rows, id_dtype, posting_weights, quantize
 from lsr.index.dense import DenseIndex
 from lsr.index.kernels import approx_search, exact, forward, transpose
 from lsr.index.kernels.reorder import take_rows
@@ -163,7 +163,7 @@ class SparseIndex:
             postings_impacts=postings.impacts,
             postings_weights=postings.weights,
             forward_indptr=vectors.indptr.astype(np.int64, copy=copy),
-            forward_terms=vectors.indices.astype(np.int32, copy=copy),
+            forward_terms=vectors.indices.astype(id_dtype(len(vocab)), copy=copy),
             forward_weights=vectors.values.astype(np.float32, copy=copy),
             blocks=blocks,
             manifest=manifest,
@@ -269,7 +269,7 @@ class SparseIndex:
         c.array("postings_weights", self.postings_weights, (np.float32,), self.postings_docs.shape[0])
         c.finite("postings_weights", self.postings_weights)
         c.pointers("forward_indptr", self.forward_indptr, n, self.forward_terms.shape[0])
-        c.array("forward_terms", self.forward_terms, (np.int32,))
+        c.array("forward_terms", self.forward_terms, (np.int32, id_dtype(vocab_size)))
         c.ids("forward_terms", self.forward_terms, vocab_size)
         c.ascending_within("forward_terms", self.forward_terms, self.forward_indptr)
         c.array("forward_weights", self.forward_weights, (np.float32,), self.forward_terms.shape[0])

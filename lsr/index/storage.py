@@ -31,7 +31,7 @@ from lsr.errors import IndexFormatError
 from lsr.util import sha256_file
 
 FORMAT = "lsr-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # of an index directory; 2 stores ids as narrow as they fit (lsr.index.build.id_dtype), 1 reads too
 # A collection directory (lsr.retrieval.collection) is swapped in and recovered the same way;
 # this file, written last when it is built, marks it complete.
 COLLECTION_MARKER = "collection.json"

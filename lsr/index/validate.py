@@ -30,9 +30,9 @@ class Checker:
         if length is not None and arr.shape[0] != length:
             self.fail(f"{name} holds {arr.shape[0]} entries, expected {length}")
 
-    def pointers(self, name: str, ptr: np.ndarray, rows: int, end: int) -> None:
-        """CSR offsets: ``rows + 1`` int64 values from 0 to ``end``, never decreasing."""
-        self.array(name, ptr, (np.int64,), rows + 1)
+    def pointers(self, name: str, ptr: np.ndarray, rows: int, end: int, dtypes: tuple[type, ...] = (np.int64,)) -> None:
+        """CSR offsets: ``rows + 1`` values (int64 unless ``dtypes`` says) from 0 to ``end``, never decreasing."""
+        self.array(name, ptr, dtypes, rows + 1)
         if ptr[0] != 0 or ptr[-1] != end:
             self.fail(f"{name} runs from {ptr[0]} to {ptr[-1]}, expected 0 to {end}")
         if rows and np.any(ptr[1:] < ptr[:-1]):
