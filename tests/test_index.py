@@ -5,6 +5,7 @@ the numeric layer itself is under test, through its :class:`SparseIndex` directl
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -517,8 +518,6 @@ def test_ids_are_stored_narrow_and_a_format_1_index_of_wide_ids_answers_the_same
     """Format 2 stores term ids, block ids and block posting offsets as narrow as they fit; a
     format-1 index, whose ids are int32 and offsets int64, loads and answers every mode and
     strategy with the same rows and scores."""
-    from lsr.index.sparse import _ARRAYS
-
     rng = np.random.default_rng(vocab_size)
     docs = _random_vectors(rng, 400, vocab_size, 30)
     # queries over terms the documents hold, so that every strategy has postings to walk
@@ -529,11 +528,11 @@ def test_ids_are_stored_narrow_and_a_format_1_index_of_wide_ids_answers_the_same
     index = SparseIndex.build(docs, [f"d{i}" for i in range(400)], block_size=8, approx=ApproxSettings(n_postings=40))
     assert index.forward_terms.dtype == index.blocks.blk_terms.dtype == term_dtype
     assert index.blocks.tb_blocks.dtype == index.blocks.entry_ptr.dtype == np.uint16  # 50 blocks, 12,000 postings
-    wide = {"forward_terms": np.int32, "bmp_blk_terms": np.int32, "bmp_tb_blocks": np.int32, "bmp_entry_ptr": np.int64}
-    arrays = {**{name: getattr(index, name) for name in _ARRAYS}, **index.blocks.arrays(), **index.approx.arrays()}
-    arrays = {name: a.astype(wide[name]) if name in wide else a for name, a in arrays.items()}
-    manifest = {key: value for key, value in index.manifest.items() if key not in ("format", "format_version", "files")}
-    old_dir = storage.write_index_dir(tmp_path / "format1", arrays, {"doc_ids": index.doc_ids, "vocab": index.vocab}, manifest)
+    blocks = index.blocks
+    wide = dataclasses.replace(index, forward_terms=index.forward_terms.astype(np.int32), blocks=dataclasses.replace(
+        blocks, blk_terms=blocks.blk_terms.astype(np.int32), tb_blocks=blocks.tb_blocks.astype(np.int32),
+        entry_ptr=blocks.entry_ptr.astype(np.int64)))
+    old_dir = wide.save(tmp_path / "format1")
     written = json.loads((old_dir / MANIFEST).read_text())
     (old_dir / MANIFEST).write_text(json.dumps({**written, "format_version": 1}))
     old = SparseIndex.load(old_dir, verify=True)
