@@ -1,12 +1,15 @@
-"""Small helpers shared by every layer: file hashing and sizes, core counts and CPU name, CSR offsets."""
+"""Small helpers shared by every layer: file hashing and sizes, core counts and CPU name, CSR offsets,
+work on threads."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import platform
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -28,6 +31,24 @@ def dir_bytes(path: str | os.PathLike) -> int:
 def machine_threads() -> int:
     """Cores this process may run on (honours CPU affinity, unlike os.cpu_count)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def thread_map(fn: Callable[[T], R], items: Iterable[T], threads: int | None = None) -> list[R]:
+    """``[fn(x) for x in items]``, on up to ``threads`` threads (default: every core), in order.
+
+    For work that releases the GIL (nogil kernels, file writes, hashing); items are taken as
+    threads free up, so give the largest first. The first error is raised once all have run.
+    """
+    items = list(items)
+    threads = min(threads or machine_threads(), len(items))
+    if threads <= 1:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(fn, items))
 
 
 def cpu_name() -> str:

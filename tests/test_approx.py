@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from lsr.data import SparseVectors, load_queries
 from lsr.errors import DataError, IndexFormatError
+from lsr.index import SparseIndex
 from lsr.index.approx import ApproxSettings
 from lsr.index.modes import APPROX
 from lsr.retrieval import Retriever, SearchResult
@@ -236,6 +237,24 @@ def test_saved_index_answers_both_modes_and_keeps_tuned_knobs(tmp_path, small):
     assert loaded.info()["approx"]["tuned"]["knobs"] == tuned.knobs()
     loaded.index.add_approx(ApproxSettings(n_postings=30))  # a rebuild drops knobs tuned on the old structure
     assert "tuned" not in loaded.manifest["approx"]
+
+
+def test_the_index_and_its_files_do_not_depend_on_the_build_and_save_threads(tmp_path):
+    """Lists are clustered and files written on several threads: the result is the one-thread one."""
+    rng = np.random.default_rng(5)
+    rows = [{f"w{t}": float(rng.gamma(1.0)) for t in rng.choice(300, int(rng.integers(3, 30)), replace=False)} for _ in range(2000)]
+    vectors, ids = SparseVectors.from_dicts(rows, [f"w{i}" for i in range(300)]), [f"d{i}" for i in range(2000)]
+    files = {}
+    for threads in (1, 3):
+        index = SparseIndex.build(vectors, ids, quantization="u8", approx=ApproxSettings(n_postings=40), threads=threads)
+        index.save(tmp_path / str(threads), threads=threads)
+        files[threads] = {name: entry["sha256"] for name, entry in index.manifest["files"].items()}
+        assert index.approx.n_blocks > 300  # most lists have several blocks: the spans split real work
+    assert files[1] == files[3]
+    assert len(files[1]) == len(list((tmp_path / "1").iterdir())) - 1  # every file but the manifest is hashed
+    loaded = Retriever.load(tmp_path / "3", verify=True)
+    q = loaded.encode_queries(rows[:20])
+    assert loaded.search_encoded(q, 10, mode="approx") == Retriever.load(tmp_path / "1").search_encoded(q, 10, mode="approx")
 
 
 @pytest.mark.parametrize("target", [0.8, 0.95])

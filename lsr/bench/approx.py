@@ -30,7 +30,7 @@ import scipy.sparse as sp
 from lsr.bench.data import FULL_COLLECTIONS, encoded_collection, encoder_fingerprint, real_data, synthetic_data, vector_stats
 from lsr.bench.build_child import dequantized
 from lsr.bench.exact import build_in_child, recall, save_docs
-from lsr.util import cpu_name, dir_bytes
+from lsr.util import cpu_name, dir_bytes, machine_threads
 from lsr.data import SparseVectors
 from lsr.index.approx import ApproxSettings
 
@@ -114,7 +114,7 @@ def run_approx_benchmark(
     out: dict[str, Any] = {
         "dataset": dataset, "docs": len(docs), "queries": n_q, "k": k, "stats": {"docs": vector_stats(docs)},
         "encoder": {"model": encoder.name, "fingerprint": encoder_fingerprint(encoder), **encoder.settings()},
-        "machine": {"cores": os.cpu_count(), "cpu": cpu_name(), "python": platform.python_version(), "search_threads": 1, "build_threads": 1,
+        "machine": {"cores": os.cpu_count(), "cpu": cpu_name(), "python": platform.python_version(), "search_threads": 1, "build_threads": machine_threads(),
                     "seismic": getattr(seismic, "__version__", "pyseismic-lsr 0.5.4")},
         "settings": {"scaled_n_postings": scaled, "n_postings": list(n_postings), "centroid_fraction": centroid_fraction,
                      "summary_energy": summary_energy, "max_fraction": max_fraction, "repeats": repeats, "build_repeats": build_repeats, "clock": clock,
@@ -132,7 +132,7 @@ def run_approx_benchmark(
         ours_dir, seismic_file = work / f"lsr-{npost}", work / f"seismic-{npost}.index.seismic"  # Seismic adds the suffix
         timed = _interleaved_builds(
             {"lsr": lambda out: ["lsr", str(docs_file), str(out), "--reorder", "dominant", "--approx", knobs_json],
-             "seismic": lambda out: ["seismic", str(seismic_docs), str(out), "--approx", knobs_json, "--threads", "1"]},
+             "seismic": lambda out: ["seismic", str(seismic_docs), str(out), "--approx", knobs_json]},
             {"lsr": ours_dir, "seismic": work / f"seismic-{npost}"}, work / "earlier-builds", build_repeats)
         index = Retriever.load(ours_dir, mmap=False)
         approx_stats = {f"approx_{name}": value for name, value in index.manifest["approx"]["stats"].items()}
@@ -180,17 +180,17 @@ def run_approx_benchmark(
 def _interleaved_builds(commands: dict[str, Any], outs: dict[str, Path], scratch: Path, repeats: int) -> dict[str, dict]:
     """Each system's build ``repeats`` times, the systems alternating, so that a change of machine
     load (or of how fast fresh memory pages come on this VM: one gcide build of ours took 4.8-9.3 s)
-    hits both alike. Median seconds and peak RSS of the runs, and every run's seconds. The last
+    hits both alike. Median seconds, CPU seconds and peak RSS of the runs, and every run's seconds. The last
     run writes to ``outs``; earlier ones write under ``scratch``, emptied after each round."""
-    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in commands}
     for rep in range(repeats):
         last = rep == repeats - 1
         scratch.mkdir(exist_ok=True)
         for name, command in commands.items():
             runs[name].append(build_in_child(command(outs[name] if last else scratch / outs[name].name)))
         shutil.rmtree(scratch)
-    return {name: {"seconds": float(np.median([s for s, _ in r])), "peak_rss_mb": float(np.median([m for _, m in r])),
-                   "seconds_runs": [s for s, _ in r]} for name, r in runs.items()}
+    return {name: {**{key: float(np.median([run[key] for run in r])) for key in r[0]}, "seconds_runs": [run["seconds"] for run in r]}
+            for name, r in runs.items()}
 
 
 def _warm_build_cache(work: Path, doc_ids: list[str], docs: SparseVectors) -> None:
@@ -361,17 +361,20 @@ def write_results(out: dict, out_dir: Path) -> None:
             lines.append(f"| {kr['target']:.2f} | {kr['n_postings']} | {kr['query_cut']} | {kr['heap_factor']} | {kr['thin_mean_us']:.0f} | "
                          f"{kr['api_mean_us']:.0f} | {w['summary_entries']:.0f} | {w['docs_scored']:.0f} | {w['doc_entries']:.0f} | "
                          f"{w['blocks_scored']:.1f} | {w['blocks_skipped']:.1f} |")
-    lines += ["", "## Builds", "", f"Seconds and peak RSS are medians of {s['build_repeats']} builds per system, the systems "
-              "alternating, each the whole build process: lsr's also loads the vectors and builds "
-              "the exact-search structures its index always holds (Numba kernels loaded from a warm cache, as once installed); "
-              "Seismic's builds only the approximate index, from the same vectors written already dequantized, so that its process "
-              "loads neither lsr's index nor Numba.", "",
-              "| system | n_postings | seconds | each build (s) | peak RSS MB | bytes on disk | bytes approx search reads |",
-              "|---|---:|---:|---|---:|---:|---:|"]
+    lines += ["", "## Builds", "", f"Seconds, CPU seconds (all threads) and peak RSS are medians of {s['build_repeats']} builds per "
+              f"system, the systems alternating, each the whole build process on {out['machine']['build_threads']} threads: lsr's "
+              "also loads the vectors and builds the exact-search structures its index always holds (Numba kernels loaded from a "
+              "warm cache, as once installed); Seismic's builds only the approximate index, from the same vectors written already "
+              "dequantized, so that its process loads neither lsr's index nor Numba. Both run on every core: Seismic's build uses its "
+              "global pool whatever its num_threads says, so CPU seconds are the figure to compare for one core.", "",
+              "| system | n_postings | seconds | each build (s) | CPU seconds | peak RSS MB | bytes on disk | bytes approx search reads |",
+              "|---|---:|---:|---|---:|---:|---:|---:|"]
     for b in out["builds"]:
         extra = f"{b['bytes_approx_search']:,} (approx part built in {b['approx_build_seconds']:.1f} s)" if b["system"] == "lsr" else ""
         each = " / ".join(f"{x:.1f}" for x in b["seconds_runs"])
-        lines.append(f"| {b['system']} | {b['n_postings']} | {b['seconds']:.1f} | {each} | {b['peak_rss_mb']:.0f} | {b['bytes']:,} | {extra} |")
+        cpu = f"{b['cpu_seconds']:.1f}" if "cpu_seconds" in b else "-"
+        lines.append(f"| {b['system']} | {b['n_postings']} | {b['seconds']:.1f} | {each} | {cpu} | {b['peak_rss_mb']:.0f} | {b['bytes']:,} | "
+                     f"{extra} |")
     lines += ["", "## Batch throughput (one batch of all queries, cheapest point with recall >= 0.95)", "",
               "Each system's best of the rounds, the systems alternating; lsr through `Retriever.search_encoded`, Seismic through "
               "`batch_search`, which runs on its global pool of one thread per core whatever its num_threads says.", "",

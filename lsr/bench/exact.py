@@ -38,14 +38,15 @@ FLOOR = "scipy sparse product"  # not an anchor: the floor every exact strategy 
 TIE_TOLERANCE = 1e-9  # relative: scores this close to the k-th are ties
 
 
-def build_in_child(args: list[str]) -> tuple[float, float]:
-    """Run a build_child command; returns (seconds, peak resident MB) of that child alone."""
+def build_in_child(args: list[str]) -> dict[str, float]:
+    """Run a build_child command; returns the wall ``seconds``, ``peak_rss_mb`` and ``cpu_seconds``
+    of that child alone."""
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "lsr.bench.build_child", *args], capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"build failed ({proc.returncode}): {' '.join(args)}\n{proc.stderr[-3000:]}")
-    return seconds, json.loads(proc.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+    return {"seconds": seconds, **json.loads(proc.stdout.strip().splitlines()[-1])}
 
 
 def save_docs(path: Path, ids: list[str], v: SparseVectors) -> None:
@@ -172,9 +173,8 @@ def run_exact_benchmark(
                         "recall": f"against the float64 brute force of the float vectors, ties within {TIE_TOLERANCE:g} relative"},
            "builds": {}, "runs": []}
     ours_dir = work / "lsr"
-    secs, rss = build_in_child(["lsr", str(docs_file), str(ours_dir), "--block-size", str(block_size), "--reorder", reorder,
-                                "--quantization", "u16"])
-    out["builds"]["lsr"] = {"seconds": secs, "peak_rss_mb": rss, "bytes": dir_bytes(ours_dir)}
+    out["builds"]["lsr"] = {**build_in_child(["lsr", str(docs_file), str(ours_dir), "--block-size", str(block_size), "--reorder", reorder,
+                                              "--quantization", "u16"]), "bytes": dir_bytes(ours_dir)}
     index = Retriever.load(ours_dir, mmap=False)
     queries = [data.queries.take([i]) for i in range(n_q)]
     truth = FloatTruth(data.docs, data.doc_ids)
@@ -192,8 +192,8 @@ def run_exact_benchmark(
         out["builds"]["bmp"] = {"skipped": "bmp is not installed (pip install '.[bench]')"}
     else:
         bmp_file = work / "bmp" / "index.bmp"
-        secs, rss = build_in_child(["bmp", str(docs_file), str(bmp_file), "--block-size", str(block_size), "--same-as", str(ours_dir)])
-        out["builds"]["bmp"] = {"seconds": secs, "peak_rss_mb": rss, "bytes": dir_bytes(bmp_file)}
+        out["builds"]["bmp"] = {**build_in_child(["bmp", str(docs_file), str(bmp_file), "--block-size", str(block_size), "--same-as",
+                                                  str(ours_dir)]), "bytes": dir_bytes(bmp_file)}
         searcher = bmp.Searcher(str(bmp_file))
         bq = [bmp_query(*queries[i].row(0), index.vocab) for i in range(n_q)]
         # bmp panics on a query without terms (one whose words are all outside the vocabulary)

@@ -22,7 +22,7 @@ from lsr.index.validate import Checker
 from lsr.index.kernels.approx_search import CHECKPOINT, STAT_DOC_ENTRIES, STAT_SUMMARY_ENTRIES
 from lsr.index.kernels.query import query_error
 from lsr.index.kernels.transpose import transpose_rows
-from lsr.util import offsets
+from lsr.util import machine_threads, offsets, thread_map
 
 # Layout of the arrays: 2 added the compact forward index (approx_fwd_ptr, approx_fwd_terms
 # beside approx_fwd_impacts); 3 packs each document's terms and impacts into one run
@@ -277,6 +277,7 @@ def build_approx(
     fwd_impacts: np.ndarray,
     settings: ApproxSettings,
     postings: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    threads: int | None = None,
 ) -> tuple[ApproxIndex, dict[str, Any]]:
     """Prune, cluster and summarize every posting list; returns the structure and its statistics.
 
@@ -284,6 +285,8 @@ def build_approx(
     impacts, so that summary dot products and document scores share one unit. ``postings``
     (indptr, docs, float weights) are the rows' postings, zero weights included, when the
     caller has them already: the transposition is the costliest step after the summaries.
+    The lists are clustered and summarized on ``threads`` threads (default: every core); the
+    structure is the same for any number.
     """
     p_indptr, p_docs, p_weights = postings or transpose_rows(np.asarray(fwd_indptr, dtype=np.int64), np.asarray(fwd_terms),
                                                              np.asarray(fwd_weights, dtype=np.float32), True, vocab_size)
@@ -296,9 +299,17 @@ def build_approx(
         cap = max(1, int(settings.max_fraction * settings.n_postings))
     l_indptr, l_docs = approx_build.prune_lists(p_indptr, p_docs, p_weights, np.float32(threshold), cap)
     top_t, top_w = approx_build.top_terms(fwd_indptr, fwd_terms, fwd_weights, settings.doc_cut)
-    docs, sizes, scales, lst_blocks, lst_comps, comps, counts, ent_blk, codes = approx_build.cluster_and_summarize(
-        l_indptr, l_docs, settings.centroid_fraction, settings.seed, np.float32(settings.summary_energy), top_t, top_w,
-        fwd_indptr, fwd_terms, fwd_weights, fwd_impacts, vocab_size)
+
+    def lists(span: tuple[int, int]) -> tuple[np.ndarray, ...]:
+        return approx_build.cluster_and_summarize(
+            l_indptr, l_docs, span[0], span[1], settings.centroid_fraction, settings.seed, np.float32(settings.summary_energy),
+            top_t, top_w, fwd_indptr, fwd_terms, fwd_weights, fwd_impacts, vocab_size)
+
+    n_threads = threads or machine_threads()
+    spans = _spans(l_indptr, 4 * n_threads if n_threads > 1 else 1)
+    parts = [part for _, part in sorted(zip(spans, thread_map(lists, spans, threads)), key=lambda sp: sp[0])]
+    docs, sizes, scales, lst_blocks, lst_comps, comps, counts, ent_blk, codes = (
+        np.concatenate(field) if len(parts) > 1 else field[0] for field in zip(*parts))
     structure = ApproxIndex(
         **packed_forward(np.asarray(fwd_indptr, dtype=np.int64), np.asarray(fwd_terms), fwd_impacts, vocab_size),
         lst_blk_ptr=offsets(lst_blocks),
@@ -319,6 +330,15 @@ def build_approx(
         "bytes": structure.nbytes,
     }
     return structure, stats
+
+
+def _spans(indptr: np.ndarray, n: int) -> list[tuple[int, int]]:
+    """Up to ``n`` ranges of consecutive rows of about equal entries (a list's clustering and
+    summaries cost about its length), the largest first so that threads finish together."""
+    cuts = np.unique(np.searchsorted(indptr, np.linspace(0, indptr[-1], n + 1)[1:-1]))
+    bounds = [0, *(int(c) for c in cuts if 0 < c < len(indptr) - 1), len(indptr) - 1]
+    spans = [(lo, hi) for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
+    return sorted(spans, key=lambda s: indptr[s[0]] - indptr[s[1]]) or [(0, 0)]
 
 
 def packed_forward(indptr: np.ndarray, terms: np.ndarray, impacts: np.ndarray, vocab_size: int) -> dict[str, np.ndarray]:

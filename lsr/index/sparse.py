@@ -107,6 +107,7 @@ class SparseIndex:
         encoder_settings: Mapping[str, Any] | None = None,
         approx: bool | ApproxSettings = False,
         max_weight: float | None = None,
+        threads: int | None = None,
     ) -> "SparseIndex":
         """Index ``vectors`` (one row per document, ids in ``doc_ids``).
 
@@ -114,7 +115,9 @@ class SparseIndex:
         they are recorded for the retriever, which loads it. ``block_size`` and ``reorder``
         shape the block-max layout (see :mod:`lsr.index.reorder`); ``approx`` (True for the
         default settings) also builds the structure of ``mode="approx"``; ``max_weight`` fixes
-        the quantization step (see :func:`lsr.index.build.build_postings`).
+        the quantization step (see :func:`lsr.index.build.build_postings`). The approximate
+        structure is built on ``threads`` threads (default: every core); the index is the same
+        for any number.
         """
         start = time.perf_counter()
         doc_ids = [str(d) for d in doc_ids]
@@ -169,39 +172,41 @@ class SparseIndex:
             manifest=manifest,
         )
         if approx:
-            index._add_approx(approx if isinstance(approx, ApproxSettings) else ApproxSettings(), fwd_impacts)
+            index._add_approx(approx if isinstance(approx, ApproxSettings) else ApproxSettings(), fwd_impacts, threads)
         return index
 
-    def add_approx(self, settings: ApproxSettings | None = None) -> dict[str, Any]:
-        """Build (or rebuild) the approximate-search structure; returns its manifest entry.
+    def add_approx(self, settings: ApproxSettings | None = None, threads: int | None = None) -> dict[str, Any]:
+        """Build (or rebuild) the approximate-search structure on ``threads`` threads (default:
+        every core); returns its manifest entry.
 
         Tuned default knobs are dropped, as they were measured on the previous structure.
         Call :meth:`save` to persist it.
         """
         impacts = quantize(np.asarray(self.forward_weights), self.scale, QUANTIZATIONS[self.manifest["settings"]["quantization"]])
-        return self._add_approx(settings or ApproxSettings(), impacts)
+        return self._add_approx(settings or ApproxSettings(), impacts, threads)
 
-    def _add_approx(self, settings: ApproxSettings, impacts: np.ndarray) -> dict[str, Any]:
+    def _add_approx(self, settings: ApproxSettings, impacts: np.ndarray, threads: int | None) -> dict[str, Any]:
         """add_approx, given the forward weights' impacts (a build has them already)."""
         start = time.perf_counter()
         no_zeros = self.postings_docs.shape[0] == self.forward_terms.shape[0]  # then the postings are every entry's
         self.approx, stats = build_approx(
             self.forward_indptr, self.forward_terms, self.forward_weights, len(self.vocab), impacts, settings,
-            (self.postings_indptr, self.postings_docs, self.postings_weights) if no_zeros else None,
+            (self.postings_indptr, self.postings_docs, self.postings_weights) if no_zeros else None, threads,
         )
         self._scratch = threading.local()  # cached searchers hold the old structure's arrays
         self.manifest["approx"] = {"layout": LAYOUT, "settings": asdict(settings),
                                    "stats": {**stats, "build_seconds": round(time.perf_counter() - start, 3)}}
         return self.manifest["approx"]
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the index to ``path`` atomically (see :func:`storage.write_index_dir`)."""
+    def save(self, path: str | os.PathLike, threads: int | None = None) -> Path:
+        """Write the index to ``path`` atomically (see :func:`storage.write_index_dir`), its files
+        on ``threads`` threads (default: every core)."""
         arrays = {**{name: getattr(self, name) for name in _ARRAYS}, **self.blocks.arrays()}
         for part in (self.approx, self.dense):
             if part is not None:
                 arrays.update(part.arrays())
         manifest = {k: v for k, v in self.manifest.items() if k not in ("format", "format_version", "files")}
-        self.path = storage.write_index_dir(path, arrays, {"doc_ids": self.doc_ids, "vocab": self.vocab}, manifest)
+        self.path = storage.write_index_dir(path, arrays, {"doc_ids": self.doc_ids, "vocab": self.vocab}, manifest, threads)
         self.manifest = storage.read_manifest(self.path)
         return self.path
 

@@ -258,25 +258,27 @@ def summarize_list(grouped, block_sizes, energy, fwd_indptr, fwd_terms, fwd_impa
 
 
 @nb.njit(**JIT)
-def cluster_and_summarize(l_indptr, l_docs, centroid_fraction, seed, energy, top_t, top_w, fwd_indptr, fwd_terms,
-                          fwd_weights, fwd_impacts, vocab_size):
-    """cluster_list then summarize_list for every kept list (l_indptr, l_docs), in one call: a
-    Python loop paid two dispatches and seven appends a list (0.5 s of a 19k-list build). List
-    t has max(1, centroid_fraction x its length) centroids, sampled with seed x 1,000,003 + t.
+def cluster_and_summarize(l_indptr, l_docs, t_lo, t_hi, centroid_fraction, seed, energy, top_t, top_w, fwd_indptr,
+                          fwd_terms, fwd_weights, fwd_impacts, vocab_size):
+    """cluster_list then summarize_list for the kept lists t_lo <= t < t_hi of (l_indptr, l_docs),
+    in one call: a Python loop paid two dispatches and seven appends a list (0.5 s of a 19k-list
+    build). Ranges of lists are independent (the build runs several on its threads). List t has
+    max(1, centroid_fraction x its length) centroids, sampled with seed x 1,000,003 + t, so the
+    result does not depend on how the lists are split into ranges.
 
     Returns, lists in term order: their documents grouped by block, block sizes, block scales,
     blocks and summary terms per list, summary terms, their entry counts, entry blocks, entry codes.
     """
-    n_terms = l_indptr.shape[0] - 1
     slot = np.full(vocab_size, -1, dtype=np.int32)
     maxv = np.zeros(vocab_size, dtype=fwd_impacts.dtype)
-    lst_blocks = np.zeros(n_terms, dtype=np.int64)
-    lst_comps = np.zeros(n_terms, dtype=np.int64)
+    lst_blocks = np.zeros(t_hi - t_lo, dtype=np.int64)
+    lst_comps = np.zeros(t_hi - t_lo, dtype=np.int64)
     most_blocks = 0
-    for t in range(n_terms):
+    for t in range(t_lo, t_hi):
         if l_indptr[t + 1] > l_indptr[t]:
             most_blocks += max(1, int(centroid_fraction * (l_indptr[t + 1] - l_indptr[t])))
-    docs = np.empty(l_docs.shape[0], dtype=np.int32)
+    base = l_indptr[t_lo]
+    docs = np.empty(l_indptr[t_hi] - base, dtype=np.int32)
     sizes = np.empty(most_blocks, dtype=np.int64)
     scales = np.empty(most_blocks, dtype=np.float32)
     comps = np.empty(1024, dtype=np.int32)
@@ -284,14 +286,14 @@ def cluster_and_summarize(l_indptr, l_docs, centroid_fraction, seed, energy, top
     ent_blk = np.empty(1024, dtype=np.int32)
     ent_code = np.empty(1024, dtype=np.uint8)
     n_blk = n_comp = n_ent = 0
-    for t in range(n_terms):
+    for t in range(t_lo, t_hi):
         lo, hi = l_indptr[t], l_indptr[t + 1]
         if lo == hi:
             continue
         grouped, bs = cluster_list(l_docs[lo:hi], max(1, int(centroid_fraction * (hi - lo))), seed * 1_000_003 + t, top_t,
                                    top_w, fwd_indptr, fwd_terms, fwd_weights, slot)
         c, cc, eb, ec, sc = summarize_list(grouped, bs, energy, fwd_indptr, fwd_terms, fwd_impacts, maxv, slot)
-        docs[lo:hi] = grouped
+        docs[lo - base:hi - base] = grouped
         sizes[n_blk:n_blk + bs.shape[0]] = bs
         scales[n_blk:n_blk + bs.shape[0]] = sc
         n_blk += bs.shape[0]
@@ -303,7 +305,7 @@ def cluster_and_summarize(l_indptr, l_docs, centroid_fraction, seed, energy, top
         ent_blk[n_ent:n_ent + eb.shape[0]] = eb
         ent_code[n_ent:n_ent + eb.shape[0]] = ec
         n_ent += eb.shape[0]
-        lst_blocks[t], lst_comps[t] = bs.shape[0], c.shape[0]
+        lst_blocks[t - t_lo], lst_comps[t - t_lo] = bs.shape[0], c.shape[0]
     return (docs, sizes[:n_blk].copy(), scales[:n_blk].copy(), lst_blocks, lst_comps, comps[:n_comp].copy(),
             counts[:n_comp].copy(), ent_blk[:n_ent].copy(), ent_code[:n_ent].copy())
 
