@@ -297,16 +297,28 @@ def build_approx(
         if budget < nnz:
             threshold = float(np.partition(p_weights, nnz - budget)[nnz - budget])
         cap = max(1, int(settings.max_fraction * settings.n_postings))
-    l_indptr, l_docs = approx_build.prune_lists(p_indptr, p_docs, p_weights, np.float32(threshold), cap)
-    top_t, top_w = approx_build.top_terms(fwd_indptr, fwd_terms, fwd_weights, settings.doc_cut)
+    n_threads = threads or machine_threads()
+    n_spans = 4 * n_threads if n_threads > 1 else 1
+    at_least = np.float32(threshold)
+    kept = np.zeros(vocab_size, dtype=np.int64)
+    thread_map(lambda span: approx_build.prune_counts(p_indptr, p_weights, at_least, cap, *span, kept), _spans(p_indptr, n_spans),
+               threads)
+    l_indptr = offsets(kept)
+    l_docs = np.empty(l_indptr[-1], dtype=np.int32)
+    thread_map(lambda span: approx_build.prune_fill(p_indptr, p_docs, p_weights, at_least, l_indptr, *span, l_docs),
+               _spans(p_indptr, n_spans), threads)
+    n_docs = fwd_indptr.shape[0] - 1
+    top_t = np.empty((n_docs, settings.doc_cut), dtype=np.int32)
+    top_w = np.empty((n_docs, settings.doc_cut), dtype=np.float32)
+    thread_map(lambda span: approx_build.top_terms(fwd_indptr, fwd_terms, fwd_weights, *span, top_t, top_w),
+               _spans(np.asarray(fwd_indptr), n_spans), threads)
 
     def lists(span: tuple[int, int]) -> tuple[np.ndarray, ...]:
         return approx_build.cluster_and_summarize(
             l_indptr, l_docs, span[0], span[1], settings.centroid_fraction, settings.seed, np.float32(settings.summary_energy),
             top_t, top_w, fwd_indptr, fwd_terms, fwd_weights, fwd_impacts, vocab_size)
 
-    n_threads = threads or machine_threads()
-    spans = _spans(l_indptr, 4 * n_threads if n_threads > 1 else 1)
+    spans = _spans(l_indptr, n_spans)
     parts = [part for _, part in sorted(zip(spans, thread_map(lists, spans, threads)), key=lambda sp: sp[0])]
     docs, sizes, scales, lst_blocks, lst_comps, comps, counts, ent_blk, codes = (
         np.concatenate(field) if len(parts) > 1 else field[0] for field in zip(*parts))

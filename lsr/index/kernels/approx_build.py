@@ -13,41 +13,54 @@ from lsr.index.kernels import JIT
 from lsr.index.kernels.prefetch import prefetch_range
 
 @nb.njit(**JIT)
-def prune_lists(indptr, docs, weights, threshold, cap):
-    """Per term, the postings with weight >= threshold, at most ``cap`` of them (the heaviest,
-    ties to the lower doc id). Returns (indptr, docs) of the kept lists, docs ascending."""
-    n_terms = indptr.shape[0] - 1
-    out_indptr = np.zeros(n_terms + 1, dtype=np.int64)
-    out_docs = np.empty(docs.shape[0], dtype=np.int32)
-    n = 0
-    for t in range(n_terms):
-        lo, hi = indptr[t], indptr[t + 1]
+def prune_counts(indptr, weights, threshold, cap, t_lo, t_hi, counts):
+    """counts[t] for t_lo <= t < t_hi: how many postings of list t static pruning keeps, those
+    with weight >= threshold, at most ``cap``."""
+    for t in range(t_lo, t_hi):
         kept = 0
-        for j in range(lo, hi):
-            if weights[j] >= threshold:
-                out_docs[n + kept] = j  # posting position for now
-                kept += 1
-        if kept > cap:
-            pos = out_docs[n : n + kept].copy()
-            order = np.argsort(-weights[pos], kind="mergesort")  # stable: ties keep doc order
-            pos = np.sort(pos[order[:cap]])
-            out_docs[n : n + cap] = pos
-            kept = cap
-        for j in range(n, n + kept):
-            out_docs[j] = docs[out_docs[j]]
-        n += kept
-        out_indptr[t + 1] = n
-    return out_indptr, out_docs[:n].copy()
+        for j in range(indptr[t], indptr[t + 1]):
+            kept += weights[j] >= threshold
+        counts[t] = min(kept, cap)
 
 
 @nb.njit(**JIT)
-def top_terms(fwd_indptr, fwd_terms, fwd_weights, cut):
-    """Each document's ``cut`` heaviest (term, weight) pairs, padded with (-1, 0): the cheap
-    document sketch the clustering compares against centroids."""
-    n = fwd_indptr.shape[0] - 1
-    out_t = np.full((n, cut), -1, dtype=np.int32)
-    out_w = np.zeros((n, cut), dtype=np.float32)
-    for d in range(n):  # insertion into the kept few, heaviest first, ties in row order (no sort)
+def prune_fill(indptr, docs, weights, threshold, out_indptr, t_lo, t_hi, out_docs):
+    """The kept postings' docs (ascending) of lists t_lo <= t < t_hi into out_docs at out_indptr
+    (offsets of prune_counts): those with weight >= threshold, and of a list keeping more than
+    its room, the heaviest, ties to the lower doc id."""
+    for t in range(t_lo, t_hi):
+        lo, hi = indptr[t], indptr[t + 1]
+        n, room = out_indptr[t], out_indptr[t + 1] - out_indptr[t]
+        kept = 0
+        for j in range(lo, hi):
+            kept += weights[j] >= threshold
+        if kept <= room:
+            for j in range(lo, hi):
+                if weights[j] >= threshold:
+                    out_docs[n] = docs[j]
+                    n += 1
+            continue
+        pos = np.empty(kept, dtype=np.int64)
+        kept = 0
+        for j in range(lo, hi):
+            if weights[j] >= threshold:
+                pos[kept] = j
+                kept += 1
+        order = np.argsort(-weights[pos], kind="mergesort")  # stable: ties keep doc order
+        pos = np.sort(pos[order[:room]])
+        for i in range(room):
+            out_docs[n + i] = docs[pos[i]]
+
+
+@nb.njit(**JIT)
+def top_terms(fwd_indptr, fwd_terms, fwd_weights, d_lo, d_hi, out_t, out_w):
+    """Rows d_lo <= d < d_hi of out_t, out_w (cut columns): each document's ``cut`` heaviest
+    (term, weight) pairs, padded with (-1, 0), the cheap document sketch the clustering compares
+    against centroids."""
+    cut = out_t.shape[1]
+    for d in range(d_lo, d_hi):  # insertion into the kept few, heaviest first, ties in row order (no sort)
+        out_t[d, :] = -1
+        out_w[d, :] = 0.0
         size = 0
         for e in range(fwd_indptr[d], fwd_indptr[d + 1]):
             w = fwd_weights[e]
@@ -59,7 +72,6 @@ def top_terms(fwd_indptr, fwd_terms, fwd_weights, cut):
                 i -= 1
             out_t[d, i], out_w[d, i] = fwd_terms[e], w
             size = min(size + 1, cut)
-    return out_t, out_w
 
 
 @nb.njit(**JIT)
