@@ -184,6 +184,17 @@ def test_static_pruning_keeps_the_heaviest_n_postings_times_the_vocabulary():
         assert sorted(approx.blk_docs[lo:hi].tolist()) == sorted(d[keep].tolist()), t
     assert 0 < stats["kept_postings"] <= budget
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from([0.0, -0.0, 1e-30, 0.5, 1.0, 1.0000001, 3.5, 1e30]) | st.floats(0, 100, width=32), min_size=1,
+                max_size=300), st.data())
+def test_the_pruning_threshold_is_the_order_statistic_np_partition_gives(values, data):
+    from lsr.index.kernels.approx_build import kth_smallest
+
+    w = np.array(values, dtype=np.float32)
+    k = data.draw(st.integers(0, len(w) - 1))
+    assert kth_smallest(w, k) == np.partition(w, k)[k]
+
+
 
 def test_pruning_knobs_trade_recall_for_work(small):
     index, queries = small

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 
 from lsr.errors import DataError, IndexFormatError
+from lsr.index.build import row_spans, transposed
 from lsr.index.kernels import approx_build, approx_search, bits, forward
 from lsr.index.validate import Checker
 from lsr.index.kernels.approx_search import CHECKPOINT, STAT_DOC_ENTRIES, STAT_SUMMARY_ENTRIES
 from lsr.index.kernels.query import query_error
-from lsr.index.kernels.transpose import transpose_rows
 from lsr.util import machine_threads, offsets, thread_map
 
 # Layout of the arrays: 2 added the compact forward index (approx_fwd_ptr, approx_fwd_terms
@@ -288,14 +288,13 @@ def build_approx(
     The lists are clustered and summarized on ``threads`` threads (default: every core); the
     structure is the same for any number.
     """
-    p_indptr, p_docs, p_weights = postings or transpose_rows(np.asarray(fwd_indptr, dtype=np.int64), np.asarray(fwd_terms),
-                                                             np.asarray(fwd_weights, dtype=np.float32), True, vocab_size)
+    p_indptr, p_docs, p_weights = postings or transposed(fwd_indptr, fwd_terms, fwd_weights, vocab_size, True, threads)
     nnz = p_docs.shape[0]
     threshold, cap = -np.inf, nnz
     if settings.n_postings is not None:
         budget = settings.n_postings * vocab_size
         if budget < nnz:
-            threshold = float(np.partition(p_weights, nnz - budget)[nnz - budget])
+            threshold = float(approx_build.kth_smallest(p_weights, nnz - budget))
         cap = max(1, int(settings.max_fraction * settings.n_postings))
     n_threads = threads or machine_threads()
     n_spans = 4 * n_threads if n_threads > 1 else 1
@@ -345,12 +344,8 @@ def build_approx(
 
 
 def _spans(indptr: np.ndarray, n: int) -> list[tuple[int, int]]:
-    """Up to ``n`` ranges of consecutive rows of about equal entries (a list's clustering and
-    summaries cost about its length), the largest first so that threads finish together."""
-    cuts = np.unique(np.searchsorted(indptr, np.linspace(0, indptr[-1], n + 1)[1:-1]))
-    bounds = [0, *(int(c) for c in cuts if 0 < c < len(indptr) - 1), len(indptr) - 1]
-    spans = [(lo, hi) for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
-    return sorted(spans, key=lambda s: indptr[s[0]] - indptr[s[1]]) or [(0, 0)]
+    """:func:`row_spans`, the largest first, so that threads taking them in turn finish together."""
+    return sorted(row_spans(indptr, n), key=lambda s: indptr[s[0]] - indptr[s[1]])
 
 
 def packed_forward(indptr: np.ndarray, terms: np.ndarray, impacts: np.ndarray, vocab_size: int) -> dict[str, np.ndarray]:

@@ -9,7 +9,8 @@ import numpy as np
 from lsr.data.vectors import SparseVectors
 from lsr.errors import DataError
 from lsr.index.kernels.quantize import quantize_into
-from lsr.index.kernels.transpose import transpose_rows
+from lsr.index.kernels.transpose import count_terms, scatter_rows
+from lsr.util import machine_threads, thread_map
 
 QUANTIZATIONS = {"u8": np.uint8, "u16": np.uint16}
 # A positive weight below half an impact unit is stored as 1 unit, never dropped: a posting
@@ -66,9 +67,10 @@ class Postings:
 
 
 def build_postings(vectors: SparseVectors, vocab_size: int, quantization: str = "u16",
-                   max_weight: float | None = None) -> Postings:
+                   max_weight: float | None = None, threads: int | None = None) -> Postings:
     """``max_weight`` (default: the vectors' largest) is the weight mapped to the largest impact:
-    the shards of one sharded index share it, so that they score as one index would."""
+    the shards of one sharded index share it, so that they score as one index would. The
+    transposition runs on ``threads`` threads (default: every core)."""
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {sorted(QUANTIZATIONS)}, got {quantization!r}")
     dtype = QUANTIZATIONS[quantization]
@@ -77,7 +79,7 @@ def build_postings(vectors: SparseVectors, vocab_size: int, quantization: str = 
     if max_weight is not None and not max_weight >= largest:
         raise ValueError(f"max_weight {max_weight!r} is below the largest document weight {largest}")
     scale = quantization_scale(largest if max_weight is None else max_weight, dtype)
-    indptr, docs, weights = transpose(vectors.indptr, vectors.indices, vectors.values, vocab_size)
+    indptr, docs, weights = transpose(vectors.indptr, vectors.indices, vectors.values, vocab_size, threads)
     q, raised, max_error = _quantized(weights, scale, dtype)  # zero weights (not postings) change neither count
     return Postings(indptr=indptr, docs=docs, impacts=q, weights=weights, scale=scale, max_error=max_error, raised=raised)
 
@@ -87,12 +89,41 @@ def posting_weights(indptr: np.ndarray, terms: np.ndarray, weights: np.ndarray, 
     return transpose(indptr, terms, weights, vocab_size)[2]
 
 
-def transpose(indptr: np.ndarray, terms: np.ndarray, weights: np.ndarray, vocab_size: int) -> tuple[np.ndarray, ...]:
+def transpose(indptr: np.ndarray, terms: np.ndarray, weights: np.ndarray, vocab_size: int,
+              threads: int | None = None) -> tuple[np.ndarray, ...]:
     """Postings of forward rows: (indptr over terms, docs ascending within a term, each
     posting's float32 weight), zero weights left out (no posting scores them)."""
     check_rows(indptr, terms, len(weights), vocab_size)
-    return transpose_rows(np.asarray(indptr, dtype=np.int64), np.asarray(terms), np.asarray(weights, dtype=np.float32),
-                          False, vocab_size)
+    return transposed(indptr, terms, weights, vocab_size, False, threads)
+
+
+def transposed(indptr: np.ndarray, terms: np.ndarray, weights: np.ndarray, vocab_size: int, keep_zeros: bool,
+               threads: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`transpose` of rows known to be well formed, zero weights kept if ``keep_zeros``,
+    on ``threads`` threads (default: every core). Each range of rows counts its terms, then
+    scatters from where its postings of each term start (after those of the ranges before it),
+    so that documents ascend within a term whatever the number of threads."""
+    indptr = np.asarray(indptr, dtype=np.int64)
+    terms, weights = np.asarray(terms), np.asarray(weights, dtype=np.float32)
+    spans = row_spans(indptr, threads or machine_threads())
+    counts = np.zeros((len(spans), vocab_size), dtype=np.int64)
+    thread_map(lambda i: count_terms(indptr, terms, weights, keep_zeros, *spans[i], counts[i]), range(len(spans)), threads)
+    ptr = np.zeros(vocab_size + 1, dtype=np.int64)
+    np.cumsum(counts.sum(axis=0), out=ptr[1:])
+    starts = ptr[:-1] + np.cumsum(counts, axis=0) - counts  # row i: where range i's postings of each term go
+    docs = np.empty(ptr[-1], dtype=np.int32)
+    out_w = np.empty(ptr[-1], dtype=np.float32)
+    thread_map(lambda i: scatter_rows(indptr, terms, weights, keep_zeros, *spans[i], starts[i], docs, out_w), range(len(spans)),
+               threads)
+    return ptr, docs, out_w
+
+
+def row_spans(indptr: np.ndarray, n: int) -> list[tuple[int, int]]:
+    """Up to ``n`` ranges of consecutive rows, ascending, of about equal entries (for work that
+    costs about a row's length); one empty range when there are no rows."""
+    cuts = np.searchsorted(indptr, np.linspace(0, indptr[-1], n + 1)[1:-1])
+    bounds = sorted({0, *(int(c) for c in cuts if 0 < c < len(indptr) - 1), len(indptr) - 1})
+    return [(lo, hi) for lo, hi in zip(bounds, bounds[1:])] or [(0, 0)]
 
 
 def check_rows(indptr: np.ndarray, terms: np.ndarray, n_weights: int, vocab_size: int) -> None:

@@ -115,9 +115,9 @@ class SparseIndex:
         they are recorded for the retriever, which loads it. ``block_size`` and ``reorder``
         shape the block-max layout (see :mod:`lsr.index.reorder`); ``approx`` (True for the
         default settings) also builds the structure of ``mode="approx"``; ``max_weight`` fixes
-        the quantization step (see :func:`lsr.index.build.build_postings`). The approximate
-        structure is built on ``threads`` threads (default: every core); the index is the same
-        for any number.
+        the quantization step (see :func:`lsr.index.build.build_postings`). Postings and the
+        approximate structure are built on ``threads`` threads (default: every core); the index
+        is the same for any number.
         """
         start = time.perf_counter()
         doc_ids = [str(d) for d in doc_ids]
@@ -136,7 +136,7 @@ class SparseIndex:
             vectors = SparseVectors(*take_rows(np.asarray(vectors.indptr, dtype=np.int64), vectors.indices, vectors.values,
                                                order.astype(np.int64, copy=False)), vectors.vocab)
             doc_ids = [doc_ids[i] for i in order]
-        postings = build_postings(vectors, len(vocab), quantization, max_weight)
+        postings = build_postings(vectors, len(vocab), quantization, max_weight, threads)
         fwd_impacts = quantize(vectors.values, postings.scale, QUANTIZATIONS[quantization])
         blocks = build_blockmax(postings.indptr, postings.docs, postings.impacts, vectors.indptr, vectors.indices, fwd_impacts,
                                 block_size)

@@ -13,6 +13,36 @@ from lsr.index.kernels import JIT
 from lsr.index.kernels.prefetch import prefetch_range
 
 @nb.njit(**JIT)
+def kth_smallest(weights, k):
+    """The k-th smallest (0-based) of weights (float32, >= 0), as np.partition(weights, k)[k]
+    gives it, without its copy of the array: a radix select on the bit patterns (which order
+    like the values for non-negative floats; -0.0 counts as 0.0), by their high then their low
+    16 bits."""
+    bits = weights.view(np.uint32)
+    hist = np.zeros(65536, dtype=np.int64)
+    for i in range(bits.shape[0]):
+        hist[(bits[i] & 0x7FFFFFFF) >> 16] += 1
+    high, k = _bucket(hist, k)
+    hist[:] = 0
+    for i in range(bits.shape[0]):
+        b = bits[i] & 0x7FFFFFFF
+        if b >> 16 == high:
+            hist[b & 0xFFFF] += 1
+    low, _ = _bucket(hist, k)
+    return np.array([(high << 16) | low], dtype=np.uint32).view(np.float32)[0]
+
+
+@nb.njit(inline="always", **JIT)
+def _bucket(hist, k):
+    """The bucket holding the k-th smallest counted value, and k's rank within it."""
+    b = 0
+    while k >= hist[b]:
+        k -= hist[b]
+        b += 1
+    return b, k
+
+
+@nb.njit(**JIT)
 def prune_counts(indptr, weights, threshold, cap, t_lo, t_hi, counts):
     """counts[t] for t_lo <= t < t_hi: how many postings of list t static pruning keeps, those
     with weight >= threshold, at most ``cap``."""
