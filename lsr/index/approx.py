@@ -312,23 +312,27 @@ def build_approx(
     thread_map(lambda span: approx_build.top_terms(fwd_indptr, fwd_terms, fwd_weights, *span, top_t, top_w),
                _spans(np.asarray(fwd_indptr), n_spans), threads)
 
+    most_blocks = max(1, int(settings.centroid_fraction * cap))  # of a list: its centroids, at most
+    term_like, block_like = np.zeros(1, _narrowest(vocab_size)), np.zeros(1, _narrowest(most_blocks))
+
     def lists(span: tuple[int, int]) -> tuple[np.ndarray, ...]:
-        return approx_build.cluster_and_summarize(
+        *arrays, n_blk, n_comp, n_ent = approx_build.cluster_and_summarize(
             l_indptr, l_docs, span[0], span[1], settings.centroid_fraction, settings.seed, np.float32(settings.summary_energy),
-            top_t, top_w, fwd_indptr, fwd_terms, fwd_weights, fwd_impacts, vocab_size)
+            top_t, top_w, fwd_indptr, fwd_terms, fwd_weights, fwd_impacts, vocab_size, term_like, block_like)
+        return tuple(a[:n] for a, n in zip(arrays, (None, n_blk, n_blk, None, None, n_comp, n_comp, n_ent, n_ent)))
 
     spans = _spans(l_indptr, n_spans)
     parts = [part for _, part in sorted(zip(spans, thread_map(lists, spans, threads)), key=lambda sp: sp[0])]
-    docs, sizes, scales, lst_blocks, lst_comps, comps, counts, ent_blk, codes = (
-        np.concatenate(field) if len(parts) > 1 else field[0] for field in zip(*parts))
+    docs, sizes, scales, lst_blocks, lst_comps, comps, counts, ent_blk, codes = (np.concatenate(field) for field in zip(*parts))
+    del parts
     structure = ApproxIndex(
         **packed_forward(np.asarray(fwd_indptr, dtype=np.int64), np.asarray(fwd_terms), fwd_impacts, vocab_size),
         lst_blk_ptr=offsets(lst_blocks),
         blk_doc_ptr=offsets(sizes),
         blk_docs=docs,
         lst_comp_ptr=offsets(lst_comps),
-        comp_terms=comps.astype(_narrowest(vocab_size)),
-        **_runs(offsets(counts)[:-1], codes.shape[0]),
+        comp_terms=comps,
+        **_runs(counts, codes.shape[0]),
         ent_blk=bits.pack_fields(ent_blk, bits.bit_width(int(lst_blocks.max(initial=0)))),
         ent_code=codes,
         blk_scale=scales,
@@ -365,12 +369,12 @@ def _packed_words(n: np.ndarray, per: int) -> np.ndarray:
     return n + -(-n // per)
 
 
-def _runs(starts: np.ndarray, n_entries: int) -> dict[str, np.ndarray]:
-    """The summary runs' start bits and checkpoints from each summary term's first entry (global)."""
-    first = np.zeros(n_entries + 1, dtype=bool)
-    first[starts] = True
-    first[n_entries] = True
-    return {"comp_ckpt": starts[::CHECKPOINT].astype(_narrowest(n_entries + 1)), "ent_first": bits.pack_flags(first)}
+def _runs(counts: np.ndarray, n_entries: int) -> dict[str, np.ndarray]:
+    """The summary runs' start bits and checkpoints from each summary term's entry count."""
+    ckpt = np.empty(-(-counts.shape[0] // CHECKPOINT), dtype=_narrowest(n_entries + 1))
+    words = np.zeros(bits.n_words(n_entries + 1, 1), dtype=np.uint64)
+    approx_build.summary_runs(counts, n_entries, CHECKPOINT, ckpt, words)
+    return {"comp_ckpt": ckpt, "ent_first": words}
 
 
 def _runs_of_layout_3(c: Checker, rest: dict[str, np.ndarray], comp_start: np.ndarray, lst_ent_ptr: np.ndarray,
@@ -395,7 +399,7 @@ def _runs_of_layout_3(c: Checker, rest: dict[str, np.ndarray], comp_start: np.nd
     width = bits.bit_width(int(np.diff(lst_blk_ptr).max(initial=0)))
     if ent_blk.size and int(ent_blk.max()) >> width:
         c.fail("approx_ent_blk names a block outside its list")
-    return {**_runs(starts, n), "ent_blk": bits.pack_fields(ent_blk, width)}
+    return {**_runs(ends - starts, n), "ent_blk": bits.pack_fields(ent_blk, width)}
 
 
 def _narrowest(limit: int) -> type:

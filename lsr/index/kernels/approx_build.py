@@ -301,7 +301,7 @@ def summarize_list(grouped, block_sizes, energy, fwd_indptr, fwd_terms, fwd_impa
 
 @nb.njit(**JIT)
 def cluster_and_summarize(l_indptr, l_docs, t_lo, t_hi, centroid_fraction, seed, energy, top_t, top_w, fwd_indptr,
-                          fwd_terms, fwd_weights, fwd_impacts, vocab_size):
+                          fwd_terms, fwd_weights, fwd_impacts, vocab_size, term_like, block_like):
     """cluster_list then summarize_list for the kept lists t_lo <= t < t_hi of (l_indptr, l_docs),
     in one call: a Python loop paid two dispatches and seven appends a list (0.5 s of a 19k-list
     build). Ranges of lists are independent (the build runs several on its threads). List t has
@@ -309,7 +309,11 @@ def cluster_and_summarize(l_indptr, l_docs, t_lo, t_hi, centroid_fraction, seed,
     result does not depend on how the lists are split into ranges.
 
     Returns, lists in term order: their documents grouped by block, block sizes, block scales,
-    blocks and summary terms per list, summary terms, their entry counts, entry blocks, entry codes.
+    blocks and summary terms per list, summary terms (term_like's dtype), their entry counts
+    (uint32), entry blocks (block_like's dtype: the caller picks them narrow, since the build's
+    fresh memory costs more than its arithmetic), entry codes, then how many blocks, summary
+    terms and entries there are: the per-block, per-term and per-entry arrays are longer than
+    that (the caller joins the ranges' parts, which copies them anyway).
     """
     slot = np.full(vocab_size, -1, dtype=np.int32)
     maxv = np.zeros(vocab_size, dtype=fwd_impacts.dtype)
@@ -323,9 +327,9 @@ def cluster_and_summarize(l_indptr, l_docs, t_lo, t_hi, centroid_fraction, seed,
     docs = np.empty(l_indptr[t_hi] - base, dtype=np.int32)
     sizes = np.empty(most_blocks, dtype=np.int64)
     scales = np.empty(most_blocks, dtype=np.float32)
-    comps = np.empty(1024, dtype=np.int32)
-    counts = np.empty(1024, dtype=np.int64)
-    ent_blk = np.empty(1024, dtype=np.int32)
+    comps = np.empty(1024, dtype=term_like.dtype)
+    counts = np.empty(1024, dtype=np.uint32)
+    ent_blk = np.empty(1024, dtype=block_like.dtype)
     ent_code = np.empty(1024, dtype=np.uint8)
     n_blk = n_comp = n_ent = 0
     for t in range(t_lo, t_hi):
@@ -348,8 +352,21 @@ def cluster_and_summarize(l_indptr, l_docs, t_lo, t_hi, centroid_fraction, seed,
         ent_code[n_ent:n_ent + eb.shape[0]] = ec
         n_ent += eb.shape[0]
         lst_blocks[t - t_lo], lst_comps[t - t_lo] = bs.shape[0], c.shape[0]
-    return (docs, sizes[:n_blk].copy(), scales[:n_blk].copy(), lst_blocks, lst_comps, comps[:n_comp].copy(),
-            counts[:n_comp].copy(), ent_blk[:n_ent].copy(), ent_code[:n_ent].copy())
+    return docs, sizes, scales, lst_blocks, lst_comps, comps, counts, ent_blk, ent_code, n_blk, n_comp, n_ent
+
+
+@nb.njit(**JIT)
+def summary_runs(counts, n_entries, checkpoint, ckpt, words):
+    """The start bits (into words: zeros, n_entries + 1 bits and a padding word) of runs of
+    ``counts`` entries each, plus the end's bit, and every ``checkpoint``-th run's first entry
+    (into ckpt): what approximate search finds a summary term's entries by."""
+    e = 0
+    for i in range(counts.shape[0]):
+        if i % checkpoint == 0:
+            ckpt[i // checkpoint] = e
+        words[e >> 6] |= np.uint64(1) << np.uint64(e & 63)
+        e += counts[i]
+    words[n_entries >> 6] |= np.uint64(1) << np.uint64(n_entries & 63)
 
 
 @nb.njit(**JIT)
