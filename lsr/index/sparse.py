@@ -136,6 +136,9 @@ class SparseIndex:
             vectors = SparseVectors(*take_rows(np.asarray(vectors.indptr, dtype=np.int64), vectors.indices, vectors.values,
                                                order.astype(np.int64, copy=False)), vectors.vocab)
             doc_ids = [doc_ids[i] for i in order]
+        # term ids as narrow as they fit from here on: a reordered copy's wide ones are freed
+        # before the rest of the build allocates (fresh memory is the costliest part of it)
+        vectors = SparseVectors(vectors.indptr, vectors.indices.astype(id_dtype(len(vocab)), copy=copy), vectors.values, vectors.vocab)
         postings = build_postings(vectors, len(vocab), quantization, max_weight, threads)
         fwd_impacts = quantize(vectors.values, postings.scale, QUANTIZATIONS[quantization])
         blocks = build_blockmax(postings.indptr, postings.docs, postings.impacts, vectors.indptr, vectors.indices, fwd_impacts,
@@ -166,7 +169,7 @@ class SparseIndex:
             postings_impacts=postings.impacts,
             postings_weights=postings.weights,
             forward_indptr=vectors.indptr.astype(np.int64, copy=copy),
-            forward_terms=vectors.indices.astype(id_dtype(len(vocab)), copy=copy),
+            forward_terms=vectors.indices,
             forward_weights=vectors.values.astype(np.float32, copy=copy),
             blocks=blocks,
             manifest=manifest,
