@@ -30,11 +30,10 @@ from lsr.index.blockmax import BlockMax, build_blockmax
 from lsr.index.build import QUANTIZATIONS, build_postings, check_rows, id_dtype, posting_weights, quantize
 from lsr.index.dense import DenseIndex
 from lsr.index.kernels import approx_search, exact, forward, transpose
-from lsr.index.kernels.reorder import take_rows
 from lsr.index.kernels.query import BAD_SUM, BAD_TERM, BAD_WEIGHT, query_error, weight_limit
 from lsr.index.modes import APPROX, SPARSE_MODES
 from lsr.index.planner import CODES, STRATEGIES, plan
-from lsr.index.reorder import reorder_documents
+from lsr.index.reorder import index_rows, reorder_documents
 from lsr.index.validate import Checker
 from lsr.util import offsets
 from lsr.version import __version__
@@ -131,14 +130,9 @@ class SparseIndex:
         _check_rows_ascend(vectors)
         vocab = list(vectors.vocab)
         order = reorder_documents(vectors, reorder, block_size)
-        copy = reorder == "none"  # the caller's arrays are copied; a reordered one (take) is the index's own already
-        if not copy:
-            vectors = SparseVectors(*take_rows(np.asarray(vectors.indptr, dtype=np.int64), vectors.indices, vectors.values,
-                                               order.astype(np.int64, copy=False)), vectors.vocab)
+        vectors = index_rows(vectors, order, threads)
+        if reorder != "none":
             doc_ids = [doc_ids[i] for i in order]
-        # term ids as narrow as they fit from here on: a reordered copy's wide ones are freed
-        # before the rest of the build allocates (fresh memory is the costliest part of it)
-        vectors = SparseVectors(vectors.indptr, vectors.indices.astype(id_dtype(len(vocab)), copy=copy), vectors.values, vectors.vocab)
         postings = build_postings(vectors, len(vocab), quantization, max_weight, threads)
         fwd_impacts = quantize(vectors.values, postings.scale, QUANTIZATIONS[quantization])
         blocks = build_blockmax(postings.indptr, postings.docs, postings.impacts, vectors.indptr, vectors.indices, fwd_impacts,
@@ -168,9 +162,9 @@ class SparseIndex:
             postings_docs=postings.docs,
             postings_impacts=postings.impacts,
             postings_weights=postings.weights,
-            forward_indptr=vectors.indptr.astype(np.int64, copy=copy),
+            forward_indptr=vectors.indptr,
             forward_terms=vectors.indices,
-            forward_weights=vectors.values.astype(np.float32, copy=copy),
+            forward_weights=vectors.values,
             blocks=blocks,
             manifest=manifest,
         )
