@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from lsr.bench import scratch_work_dir
 from lsr.bench.data import FULL_COLLECTIONS, encoded_collection, encoder_fingerprint, real_data, synthetic_data, vector_stats
 from lsr.bench.build_child import dequantized
 from lsr.bench.exact import build_in_child, recall, save_docs
@@ -63,6 +63,7 @@ def canonical(v: SparseVectors) -> SparseVectors:
     return SparseVectors(m.indptr.astype(np.int64), m.indices.astype(np.int32), m.data.astype(np.float32), v.vocab)
 
 
+@scratch_work_dir("lsr-bench-approx-")
 def run_approx_benchmark(
     dataset: str = "real",
     n_docs: int = 1_000_000,
@@ -103,7 +104,7 @@ def run_approx_benchmark(
     docs = canonical(data.docs)
     n_q = min(len(data.query_ids), max_queries or DEFAULT_QUERIES.get(dataset) or len(data.query_ids))
     queries = canonical(data.queries.take(range(n_q)))
-    work = Path(work_dir or tempfile.mkdtemp(prefix=f"lsr-bench-approx-{dataset}-"))
+    work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     docs_file, seismic_docs = work / "docs.npz", work / "seismic-docs.npz"
     save_docs(docs_file, data.doc_ids, docs)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from lsr.bench import scratch_work_dir
 from lsr.data import SparseVectors, iter_corpus, load_queries, resolve_dataset
 from lsr.index.approx import ApproxSettings
 from lsr.retrieval import Retriever
@@ -75,6 +75,7 @@ def _latency(systems: dict[str, Callable[[int], Any]], n: int, repeats: int) -> 
     return out
 
 
+@scratch_work_dir("lsr-bench-collection-")
 def run_collection_benchmark(dataset: str = "scifact", *, segments: int = 16, n_queries: int = 300, repeats: int = 3,
                              model_docs: int = 500, k: int = 10, out_dir: str | os.PathLike = "evaluation/results/collection",
                              work_dir: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -82,7 +83,7 @@ def run_collection_benchmark(dataset: str = "scifact", *, segments: int = 16, n_
 
     numba.set_num_threads(1)
     model, docs, queries = _docs_and_queries(dataset, n_queries)
-    work = Path(work_dir or tempfile.mkdtemp(prefix=f"lsr-bench-collection-{dataset}-"))
+    work = Path(work_dir)
     out: dict[str, Any] = {"dataset": dataset, "docs": len(docs), "queries": len(queries), "k": k, "segments": segments,
                            "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "threads": 1},
                            "approx": {"n_postings": None, "note": "approx structure per segment, default knobs"}}

@@ -18,7 +18,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from lsr.bench import EXACT_WORKLOADS as WORKLOADS
+from lsr.bench import scratch_work_dir
 from lsr.bench.data import FULL_COLLECTIONS, EncodedCollection, real_data, vector_stats
 from lsr.bench.synth import synthesize
 from lsr.data import SparseVectors
@@ -139,6 +139,7 @@ def load_workload(workload: str, n_docs: int) -> tuple[EncodedCollection, dict]:
         {"docs": vector_stats(docs), "real_seed_docs": vector_stats(real.docs)}
 
 
+@scratch_work_dir("lsr-bench-exact-")
 def run_exact_benchmark(
     workload: str = "splade-real",
     n_docs: int = 1_000_000,
@@ -162,7 +163,7 @@ def run_exact_benchmark(
     numba.set_num_threads(1)
     data, stats = load_workload(workload, n_docs)
     n_q = min(len(data.query_ids), max_queries or len(data.query_ids))
-    work = Path(work_dir or tempfile.mkdtemp(prefix=f"lsr-bench-{workload}-"))
+    work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     docs_file = work / "docs.npz"
     save_docs(docs_file, data.doc_ids, data.docs)
