@@ -413,7 +413,7 @@ def write_results(out: dict, out_dir: Path) -> None:
         lines.append(f"| {t['system']} | {t['n_postings']} | {t['threads']} | {t['query_cut']} | {t['heap_factor']} | {t['recall']:.3f} | "
                      f"{t['qps']:.0f} | {each} |")
     lines += ["", "## Auto-tuning (tuned on even-numbered queries, measured on odd-numbered ones)", "",
-              "The tuner takes the cheapest knobs whose tuning recall is two standard errors above the target; where none is, "
+              "The tuner takes the cheapest knobs whose tuning recall is three standard errors above the target; where none is, "
               "it says so (reached: no) and keeps the most accurate.", "",
               "| n_postings | target | query_cut | heap_factor | recall (tuning) | standard error | reached | recall (held out) |",
               "|---:|---:|---:|---:|---:|---:|---|---:|"]
